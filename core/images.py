@@ -1,0 +1,701 @@
+"""Safe photo loading for volunteers' uploads.
+
+Uploads come from phones, cameras and old catalogues, so anything can arrive: HEIC from iPhones,
+rotated JPEGs, 16-bit scans, truncated transfers, files that are not photos at all, and now and then
+a hostile "pixel bomb". This module is the single gate between those bytes and the engine:
+
+* every user-caused problem becomes an :class:`~core.errors.ImageError` whose message a volunteer
+  can act on; anything else raised here is a programming error (``ValueError``/``TypeError``);
+* sizes are checked *before* decoding: file size against ``max_bytes``, declared dimensions (read
+  lazily from the header) against ``max_pixels``; Pillow's global ``MAX_IMAGE_PIXELS`` is not relied
+  upon;
+* only the formats in :data:`SUPPORTED_FORMATS` are ever handed to a decoder (no PSD, EPS, …);
+* pixels always come back as a C-contiguous, writable ``(H, W, 3)`` ``uint8`` RGB array with the EXIF
+  orientation applied, so crops and keypoints refer to what the user saw on screen.
+
+Known limits, by design:
+
+* Pillow's bomb *warning* (its global soft limit, 89 MP by default, below our 120 MP) is superseded by
+  the ``max_pixels`` check; its hard *error* (twice the global) still applies and becomes an
+  ``ImageError``, so the effective cap is ``min(max_pixels, 2 * Image.MAX_IMAGE_PIXELS)`` when set.
+* ``warnings.catch_warnings`` is process-wide before Python 3.14; concurrent loads may interleave
+  filter changes, but no outcome depends on them (the size check is ours, and a warning raised as an
+  exception is converted like any decoder error).
+* libjpeg conceals corrupt entropy-coded data (garbled pixels, no error), so only truncated or
+  structurally broken JPEGs are refused. ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left alone: if some
+  other code sets it, truncated files load padded.
+* HEIC orientation comes from the container (libheif applies it; pillow-heif resets EXIF to 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import numbers
+import operator
+import os
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import cv2
+import numpy as np
+from PIL import ExifTags, Image, UnidentifiedImageError
+
+from core.errors import ImageError
+
+__all__ = [
+    "HEIF_AVAILABLE",
+    "MAX_BYTES",
+    "MAX_PIXELS",
+    "SUPPORTED_FORMATS",
+    "LoadedImage",
+    "PhotoInfo",
+    "crop_and_rotate",
+    "load_image",
+    "prepare",
+    "read_info",
+    "resize_long_side",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_PIXELS: int = 120_000_000
+"""Largest accepted photo in pixels (120 MP admits 108 MP phone sensors); guards against pixel bombs."""
+
+MAX_BYTES: int = 60 * 1024 * 1024
+"""Largest accepted file, checked before anything is read or decoded."""
+
+SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "TIFF", "HEIF")
+"""Pillow format names that Scute accepts; :attr:`PhotoInfo.format` is always one of them."""
+
+try:  # HEIC is what iPhones upload; without pillow-heif we still run and say so clearly.
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    HEIF_AVAILABLE: bool = True
+except Exception:  # pragma: no cover - depends on the installation (ImportError, broken libheif)
+    HEIF_AVAILABLE = False
+    logger.info("pillow-heif is not available: HEIC photos will be refused with an explanation")
+
+# Pillow's JPEG decoder also opens "MPO" files (JPEGs carrying depth maps or previews, common on phones).
+_OPEN_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "TIFF") + (("HEIF",) if HEIF_AVAILABLE else ())
+_FORMAT_ALIASES = {"MPO": "JPEG"}
+_PLEASE_UPLOAD = "Please upload a JPEG, PNG, WebP, TIFF or HEIC photo."
+_PLEASE_REUPLOAD = "Please upload the original photo again."
+
+_Source = bytes | bytearray | memoryview | str | os.PathLike
+_Crop = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class PhotoInfo:
+    """What the header says about a photo: shown to users and stored with the Photo row."""
+
+    width: int  # after EXIF orientation
+    height: int
+    format: str  # Pillow's format name, one of SUPPORTED_FORMATS ("MPO" is reported as "JPEG")
+    taken_at: datetime | None  # EXIF DateTimeOriginal (fallbacks: DateTimeDigitized, DateTime), naive local
+    latitude: float | None  # decimal degrees from EXIF GPS; None when absent or implausible
+    longitude: float | None
+
+
+@dataclass
+class LoadedImage:
+    """Decoded pixels plus their metadata, so callers never reopen the file for EXIF."""
+
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB, EXIF orientation already applied, C-contiguous, writable
+    info: PhotoInfo
+
+
+# --------------------------------------------------------------------------------------------------
+# Public API
+
+
+def load_image(source: _Source, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES) -> LoadedImage:
+    """Decode a photo fully, so that truncated or corrupt files fail here and not in the engine.
+
+    ``source`` is the file's bytes or a path. Raises :class:`ImageError` for anything the user can fix.
+    """
+    with _opened(source, max_bytes, max_pixels) as (im, label):
+        try:
+            with warnings.catch_warnings():
+                # Anything Pillow warns about while decoding means the pixels cannot be trusted.
+                # Its bomb warning only restates its own global soft limit, which _opened has
+                # replaced by the exact max_pixels check (and which sits below MAX_PIXELS by default).
+                warnings.simplefilter("error")
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im.load()
+        except Exception as exc:
+            raise _decode_error(exc, label, im.format) from exc
+        rgb = _to_rgb(im, label)
+        exif = _safe_exif(im)
+        info = _photo_info(im, exif)
+    pixels = _apply_orientation(rgb, _orientation(exif))
+    pixels = np.require(pixels, dtype=np.uint8, requirements=["C_CONTIGUOUS", "WRITEABLE"])
+    logger.debug("Loaded %s: %s %dx%d", label, info.format, info.width, info.height)
+    return LoadedImage(pixels=pixels, info=info)
+
+
+def read_info(source: _Source, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES) -> PhotoInfo:
+    """Validate a photo's header and read its metadata without decoding the pixels.
+
+    Deliberately cheap (listing a catalogue of thousands of photos must not decode them all): it checks
+    size, format, declared dimensions and EXIF, but a file whose *body* is truncated or corrupt passes
+    here and is only refused by :func:`load_image`. For PNG, EXIF stored after the pixel data is not
+    read (that would need a full decode); cameras put it first.
+    """
+    with _opened(source, max_bytes, max_pixels) as (im, _label):
+        return _photo_info(im, _safe_exif(im, allow_decode=False))
+
+
+def crop_and_rotate(pixels: np.ndarray, crop: _Crop | None = None, rotation: int = 0) -> np.ndarray:
+    """Apply the user's head crop, then their clockwise rotation; always returns a new contiguous array.
+
+    ``crop`` is ``(x0, y0, x1, y1)`` in fractions of the width and height, so it stays valid whatever
+    resolution the photo is later decoded at. Bad arguments are programming errors (``ValueError``).
+    """
+    pixels = _check_pixels(pixels, "pixels")
+    turns = _quarter_turns(rotation)
+    out = pixels
+    if crop is not None:
+        x0, y0, x1, y1 = _check_crop(crop)
+        height, width = pixels.shape[:2]
+        c0, c1 = _fraction_span(x0, x1, width)
+        r0, r1 = _fraction_span(y0, y1, height)
+        out = out[r0:r1, c0:c1]
+    if turns:
+        out = np.rot90(out, k=-turns, axes=(0, 1))  # numpy turns counter-clockwise for positive k
+    return np.array(out, copy=True, order="C")
+
+
+def resize_long_side(pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Downscale (never upscale) so that ``max(H, W) <= max_side``; returns ``(pixels, new/old)``.
+
+    Uses ``cv2.INTER_AREA``, which averages instead of skipping pixels and so keeps fine scute edges
+    free of aliasing. When nothing needs doing the input array itself is returned with scale 1.0.
+    """
+    pixels = _check_pixels(pixels, "pixels")
+    max_side = _positive_int(max_side, "max_side")
+    height, width = pixels.shape[:2]
+    long_side = max(height, width)
+    if long_side <= max_side:
+        return pixels, 1.0
+    scale = max_side / long_side
+    new_w = max(1, min(max_side, round(width * scale)))
+    new_h = max(1, min(max_side, round(height * scale)))
+    resized = cv2.resize(np.ascontiguousarray(pixels), (new_w, new_h), interpolation=cv2.INTER_AREA)
+    if pixels.ndim == 3 and resized.ndim == 2:  # OpenCV drops a single channel axis
+        resized = resized[:, :, np.newaxis]
+    return resized, max(new_h, new_w) / long_side
+
+
+def prepare(
+    source: _Source | np.ndarray,
+    *,
+    crop: _Crop | None = None,
+    rotation: int = 0,
+    max_side: int | None = None,
+) -> np.ndarray:
+    """One call for the engine: load (unless given pixels), crop, rotate, downscale; RGB ``uint8``.
+
+    Given an array, it must already be ``(H, W, 3)`` ``uint8`` RGB; the result never shares memory
+    with it.
+    """
+    if max_side is not None:
+        max_side = _positive_int(max_side, "max_side")
+    if isinstance(source, np.ndarray):
+        if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
+            raise ValueError(f"prepare() needs (H, W, 3) uint8 RGB pixels, got {source.shape} {source.dtype}")
+        pixels = crop_and_rotate(source, crop, rotation)
+    else:
+        turns = _quarter_turns(rotation)  # refuse bad arguments before spending time on decoding
+        if crop is not None:
+            _check_crop(crop)
+        pixels = load_image(source).pixels
+        if crop is not None or turns:
+            pixels = crop_and_rotate(pixels, crop, rotation)
+    if max_side is not None:
+        pixels, _ = resize_long_side(pixels, max_side)
+    return pixels
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading and opening
+
+
+@dataclass(frozen=True)
+class _Label:
+    """How messages name the file: by its name when we have one, else as "this file"."""
+
+    name: str | None
+
+    @property
+    def file(self) -> str:
+        return f"The file '{self.name}'" if self.name else "This file"
+
+    @property
+    def photo(self) -> str:
+        return f"The photo '{self.name}'" if self.name else "This photo"
+
+    def __str__(self) -> str:
+        return repr(self.name) if self.name else "an upload"
+
+
+@contextlib.contextmanager
+def _stream(source: _Source, max_bytes: int) -> Iterator[tuple[BinaryIO, _Label]]:
+    """A readable stream and a label for messages; empty and oversized files are refused unread.
+
+    Paths are streamed rather than read whole, so :func:`read_info` touches only the header.
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        data, label = bytes(source), _Label(None)
+        _check_size(len(data), max_bytes, label)
+        yield io.BytesIO(data), label
+        return
+    if not isinstance(source, str | os.PathLike):
+        raise TypeError(f"expected bytes or a path, got {type(source).__name__}")
+    path = Path(source)
+    label = _Label(path.name or str(path))
+    try:
+        if path.is_dir():
+            raise ImageError(f"{label.file} is a folder, not a photo. {_PLEASE_UPLOAD}")
+        if not path.exists():
+            raise ImageError(f"Scute cannot find the photo '{path}'. Please check the file name and retry.")
+        if not path.is_file():
+            raise ImageError(f"{label.file} is not an ordinary file. {_PLEASE_UPLOAD}")
+        _check_size(path.stat().st_size, max_bytes, label)
+        handle = path.open("rb")
+    except OSError as exc:
+        logger.info("Cannot read %s: %s", path, exc)
+        raise ImageError(
+            f"{label.file} could not be read ({exc.strerror or 'read error'}). "
+            "Please check that it is a photo you are allowed to open and try again."
+        ) from exc
+    with handle:
+        yield handle, label
+
+
+def _check_size(size: int, max_bytes: int, label: _Label) -> None:
+    if size == 0:
+        raise ImageError(f"{label.file} is empty (0 bytes). {_PLEASE_REUPLOAD}")
+    if size > max_bytes:
+        raise ImageError(
+            f"{label.file} is too large ({_human_bytes(size)}; the limit is {_human_bytes(max_bytes)}). "
+            "Please upload a smaller version of the photo, for example exported at a lower resolution."
+        )
+
+
+@contextlib.contextmanager
+def _opened(source: _Source, max_bytes: int, max_pixels: int) -> Iterator[tuple[Image.Image, _Label]]:
+    """Open lazily with the allowed decoders only and check the declared size; close on exit."""
+    _positive_int(max_pixels, "max_pixels")
+    _positive_int(max_bytes, "max_bytes")
+    with _stream(source, max_bytes) as (stream, label):
+        try:
+            with warnings.catch_warnings():
+                # Pillow warns when the header exceeds *its* global soft limit; the check below is the
+                # authority (Pillow's hard limit, twice the soft one, still raises and is converted).
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                # Header oddities (unknown TIFF tags, a malformed MPO index) are no reason to refuse.
+                warnings.simplefilter("ignore", UserWarning)
+                im = Image.open(stream, formats=_OPEN_FORMATS)
+        except UnidentifiedImageError as exc:
+            stream.seek(0)
+            raise _unidentified_error(stream.read(4096), label) from exc
+        except Exception as exc:
+            raise _decode_error(exc, label, None) from exc
+        try:
+            _check_dimensions(im.size, max_pixels, label)
+            yield im, label
+        finally:
+            im.close()
+
+
+def _check_dimensions(size: tuple[int, int], max_pixels: int, label: _Label) -> None:
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{label.photo} has no pixels ({width} × {height}). {_PLEASE_REUPLOAD}")
+    if width * height > max_pixels:
+        logger.info("Refused %s: %dx%d exceeds %d pixels", label, width, height, max_pixels)
+        raise ImageError(
+            f"{label.photo} is too large to process ({width} × {height} = "
+            f"{width * height / 1e6:.1f} megapixels; the limit is {max_pixels / 1e6:g} megapixels). "
+            "Please upload a smaller version of the photo."
+        )
+
+
+# Magic numbers of things people upload by mistake, so the message can say what the file looks like.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive or an Office document"),
+    (b"8BPS", "a Photoshop document"),
+    (b"BM", "a BMP image"),
+    (b"\x00\x00\x01\x00", "an icon file"),
+    (b"<svg", "an SVG drawing"),
+    (b"<?xml", "an XML or SVG file"),
+)
+_DAMAGED_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+
+
+def _sniff(data: bytes) -> tuple[str | None, str | None]:
+    """Guess ``(description, damaged_format)`` for a file no allowed decoder accepted."""
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in _HEIF_BRANDS:
+            return "a HEIC photo", "HEIC"
+        if brand in (b"avif", b"avis"):
+            return "an AVIF image", None
+        return "a video", None
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return None, "WebP"
+    for magic, fmt in _DAMAGED_SIGNATURES:
+        if data.startswith(magic):
+            return None, fmt
+    for magic, description in _SIGNATURES:
+        if data.startswith(magic):
+            return description, None
+    head = data[:2048]
+    try:
+        text: str | None = head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # tolerate a character cut at the 2 KB boundary only
+        text = head[: exc.start].decode("utf-8") if exc.start >= len(head) - 3 else None
+    if text and text.strip() and all(ch.isprintable() or ch in "\r\n\t\f" for ch in text):
+        return "a text file", None
+    return None, None
+
+
+def _unidentified_error(data: bytes, label: _Label) -> ImageError:
+    description, damaged = _sniff(data)
+    logger.info("Refused %s: unidentified (%s)", label, description or damaged or "unknown")
+    if damaged == "HEIC" and not HEIF_AVAILABLE:
+        return ImageError(
+            f"{label.file} is a HEIC photo, but HEIC support (pillow-heif) is not installed on this "
+            "server. Please convert the photo to JPEG, or ask the administrator to install pillow-heif."
+        )
+    if damaged is not None:
+        return ImageError(
+            f"{label.photo} is damaged or incomplete: its {damaged} header cannot be read. {_PLEASE_REUPLOAD}"
+        )
+    what = f"it looks like {description}" if description else "its format is not recognised"
+    return ImageError(f"{label.file} is not a photo Scute can read ({what}). {_PLEASE_UPLOAD}")
+
+
+def _decode_error(exc: BaseException, label: _Label, fmt: str | None) -> ImageError:
+    """Turn whatever a decoder raised into a message that says what happened, not how."""
+    logger.info("Refused %s (%s): %s: %s", label, fmt or "unknown format", type(exc).__name__, exc)
+    if isinstance(exc, Image.DecompressionBombError | Image.DecompressionBombWarning):
+        return ImageError(
+            f"{label.photo} declares a size too large to process safely. "
+            "Please upload a smaller version of the photo."
+        )
+    if isinstance(exc, MemoryError):
+        return ImageError(
+            f"{label.photo} is too large for this server's memory. "
+            "Please upload a smaller version of the photo."
+        )
+    text = str(exc).lower()
+    if isinstance(exc, EOFError) or any(w in text for w in ("truncated", "end of file", "premature")):
+        why = "the file ends too early, probably an interrupted upload or copy"
+    else:
+        why = "its picture data is corrupt"
+    return ImageError(f"{label.photo} is damaged or incomplete ({why}). {_PLEASE_REUPLOAD}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Pixels
+
+
+def _to_rgb(im: Image.Image, label: _Label) -> np.ndarray:
+    """Any Pillow mode to ``(H, W, 3)`` uint8 RGB; transparency is flattened onto white."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # conversion notes (palette transparency) are not problems
+            return _convert(im)
+    except MemoryError as exc:
+        raise _decode_error(exc, label, im.format) from exc
+    except Exception as exc:
+        logger.info("Refused %s: cannot convert mode %s: %s", label, im.mode, exc)
+        raise ImageError(
+            f"{label.photo} uses a colour format Scute cannot convert ({im.mode}). "
+            "Please export it as an ordinary colour JPEG or PNG and upload that."
+        ) from exc
+
+
+def _convert(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        gray = _to_uint8(np.asarray(im))
+        return np.repeat(gray[:, :, np.newaxis], 3, axis=2)
+    if mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        flat = Image.new("RGB", im.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return np.asarray(flat)
+    if mode != "RGB":
+        im = im.convert("RGB")  # L, 1, P, CMYK (Adobe's inverted CMYK included), YCbCr
+    return np.asarray(im)
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """Map 16-bit / 32-bit / float single-channel data to 0..255 by range, never by clipping."""
+    if values.dtype == np.uint16:
+        return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    data = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(data.min()), float(data.max())
+    if values.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
+        data = data * 255.0
+    elif low >= 0 and high <= 255:
+        pass
+    elif low >= 0 and high <= 65535:
+        data = data * (255.0 / 65535.0)
+    else:
+        data = (data - low) * (255.0 / (high - low))
+    return np.clip(np.rint(data), 0, 255).astype(np.uint8)
+
+
+def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip as EXIF orientation 1-8 says (same result as ``ImageOps.exif_transpose``)."""
+    if orientation == 2:
+        return pixels[:, ::-1]
+    if orientation == 3:
+        return pixels[::-1, ::-1]
+    if orientation == 4:
+        return pixels[::-1]
+    if orientation == 5:
+        return pixels.transpose(1, 0, 2)
+    if orientation == 6:
+        return np.rot90(pixels, k=-1)
+    if orientation == 7:
+        return pixels.transpose(1, 0, 2)[::-1, ::-1]
+    if orientation == 8:
+        return np.rot90(pixels, k=1)
+    return pixels
+
+
+# --------------------------------------------------------------------------------------------------
+# Metadata: never fails a load; anything odd becomes None.
+
+_ORIENTATION_TAG = ExifTags.Base.Orientation
+_DATETIME_TAGS = (ExifTags.Base.DateTimeOriginal, ExifTags.Base.DateTimeDigitized)
+_DATETIME_RE = re.compile(
+    r"^\s*(\d{4})[:\-/.](\d{1,2})[:\-/.](\d{1,2})[ T]+(\d{1,2}):(\d{1,2})(?::(\d{1,2}))?"
+)
+_EARLIEST_YEAR = 1900
+
+
+def _safe_exif(im: Image.Image, *, allow_decode: bool = True) -> Image.Exif:
+    """The photo's EXIF, or an empty one when it is missing or unreadable."""
+    if not allow_decode and im.format == "PNG" and "exif" not in im.info:
+        return Image.Exif()  # PngImageFile.getexif() would decode the whole image to look further
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            exif = im.getexif()
+        for warning in caught:
+            logger.debug("EXIF warning: %s", warning.message)
+        return exif
+    except Exception as exc:
+        logger.debug("Unreadable EXIF ignored: %s: %s", type(exc).__name__, exc)
+        return Image.Exif()
+
+
+def _safe_ifd(exif: Image.Exif, ifd: int) -> dict[int, Any]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return dict(exif.get_ifd(ifd))
+    except Exception as exc:
+        logger.debug("Unreadable EXIF sub-directory %#x ignored: %s", ifd, exc)
+        return {}
+
+
+def _orientation(exif: Image.Exif) -> int:
+    try:
+        value = exif.get(_ORIENTATION_TAG, 1)
+        return value if isinstance(value, int) and 1 <= value <= 8 else 1
+    except Exception:
+        return 1
+
+
+def _photo_info(im: Image.Image, exif: Image.Exif) -> PhotoInfo:
+    width, height = im.size
+    if _orientation(exif) in (5, 6, 7, 8):
+        width, height = height, width
+    fmt = im.format or "unknown"
+    latitude, longitude = _gps(_safe_ifd(exif, ExifTags.IFD.GPSInfo))
+    return PhotoInfo(
+        width=width,
+        height=height,
+        format=_FORMAT_ALIASES.get(fmt, fmt),
+        taken_at=_taken_at(exif),
+        latitude=latitude,
+        longitude=longitude,
+    )
+
+
+def _taken_at(exif: Image.Exif) -> datetime | None:
+    """DateTimeOriginal, else DateTimeDigitized, else DateTime (last modification, still a hint)."""
+    sub = _safe_ifd(exif, ExifTags.IFD.Exif)
+    candidates = [sub.get(tag) for tag in _DATETIME_TAGS]
+    candidates += [exif.get(tag) for tag in _DATETIME_TAGS]  # some writers put them in IFD0
+    candidates.append(exif.get(ExifTags.Base.DateTime))
+    for value in candidates:
+        parsed = _parse_exif_datetime(value)
+        if parsed is not None:
+            return parsed
+    return None
+
+
+def _parse_exif_datetime(value: object) -> datetime | None:
+    """``"YYYY:MM:DD HH:MM:SS"`` (and common variants) to a naive datetime; absurd values to None."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    if not isinstance(value, str):
+        return None
+    match = _DATETIME_RE.match(value.replace("\x00", ""))
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(g) if g else 0 for g in match.groups())
+    if not _EARLIEST_YEAR <= year <= datetime.now().year + 1:
+        return None
+    try:
+        return datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        return None
+
+
+def _gps(gps: dict[int, Any]) -> tuple[float | None, float | None]:
+    latitude = _coordinate(gps.get(ExifTags.GPS.GPSLatitude), gps.get(ExifTags.GPS.GPSLatitudeRef), "NS", 90)
+    longitude = _coordinate(
+        gps.get(ExifTags.GPS.GPSLongitude), gps.get(ExifTags.GPS.GPSLongitudeRef), "EW", 180
+    )
+    if latitude is None or longitude is None:  # half a position is no position
+        return None, None
+    return latitude, longitude
+
+
+def _coordinate(value: object, ref: object, refs: str, limit: float) -> float | None:
+    """EXIF (degrees, minutes, seconds) rationals plus N/S/E/W reference to signed decimal degrees."""
+    if value is None:
+        return None
+    parts = value if isinstance(value, tuple | list) else (value,)
+    if not 1 <= len(parts) <= 3:
+        return None
+    numbers_ = [_real(part) for part in parts]
+    if any(n is None or n < 0 for n in numbers_):
+        return None
+    degrees, minutes, seconds = ([*numbers_, 0.0, 0.0])[:3]
+    if minutes >= 60 or seconds >= 60:  # type: ignore[operator]
+        return None
+    decimal = degrees + minutes / 60.0 + seconds / 3600.0  # type: ignore[operator]
+    if isinstance(ref, bytes):
+        ref = ref.decode("ascii", errors="replace")
+    if ref is not None:
+        if not isinstance(ref, str):
+            return None
+        ref = ref.strip("\x00 ").upper()
+        if ref not in refs:
+            return None
+        if ref == refs[1]:
+            decimal = -decimal
+    if not -limit <= decimal <= limit:
+        return None
+    return decimal
+
+
+def _real(value: object) -> float | None:
+    """A finite float from a number or rational; strings, zero denominators, NaN are None."""
+    if isinstance(value, bool):  # bool is an int, but True degrees is no coordinate
+        return None
+    if isinstance(value, tuple) and len(value) == 2:  # (numerator, denominator) from old writers
+        num, den = (_real(v) for v in value)
+        return None if num is None or not den else _finite(num / den)
+    if not isinstance(value, numbers.Real):
+        return None
+    try:
+        return _finite(float(value))
+    except (ArithmeticError, TypeError, ValueError):
+        return None
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Argument checks (programming errors, hence ValueError rather than ImageError)
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
+    if number < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return number
+
+
+def _check_pixels(pixels: np.ndarray, name: str) -> np.ndarray:
+    if not isinstance(pixels, np.ndarray) or pixels.ndim not in (2, 3) or 0 in pixels.shape[:2]:
+        shape = getattr(pixels, "shape", type(pixels).__name__)
+        raise ValueError(f"{name} must be a non-empty (H, W) or (H, W, C) array, got {shape}")
+    return pixels
+
+
+def _quarter_turns(rotation: int) -> int:
+    """Clockwise quarter turns in 0..3 for a rotation in degrees that is a multiple of 90."""
+    if isinstance(rotation, bool):
+        raise ValueError(f"rotation must be a multiple of 90 degrees, got {rotation!r}")
+    try:
+        degrees = operator.index(rotation)
+    except TypeError:
+        raise ValueError(f"rotation must be an integer multiple of 90 degrees, got {rotation!r}") from None
+    if degrees % 90:
+        raise ValueError(f"rotation must be a multiple of 90 degrees, got {rotation!r}")
+    return (degrees // 90) % 4
+
+
+def _check_crop(crop: object) -> _Crop:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in crop)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"crop must be four numbers (x0, y0, x1, y1), got {crop!r}") from None
+    values = (x0, y0, x1, y1)
+    if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"crop fractions must lie in [0, 1], got {crop!r}")
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"crop must have x0 < x1 and y0 < y1, got {crop!r}")
+    return values
+
+
+def _fraction_span(start: float, stop: float, length: int) -> tuple[int, int]:
+    """Pixel span for a fractional span; rounded, but never empty."""
+    first = min(round(start * length), length - 1)
+    last = max(round(stop * length), first + 1)
+    return first, min(last, length)
+
+
+def _human_bytes(size: int) -> str:
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    if size >= 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size} bytes"

@@ -1,0 +1,138 @@
+"""Content-addressed photo storage: a photo's file name is the SHA-256 of its bytes.
+
+Identical uploads share one file, a file never changes once written, and names come only from the
+hash and an allow-listed suffix, never from what the uploader called the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ALLOWED_SUFFIXES: frozenset[str] = frozenset({".jpg", ".png", ".webp", ".tif", ".heic"})
+"""Suffixes the caller may choose, from the image format it detected in the bytes."""
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_CHUNK = 1 << 20
+
+
+def check_suffix(suffix: str) -> str:
+    """Return ``suffix`` if it is on the allow-list, else raise ValueError (no case folding, no aliases)."""
+    if suffix not in ALLOWED_SUFFIXES:
+        raise ValueError(f"suffix {suffix!r} is not one of {sorted(ALLOWED_SUFFIXES)}")
+    return suffix
+
+
+def sha256_hex(data: bytes) -> str:
+    """The content address of ``data`` (lowercase hex)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredPhoto:
+    """Where ``put`` left the bytes; ``created`` is False when the same content was already stored."""
+
+    sha256: str
+    relpath: str
+    created: bool
+
+
+class PhotoStore:
+    """Photos under ``root/ab/cd/<sha256><suffix>``; two directory levels keep directories small."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    def __repr__(self) -> str:
+        return f"PhotoStore({str(self.root)!r})"
+
+    @staticmethod
+    def relpath_for(sha256: str, suffix: str) -> str:
+        """The relative path (POSIX separators, as stored in the database) for a hash and suffix."""
+        if not _SHA256_RE.fullmatch(sha256):
+            raise ValueError(f"not a lowercase hex SHA-256: {sha256!r}")
+        return f"{sha256[:2]}/{sha256[2:4]}/{sha256}{check_suffix(suffix)}"
+
+    def put(self, data: bytes, suffix: str) -> StoredPhoto:
+        """Store ``data`` unless the same content is already there; atomic, so never half-written."""
+        if not data:
+            raise ValueError("refusing to store an empty photo")
+        sha = sha256_hex(data)
+        relpath = self.relpath_for(sha, suffix)
+        dest = self.path(relpath)
+        if dest.is_file():
+            if dest.stat().st_size == len(data):
+                return StoredPhoto(sha, relpath, created=False)
+            # Same name, wrong size: damaged on disk (not by us: we replace atomically). Repair it.
+            log.warning("Stored photo %s has the wrong size; rewriting it", relpath)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(dest, data)
+        log.debug("Stored photo %s (%d bytes)", relpath, len(data))
+        return StoredPhoto(sha, relpath, created=True)
+
+    def path(self, relpath: str) -> Path:
+        """Absolute path of a stored file; refuses absolute paths and anything resolving outside root."""
+        if not relpath or "\x00" in relpath:
+            raise ValueError(f"invalid photo path {relpath!r}")
+        candidate = Path(relpath)
+        if candidate.is_absolute() or candidate.drive:
+            raise ValueError(f"photo path must be relative to the store: {relpath!r}")
+        resolved = (self.root / candidate).resolve()
+        if resolved == self.root or not resolved.is_relative_to(self.root):
+            raise ValueError(f"photo path escapes the store: {relpath!r}")
+        return resolved
+
+    def exists(self, relpath: str) -> bool:
+        return self.path(relpath).is_file()
+
+    def verify(self, relpath: str, sha256: str) -> bool:
+        """True when the file exists and its bytes still hash to ``sha256`` (detects bit rot, tampering)."""
+        path = self.path(relpath)
+        digest = hashlib.sha256()
+        try:
+            with path.open("rb") as handle:
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            return False
+        return digest.hexdigest() == sha256.lower()
+
+
+def _atomic_write(dest: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``dest``, fsync, then rename over it: all or nothing."""
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; photos are meant to be read by other tools too
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    _fsync_dir(dest.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist the rename itself; not possible on every platform, hence best effort."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
