@@ -32,6 +32,8 @@ BASELINE_REVISION = "0001_gallery"
 """The revision whose tables a pre-migration database (made by ``create_all``) already has."""
 BASELINE_TABLES = frozenset({"individual", "photo", "feature_record"})
 SQLITE_BUSY_TIMEOUT_S = 30
+HIDE_PARAMETERS = True
+"""Keep bound values (password hashes, notes) out of SQL logs and out of the text of database errors."""
 _PG_MIGRATION_LOCK_KEY = 0x5C07E  # any constant shared by every Scute process migrating this database
 
 
@@ -51,7 +53,7 @@ def make_engine(url: str) -> Engine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=HIDE_PARAMETERS)
 
     database = parsed.database
     memory = _is_sqlite_memory(database)
@@ -59,6 +61,7 @@ def make_engine(url: str) -> Engine:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, Any] = {
         "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
+        "hide_parameters": HIDE_PARAMETERS,
     }
     if memory:
         kwargs["poolclass"] = StaticPool  # one shared connection, else every checkout is a new empty database

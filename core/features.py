@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import tempfile
-import zipfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,11 @@ log = logging.getLogger(__name__)
 
 #: Fewer keypoints than this cannot give a meaningful match distribution.
 MIN_KEYPOINTS = 8
+#: Working images narrower than this hold no matchable detail (and DISK's U-Net cannot run on them).
+MIN_SIDE = 32
+#: Grey-level standard deviation (0-255) below which a working image is blank: the learned detectors
+#: return their top-k strongest "maxima" even on a uniform image, so blankness is checked up front.
+MIN_CONTRAST = 1.0
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -158,6 +162,16 @@ class Extractor(ABC):
 
         image, _ = resize_long_side(rgb, self.max_side)
         h, w = image.shape[:2]
+        if min(h, w) < MIN_SIDE:
+            raise NoKeypointsError(
+                f"This photo (or crop) is only {w}×{h} pixels, too small to compare. "
+                f"Use a larger photo, or crop less tightly (at least {MIN_SIDE} pixels on each side)."
+            )
+        if float(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).std()) < MIN_CONTRAST:
+            raise NoKeypointsError(
+                "This photo looks blank (one flat colour), so there is nothing to compare. "
+                "Check that the right file was uploaded and that the crop covers the animal's head."
+            )
         kpts, desc, scores, extra = self._extract(image)
         if len(kpts) < MIN_KEYPOINTS:
             raise NoKeypointsError(
@@ -175,9 +189,7 @@ class Extractor(ABC):
         )
 
     @abstractmethod
-    def _extract(
-        self, image: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]: ...
+    def _extract(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]: ...
 
     def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
@@ -280,9 +292,7 @@ class DiskExtractor(Extractor):
         )
 
 
-EXTRACTORS: dict[str, type[Extractor]] = {
-    cls.name: cls for cls in (SiftExtractor, DiskExtractor, AlikedExtractor)
-}
+EXTRACTORS: dict[str, type[Extractor]] = {cls.name: cls for cls in (SiftExtractor, DiskExtractor, AlikedExtractor)}
 DEFAULT_EXTRACTOR = "aliked"
 
 
@@ -319,9 +329,11 @@ class FeatureCache:
             return None
         try:
             return Features.load(path)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            # A damaged entry (disk full, killed writer on a filesystem without atomic rename) is rebuilt.
-            log.warning("feature cache entry %s is damaged (%s); recomputing", path, exc)
+        except Exception as exc:
+            # A damaged entry (disk full, bit rot, killed writer on a filesystem without atomic rename) is
+            # rebuilt. Anything numpy or zipfile raises on a damaged file counts (a mangled .npy header even
+            # surfaces as tokenize.TokenError), so no error type is singled out.
+            log.warning("feature cache entry %s is damaged (%s: %s); recomputing", path, type(exc).__name__, exc)
             path.unlink(missing_ok=True)
             return None
 
@@ -346,4 +358,7 @@ class FeatureCache:
 
         features = extractor.extract(prepare(source, crop=crop, rotation=rotation, max_side=extractor.max_side))
         self.put(features, key)
+        # The cache stores descriptors in half precision: hand back exactly what later calls will read, so
+        # a photo matches and scores the same whether or not its features were already cached.
+        features.descriptors = features.descriptors.astype(np.float16).astype(np.float32)
         return features

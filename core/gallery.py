@@ -26,6 +26,7 @@ from core.models import (
     utc_now,
     validate_crop,
 )
+from core.safe_text import check_text, upload_label
 from core.store import PhotoStore, check_suffix, sha256_hex
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def normalize_code(code: str) -> str:
     """Strip and check an individual's code; raises ValueError for empty or over-long codes."""
     if not isinstance(code, str):
         raise ValueError(f"individual code must be text, got {type(code).__name__}")
-    code = code.strip()
+    code = check_text(code, "individual code").strip()  # TextError is a ValueError
     if not code:
         raise ValueError("individual code is empty")
     if len(code) > MAX_CODE_LENGTH:
@@ -87,7 +88,7 @@ def get_or_create_individual(
     merged away returns the survivor, so imported photos land where the search will see them.
     """
     code = normalize_code(code)
-    name = (name.strip() or None) if name is not None else None
+    name = (check_text(name, "name").strip() or None) if name is not None else None
     existing = session.exec(select(Individual).where(Individual.code == code)).first()
     if existing is None:
         individual = Individual(code=code, name=name)
@@ -164,6 +165,7 @@ def add_photo(
     latitude = _check_optional_range(latitude, -90.0, 90.0, "latitude")
     longitude = _check_optional_range(longitude, -180.0, 180.0, "longitude")
     check_suffix(suffix)
+    original_name = upload_label(original_name)  # a label only: never a path, never control characters
 
     sha = sha256_hex(data)
     existing = session.exec(select(Photo).where(Photo.sha256 == sha)).first()
@@ -297,9 +299,7 @@ def gallery_fingerprint(session: Session) -> str:
     """
     digest = hashlib.sha256()
     for row, owner in _gallery_rows(session, side=None):
-        digest.update(
-            f"{row.id}|{row.sha256}|{owner.id}|{row.side}|{_row_crop(row)!r}|{row.rotation}\n".encode()
-        )
+        digest.update(f"{row.id}|{row.sha256}|{owner.id}|{row.side}|{_row_crop(row)!r}|{row.rotation}\n".encode())
     return digest.hexdigest()
 
 

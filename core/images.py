@@ -400,13 +400,11 @@ def _decode_error(exc: BaseException, label: _Label, fmt: str | None) -> ImageEr
     logger.info("Refused %s (%s): %s: %s", label, fmt or "unknown format", type(exc).__name__, exc)
     if isinstance(exc, Image.DecompressionBombError | Image.DecompressionBombWarning):
         return ImageError(
-            f"{label.photo} declares a size too large to process safely. "
-            "Please upload a smaller version of the photo."
+            f"{label.photo} declares a size too large to process safely. Please upload a smaller version of the photo."
         )
     if isinstance(exc, MemoryError):
         return ImageError(
-            f"{label.photo} is too large for this server's memory. "
-            "Please upload a smaller version of the photo."
+            f"{label.photo} is too large for this server's memory. Please upload a smaller version of the photo."
         )
     text = str(exc).lower()
     if isinstance(exc, EOFError) or any(w in text for w in ("truncated", "end of file", "premature")):
@@ -492,9 +490,7 @@ def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
 
 _ORIENTATION_TAG = ExifTags.Base.Orientation
 _DATETIME_TAGS = (ExifTags.Base.DateTimeOriginal, ExifTags.Base.DateTimeDigitized)
-_DATETIME_RE = re.compile(
-    r"^\s*(\d{4})[:\-/.](\d{1,2})[:\-/.](\d{1,2})[ T]+(\d{1,2}):(\d{1,2})(?::(\d{1,2}))?"
-)
+_DATETIME_RE = re.compile(r"^\s*(\d{4})[:\-/.](\d{1,2})[:\-/.](\d{1,2})[ T]+(\d{1,2}):(\d{1,2})(?::(\d{1,2}))?")
 _EARLIEST_YEAR = 1900
 
 
@@ -581,9 +577,7 @@ def _parse_exif_datetime(value: object) -> datetime | None:
 
 def _gps(gps: dict[int, Any]) -> tuple[float | None, float | None]:
     latitude = _coordinate(gps.get(ExifTags.GPS.GPSLatitude), gps.get(ExifTags.GPS.GPSLatitudeRef), "NS", 90)
-    longitude = _coordinate(
-        gps.get(ExifTags.GPS.GPSLongitude), gps.get(ExifTags.GPS.GPSLongitudeRef), "EW", 180
-    )
+    longitude = _coordinate(gps.get(ExifTags.GPS.GPSLongitude), gps.get(ExifTags.GPS.GPSLongitudeRef), "EW", 180)
     if latitude is None or longitude is None:  # half a position is no position
         return None, None
     return latitude, longitude

@@ -78,6 +78,8 @@ class Matcher:
     """Base: ``match`` one pair, ``match_many`` one query against many gallery photos."""
 
     name: ClassVar[str]
+    #: Confidence from which one match is strong evidence on its own (the ``confident`` score's threshold).
+    strong_confidence: ClassVar[float] = 0.8
     default_conf: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, conf: dict[str, Any] | None = None, device: str | torch.device | None = None) -> None:
@@ -98,6 +100,7 @@ class NearestNeighborMatcher(Matcher):
     """Mutual nearest neighbours with Lowe's ratio test; confidence is ``1 - ratio``."""
 
     name = "mnn"
+    strong_confidence = 0.5  # ratio below 0.5: Lowe's distinctive matches
     default_conf: ClassVar[dict[str, Any]] = {"ratio": 0.8, "mutual": True}
 
     def match(self, f0: Features, f1: Features) -> MatchResult:
@@ -139,7 +142,7 @@ class LightGlueMatcher(Matcher):
         "depth_confidence": -1.0,
         "width_confidence": -1.0,
         "mixed_precision": "auto",  # half precision on CUDA, full on CPU
-        "batch_size": 32,
+        "batch_size": "auto",  # see batch_size below
     }
 
     def __init__(self, conf: dict[str, Any] | None = None, device: str | torch.device | None = None) -> None:
@@ -167,13 +170,20 @@ class LightGlueMatcher(Matcher):
         model = model.eval().to(self.device)
         self.model = model.half() if self.half else model
 
+    @property
+    def batch_size(self) -> int:
+        """Pairs per batch. "auto": 128 on CUDA (1,055 pairs/s at 1,024 keypoints on an H200, against
+        884 with 32); one at a time on a CPU, where batching only adds copies (0.96 against 0.74 s/pair)."""
+        size = self.conf["batch_size"]
+        return max(1, (128 if self.device.type == "cuda" else 1) if size == "auto" else int(size))
+
     @torch.inference_mode()
     def match_many(self, query: Features, gallery: Sequence[Features]) -> list[MatchResult]:
         results: list[MatchResult | None] = [None] * len(gallery)
         by_count: dict[int, list[int]] = defaultdict(list)
         for i, g in enumerate(gallery):
             by_count[len(g)].append(i)
-        batch = max(1, int(self.conf["batch_size"]))
+        batch = self.batch_size
         dtype = torch.float16 if self.half else torch.float32
         q = self._inputs([query], dtype)
         for indices in by_count.values():
@@ -209,23 +219,32 @@ def _remap_lightglue_keys(state: dict[str, torch.Tensor], n_layers: int) -> dict
 
 def verify_geometry(result: MatchResult, method: str = "fundamental", threshold: float = 4.0) -> MatchResult:
     """Mark matches consistent with one epipolar geometry (MAGSAC++); too few matches means no inliers."""
+    if method not in ("fundamental", "homography"):
+        raise ValueError(f"unknown geometric model {method!r}")
     min_matches = 8 if method == "fundamental" else 4
     inliers = np.zeros(result.n_matches, dtype=bool)
-    if result.n_matches >= min_matches:
-        p0, p1 = result.kpts0.astype(np.float64), result.kpts1.astype(np.float64)
+    p0, p1 = result.kpts0.astype(np.float64), result.kpts1.astype(np.float64)
+    # Points that all lie on one line (or on one spot) in either photo fit infinitely many geometries:
+    # MAGSAC then reports every match as an inlier, which is no evidence at all.
+    if result.n_matches >= min_matches and not (_on_a_line(p0, threshold) or _on_a_line(p1, threshold)):
         try:
             if method == "fundamental":
                 _, mask = cv2.findFundamentalMat(p0, p1, cv2.USAC_MAGSAC, threshold, 0.999, 10_000)
-            elif method == "homography":
-                _, mask = cv2.findHomography(p0, p1, cv2.USAC_MAGSAC, threshold, maxIters=10_000, confidence=0.999)
             else:
-                raise ValueError(f"unknown geometric model {method!r}")
+                _, mask = cv2.findHomography(p0, p1, cv2.USAC_MAGSAC, threshold, maxIters=10_000, confidence=0.999)
         except cv2.error:  # degenerate configurations (all points on a line, duplicates) have no model
             mask = None
         if mask is not None and mask.shape[0] == result.n_matches:
             inliers = mask.ravel().astype(bool)
     result.inliers = inliers
     return result
+
+
+def _on_a_line(points: np.ndarray, tolerance: float) -> bool:
+    """Whether the points lie within ``tolerance`` pixels (RMS) of one straight line (or one point)."""
+    centred = points - points.mean(axis=0)
+    spread = np.linalg.svd(centred, compute_uv=False)  # RMS extent along and across the principal axis
+    return bool(spread[-1] / np.sqrt(len(points)) < tolerance)
 
 
 def matcher_for(

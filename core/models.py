@@ -9,7 +9,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -144,9 +144,7 @@ class FeatureRecord(SQLModel, table=True):
 
     __tablename__ = "feature_record"
     __table_args__ = (
-        UniqueConstraint(
-            "photo_id", "extractor", "version", name="uq_feature_record_photo_extractor_version"
-        ),
+        UniqueConstraint("photo_id", "extractor", "version", name="uq_feature_record_photo_extractor_version"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -158,3 +156,178 @@ class FeatureRecord(SQLModel, table=True):
     path: str
     n_keypoints: int
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+# --- review: users, sightings, candidates, votes, audit log (revision 0002_review) ----------------------
+
+ROLES: tuple[str, ...] = ("volunteer", "reviewer", "admin")
+"""Volunteers submit and vote, reviewers work the queue, admins also decide, curate and manage users."""
+
+SIGHTING_STATUSES: tuple[str, ...] = ("pending", "decided", "conflict")
+"""``conflict``: the votes disagree and an admin must decide; only ``decided`` has changed the gallery."""
+
+SIGHTING_DECISIONS: tuple[str, ...] = ("same", "new")
+"""What a decided sighting became: a photo of an existing individual, or the first of a new one."""
+
+VOTE_DECISIONS: tuple[str, ...] = ("same", "new", "unsure")
+
+
+class User(SQLModel, table=True):
+    """An account. The table is not called ``user``: that is a reserved word in PostgreSQL."""
+
+    __tablename__ = "user_account"
+    __table_args__ = (CheckConstraint(_sql_in("role", ROLES), name="ck_user_account_role"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True, index=True)
+    password_hash: str = Field(repr=False)
+    role: str = Field(default="volunteer")
+    active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class Sighting(SQLModel, table=True):
+    """One submitted photo awaiting (or past) review; at most one per photo, so re-submissions link to it."""
+
+    __tablename__ = "sighting"
+    __table_args__ = (
+        CheckConstraint(_sql_in("status", SIGHTING_STATUSES), name="ck_sighting_status"),
+        CheckConstraint(_sql_in("side", SIDES), name="ck_sighting_side"),
+        CheckConstraint(f"decision IS NULL OR {_sql_in('decision', SIGHTING_DECISIONS)}", name="ck_sighting_decision"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    photo_id: int = Field(
+        unique=True,
+        index=True,
+        sa_column_args=[ForeignKey("photo.id", name="fk_sighting_photo_id_photo")],
+    )
+    submitted_by: int = Field(
+        index=True,
+        sa_column_args=[ForeignKey("user_account.id", name="fk_sighting_submitted_by_user_account")],
+    )
+    status: str = Field(default="pending", index=True)
+    side: str = Field(default="unknown")
+    notes: str = Field(default="")
+    taken_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    latitude: float | None = None
+    longitude: float | None = None
+    new_individual_probability: float | None = None
+    decision: str | None = None
+    decided_individual_id: int | None = Field(
+        default=None,
+        nullable=True,
+        index=True,
+        sa_column_args=[ForeignKey("individual.id", name="fk_sighting_decided_individual_id_individual")],
+    )
+    decided_by: int | None = Field(
+        default=None,
+        nullable=True,
+        sa_column_args=[ForeignKey("user_account.id", name="fk_sighting_decided_by_user_account")],
+    )
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class Candidate(SQLModel, table=True):
+    """One ranked candidate as the submitter saw it; ``code`` is a snapshot that survives renames."""
+
+    __tablename__ = "candidate"
+    __table_args__ = (
+        UniqueConstraint("sighting_id", "rank", name="uq_candidate_sighting_rank"),
+        CheckConstraint("rank >= 1", name="ck_candidate_rank"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    sighting_id: int = Field(
+        sa_column_args=[ForeignKey("sighting.id", name="fk_candidate_sighting_id_sighting", ondelete="CASCADE")],
+    )
+    individual_id: int = Field(
+        sa_column_args=[ForeignKey("individual.id", name="fk_candidate_individual_id_individual")],
+    )
+    code: str = Field(default="", max_length=64)
+    rank: int
+    score: float
+    probability: float | None = None
+    n_matches: int = Field(default=0)
+
+
+class Vote(SQLModel, table=True):
+    """One user's verdict on one sighting; the database refuses a second vote by the same user."""
+
+    __tablename__ = "vote"
+    __table_args__ = (
+        UniqueConstraint("sighting_id", "user_id", name="uq_vote_sighting_user"),
+        CheckConstraint(_sql_in("decision", VOTE_DECISIONS), name="ck_vote_decision"),
+        CheckConstraint(
+            "(decision = 'same' AND individual_id IS NOT NULL) OR (decision <> 'same' AND individual_id IS NULL)",
+            name="ck_vote_individual",
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    sighting_id: int = Field(
+        index=True,
+        sa_column_args=[ForeignKey("sighting.id", name="fk_vote_sighting_id_sighting", ondelete="CASCADE")],
+    )
+    user_id: int = Field(
+        index=True,
+        sa_column_args=[ForeignKey("user_account.id", name="fk_vote_user_id_user_account")],
+    )
+    decision: str
+    individual_id: int | None = Field(
+        default=None,
+        nullable=True,
+        sa_column_args=[ForeignKey("individual.id", name="fk_vote_individual_id_individual")],
+    )
+    comment: str = Field(default="")
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+
+
+class AuditLog(SQLModel, table=True):
+    """One decision or curation action: who, when, on what, and the state before and after.
+
+    ``reverts_id`` points at the entry an undo reverted; it is unique, so an action is undone at most once.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        UniqueConstraint("reverts_id", name="uq_audit_log_reverts_id"),
+        Index("ix_audit_log_target", "target_type", "target_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int | None = Field(
+        default=None,
+        nullable=True,
+        index=True,
+        sa_column_args=[ForeignKey("user_account.id", name="fk_audit_log_user_id_user_account")],
+    )
+    action: str = Field(max_length=64, index=True)
+    target_type: str = Field(max_length=32)
+    target_id: int | None = None
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    reverts_id: int | None = Field(
+        default=None,
+        nullable=True,
+        sa_column_args=[ForeignKey("audit_log.id", name="fk_audit_log_reverts_id_audit_log")],
+    )
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime, index=True)
+
+
+class AuditIndividual(SQLModel, table=True):
+    """Which individuals an audit entry concerns (a merge concerns two), for the per-individual history."""
+
+    __tablename__ = "audit_individual"
+
+    audit_log_id: int = Field(
+        primary_key=True,
+        sa_column_args=[
+            ForeignKey("audit_log.id", name="fk_audit_individual_audit_log_id_audit_log", ondelete="CASCADE")
+        ],
+    )
+    individual_id: int = Field(
+        primary_key=True,
+        index=True,
+        sa_column_args=[ForeignKey("individual.id", name="fk_audit_individual_individual_id_individual")],
+    )

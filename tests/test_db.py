@@ -6,7 +6,6 @@ that may be wiped) the backend-neutral ones run there too.
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import MetaData, create_engine, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, func, select
@@ -32,37 +31,7 @@ from core.db import (
 )
 from core.models import FeatureRecord, Individual, Photo
 
-PG_ENV = "SCUTE_TEST_DATABASE_URL"
 GALLERY_TABLES = {"individual", "photo", "feature_record"}
-
-
-def _wipe(url: str) -> None:
-    """Drop every table, alembic_version included, so each test starts from an empty database."""
-    engine = create_engine(url)
-    try:
-        metadata = MetaData()
-        metadata.reflect(engine)
-        metadata.drop_all(engine)
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'gallery.db'}"
-    url = os.environ.get(PG_ENV)
-    if not url:
-        pytest.skip(f"{PG_ENV} is not set")
-    _wipe(url)
-    return url
-
-
-@pytest.fixture
-def engine(db_url: str):
-    engine = init_db(db_url)
-    yield engine
-    engine.dispose()
 
 
 def _photo(sha: str, individual_id: int | None = None, **kwargs) -> Photo:
@@ -70,11 +39,11 @@ def _photo(sha: str, individual_id: int | None = None, **kwargs) -> Photo:
 
 
 def test_init_db_brings_schema_to_head(engine: Engine) -> None:
-    assert head_revision() == "0001_gallery"
+    assert head_revision() == "0002_review"
     with engine.connect() as conn:
         versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
         tables = set(inspect(conn).get_table_names())
-    assert versions == ["0001_gallery"]
+    assert versions == ["0002_review"]
     assert tables >= GALLERY_TABLES | {"alembic_version"}
 
 
@@ -111,7 +80,7 @@ def test_downgrade_to_base_then_upgrade(engine: Engine) -> None:
     assert current_revision(engine) is None
     with engine.begin() as conn:
         command.upgrade(alembic_config(conn), "head")
-    assert current_revision(engine) == "0001_gallery"
+    assert current_revision(engine) == head_revision()
     assert set(inspect(engine).get_table_names()) >= GALLERY_TABLES
 
 
@@ -125,7 +94,7 @@ def test_adopts_database_created_without_migrations(db_url: str) -> None:
     raw.dispose()
 
     engine = init_db(db_url)
-    assert current_revision(engine) == "0001_gallery"
+    assert current_revision(engine) == head_revision()
     with session_scope(engine) as session:
         assert session.exec(select(Individual.code)).all() == ["old"]
     engine.dispose()
@@ -147,7 +116,7 @@ def test_init_db_from_another_cwd_creates_parent_dirs(tmp_path: Path, monkeypatc
     monkeypatch.chdir(elsewhere)
     engine = init_db("sqlite:///nested/deeper/gallery.db")
     assert (elsewhere / "nested" / "deeper" / "gallery.db").is_file()
-    assert current_revision(engine) == "0001_gallery"
+    assert current_revision(engine) == head_revision()
     engine.dispose()
 
 
@@ -180,7 +149,7 @@ def test_concurrent_init_db_on_fresh_file(tmp_path: Path) -> None:
         thread.join()
     assert errors == []
     engine = make_engine(url)
-    assert current_revision(engine) == "0001_gallery"
+    assert current_revision(engine) == head_revision()
     engine.dispose()
 
 
@@ -196,9 +165,7 @@ def test_deleting_photo_cascades_to_feature_records(engine: Engine) -> None:
         photo = _photo("b" * 64)
         session.add(photo)
         session.flush()
-        session.add(
-            FeatureRecord(photo_id=photo.id, extractor="sift", version="v1", path="x.npz", n_keypoints=3)
-        )
+        session.add(FeatureRecord(photo_id=photo.id, extractor="sift", version="v1", path="x.npz", n_keypoints=3))
     with session_scope(engine) as session:
         session.delete(session.exec(select(Photo)).one())
     with session_scope(engine) as session:
@@ -271,7 +238,7 @@ def test_get_engine_is_cached_per_url(tmp_path: Path) -> None:
     engine_a = get_engine(url_a)
     assert get_engine(url_a) is engine_a
     assert get_engine(url_b) is not engine_a
-    assert current_revision(engine_a) == "0001_gallery"
+    assert current_revision(engine_a) == head_revision()
 
 
 def test_photo_crop_property() -> None:

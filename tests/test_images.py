@@ -49,9 +49,9 @@ def encode(im: Image.Image, fmt: str, **params: object) -> bytes:
 def gradient(width: int = 64, height: int = 48) -> np.ndarray:
     """A smooth RGB image (JPEG keeps it close) whose every pixel differs from its neighbours."""
     y, x = np.mgrid[0:height, 0:width]
-    return np.stack(
-        [x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), (x + y) % 256], axis=2
-    ).astype(np.uint8)
+    return np.stack([x * 255 // max(1, width - 1), y * 255 // max(1, height - 1), (x + y) % 256], axis=2).astype(
+        np.uint8
+    )
 
 
 def marked(width: int = 64, height: int = 40) -> Image.Image:
@@ -73,9 +73,7 @@ def close_to(colour: tuple[int, ...], expected: tuple[int, ...], tol: int = 12) 
     return all(abs(a - b) <= tol for a, b in zip(colour, expected, strict=True))
 
 
-def exif_with(
-    orientation: int | None = None, original: str | None = None, when: str | None = None
-) -> Image.Exif:
+def exif_with(orientation: int | None = None, original: str | None = None, when: str | None = None) -> Image.Exif:
     exif = Image.Exif()
     if orientation is not None:
         exif[ExifTags.Base.Orientation] = orientation
@@ -544,9 +542,7 @@ def test_bad_files_raise_image_error_with_clear_message(tmp_path: Path, name: st
         message = str(caught.value)
         assert phrase in message
         assert "Please" in message
-        assert not any(
-            word in message for word in ("Traceback", "OSError", "SyntaxError", "Errno", "BytesIO")
-        )
+        assert not any(word in message for word in ("Traceback", "OSError", "SyntaxError", "Errno", "BytesIO"))
     assert "'upload.jpg'" in str(caught.value)  # the path version names the file
 
 
@@ -859,9 +855,7 @@ def test_prepare_checks_arguments_before_loading(tmp_path: Path) -> None:
 @functools.cache
 def seeds() -> tuple[bytes, ...]:
     im = Image.fromarray(gradient(16, 12))
-    exif = set_gps(
-        exif_with(6, original="2024:05:17 08:30:00"), (12.0, 30.0, 0.0), "S", (45.0, 0.0, 0.0), "W"
-    )
+    exif = set_gps(exif_with(6, original="2024:05:17 08:30:00"), (12.0, 30.0, 0.0), "S", (45.0, 0.0, 0.0), "W")
     return (
         encode(im, "JPEG", quality=80, exif=exif),
         encode(im, "PNG"),

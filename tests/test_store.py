@@ -77,9 +77,7 @@ def test_damaged_file_is_repaired(store: PhotoStore) -> None:
     assert path.read_bytes() == data
 
 
-@pytest.mark.parametrize(
-    "suffix", ["", "png", ".JPG", ".jpeg", ".exe", ".png/../../x", "/../x.png", ".png\x00"]
-)
+@pytest.mark.parametrize("suffix", ["", "png", ".JPG", ".jpeg", ".exe", ".png/../../x", "/../x.png", ".png\x00"])
 def test_put_rejects_suffix_outside_allow_list(store: PhotoStore, suffix: str) -> None:
     with pytest.raises(ValueError, match="suffix"):
         store.put(image_bytes(6), suffix)

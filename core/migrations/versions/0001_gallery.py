@@ -31,9 +31,7 @@ def upgrade() -> None:
         sa.Column("notes", sa.String(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("status IN ('active', 'retired', 'merged')", name="ck_individual_status"),
-        sa.ForeignKeyConstraint(
-            ["merged_into_id"], ["individual.id"], name="fk_individual_merged_into_id_individual"
-        ),
+        sa.ForeignKeyConstraint(["merged_into_id"], ["individual.id"], name="fk_individual_merged_into_id_individual"),
     )
     op.create_index("ix_individual_code", "individual", ["code"], unique=True)
 
@@ -59,9 +57,7 @@ def upgrade() -> None:
         sa.Column("in_gallery", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("side IN ('left', 'right', 'top', 'other', 'unknown')", name="ck_photo_side"),
-        sa.ForeignKeyConstraint(
-            ["individual_id"], ["individual.id"], name="fk_photo_individual_id_individual"
-        ),
+        sa.ForeignKeyConstraint(["individual_id"], ["individual.id"], name="fk_photo_individual_id_individual"),
     )
     op.create_index("ix_photo_sha256", "photo", ["sha256"], unique=True)
     op.create_index("ix_photo_individual_id", "photo", ["individual_id"], unique=False)
@@ -78,9 +74,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["photo_id"], ["photo.id"], name="fk_feature_record_photo_id_photo", ondelete="CASCADE"
         ),
-        sa.UniqueConstraint(
-            "photo_id", "extractor", "version", name="uq_feature_record_photo_extractor_version"
-        ),
+        sa.UniqueConstraint("photo_id", "extractor", "version", name="uq_feature_record_photo_extractor_version"),
     )
 
 
