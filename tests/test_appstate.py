@@ -1,0 +1,203 @@
+"""core.appstate: the app's non-UI logic (settings, index cache, summaries), without Streamlit or models."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from argon2 import PasswordHasher
+from PIL import Image
+
+from core import appstate, curation, users
+from core.db import init_db, session_scope
+from core.errors import ScuteError
+from core.evaluate import EvaluationReport, QueryOutcome
+from core.gallery import add_photo, get_or_create_individual
+from core.review import ReviewConfig, submit_sighting
+from core.store import PhotoStore
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(users, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
+def image_bytes(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    engine = init_db(f"sqlite:///{tmp_path / 'gallery.db'}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> PhotoStore:
+    return PhotoStore(tmp_path / "photos")
+
+
+def add(session, store: PhotoStore, code: str, seed: int, side: str = "unknown", taken_at=None):
+    individual, _ = get_or_create_individual(session, code)
+    photo, _ = add_photo(
+        session,
+        store,
+        image_bytes(seed),
+        suffix=".png",
+        individual=individual,
+        side=side,
+        width=48,
+        height=40,
+        taken_at=taken_at,
+    )
+    return individual, photo
+
+
+# --- settings --------------------------------------------------------------------------------------
+
+
+def test_engine_settings_come_from_the_environment():
+    assert appstate.EngineSettings.from_env({}) == appstate.EngineSettings()
+    small = appstate.EngineSettings.from_env(
+        {"SCUTE_EXTRACTOR": "sift", "SCUTE_MAX_SIDE": "512", "SCUTE_KEYPOINTS": " 256 ", "SCUTE_TOP_K": "3"}
+    )
+    assert (small.extractor, small.max_side, small.keypoints, small.top_k) == ("sift", 512, 256, 3)
+    assert small.extractor_conf() == {"max_side": 512, "max_keypoints": 256}
+    assert appstate.EngineSettings().extractor_conf() is None
+    assert appstate.EngineSettings(max_side=512).describe().startswith("aliked, 512 px, 2048 keypoints")
+    with pytest.raises(ScuteError, match="SCUTE_MAX_SIDE must be a whole number"):
+        appstate.EngineSettings.from_env({"SCUTE_MAX_SIDE": "big"})
+    with pytest.raises(ScuteError, match="SCUTE_KEYPOINTS must be positive"):
+        appstate.EngineSettings.from_env({"SCUTE_KEYPOINTS": "0"})
+    with pytest.raises(ScuteError, match="SCUTE_EXTRACTOR must be one of"):
+        appstate.EngineSettings.from_env({"SCUTE_EXTRACTOR": "orb"})
+
+
+# --- the index cache -------------------------------------------------------------------------------
+
+
+class CountingEngine:
+    """Stands in for the engine: records which photos each index was built from."""
+
+    def __init__(self) -> None:
+        self.builds: list[list[str]] = []
+
+    def build_index(self, photos, progress=None):
+        keys = sorted(p.identity + ":" + p.sha256[:6] for p in photos)
+        self.builds.append(keys)
+        return SimpleNamespace(photos=list(photos), build=len(self.builds))
+
+
+def test_index_cache_rebuilds_only_when_the_gallery_changes(db, store: PhotoStore, tmp_path: Path):
+    with session_scope(db) as session:
+        admin = users.create_user(session, "admin", PASSWORD, "admin", actor=None)
+        add(session, store, "T-1", 1, "left")
+        add(session, store, "T-2", 2, "right")
+        t3, _ = add(session, store, "T-3", 3, "unknown")
+    engine = CountingEngine()
+    cache = appstate.IndexCache()
+    first = cache.get(engine, db, store)
+    assert cache.get(engine, db, store) is first and len(engine.builds) == 1
+    assert cache.get(engine, db, store, side="unknown") is first  # "unknown" compares with every side
+    left = cache.get(engine, db, store, side="left")
+    assert left is not first and [k.split(":")[0] for k in engine.builds[-1]] == ["T-1", "T-3"]
+    assert len(cache) == 2
+
+    with session_scope(db) as session:
+        curation.rename(session, admin, "T-1", "Donatello")  # names do not change what the search sees
+    assert cache.get(engine, db, store) is first and len(engine.builds) == 2
+
+    with session_scope(db) as session:
+        curation.retire(session, admin, t3.id)
+    rebuilt = cache.get(engine, db, store)
+    assert rebuilt is not first and [k.split(":")[0] for k in engine.builds[-1]] == ["T-1", "T-2"]
+    assert len(cache) == 1  # the stale indexes of the old gallery are gone
+
+
+# --- summaries -------------------------------------------------------------------------------------
+
+
+def test_individual_rows_filters_and_encounters(db, store: PhotoStore):
+    old = datetime(2020, 6, 1, tzinfo=UTC)
+    with session_scope(db) as session:
+        admin = users.create_user(session, "admin", PASSWORD, "admin", actor=None)
+        alice = users.create_user(session, "alice", PASSWORD, actor=admin)
+        add(session, store, "T-0001", 1, taken_at=old)
+        add(session, store, "T-0002", 2)
+        curation.rename(session, admin, "T-0002", "Raphael")
+        submission = submit_sighting(
+            session,
+            store,
+            alice,
+            image_bytes(3),
+            candidates=[],
+            new_individual_probability=0.9,
+            proposal="new",
+            config=ReviewConfig(required_votes=1),
+            original_name="../../etc/passwd",
+        )
+        new_id = submission.sighting.decided_individual_id
+    with session_scope(db) as session:
+        rows = appstate.individual_rows(session)
+        encounters = appstate.encounters(session, new_id)
+        dashboard = appstate.dashboard(session, alice)
+    by_code = {r.code: r for r in rows}
+    assert sorted(by_code) == ["T-0001", "T-0002", "T-0003"]
+    assert by_code["T-0001"].last_seen == old and by_code["T-0002"].label == "T-0002 · Raphael"
+    assert [r.code for r in appstate.filter_individuals(rows, "raph")] == ["T-0002"]
+    assert [r.code for r in appstate.filter_individuals(rows, "t-000", statuses=["active"])] == [
+        "T-0001",
+        "T-0002",
+        "T-0003",
+    ]
+    recent = appstate.filter_individuals(rows, seen_since=datetime.now(UTC) - timedelta(days=1))
+    assert [r.code for r in recent] == ["T-0002", "T-0003"]
+    assert [(e.source, e.dated_by) for e in encounters] == [(f"sighting #{submission.sighting.id} by alice", "upload")]
+    assert (dashboard.individuals, dashboard.gallery_photos, dashboard.decided, dashboard.my_sightings) == (3, 3, 1, 1)
+
+
+def test_audit_rows_summarise_and_know_what_can_be_undone(db, store: PhotoStore):
+    with session_scope(db) as session:
+        admin = users.create_user(session, "admin", PASSWORD, "admin", actor=None)
+        a, _ = add(session, store, "T-1", 1)
+        b, _ = add(session, store, "T-2", 2)
+        merge = curation.merge(session, admin, a.id, b.id)
+    with session_scope(db) as session:
+        rows = {r.id: r for r in appstate.audit_rows(session)}
+    assert rows[merge.id].summary == "merged T-1 into T-2 (1 photos)"
+    assert rows[merge.id].undoable and rows[merge.id].user == "admin"
+    with session_scope(db) as session:
+        undo = curation.undo(session, admin, merge.id)
+    with session_scope(db) as session:
+        rows = {r.id: r for r in appstate.audit_rows(session, individual_id=a.id)}
+    assert not rows[merge.id].undoable and rows[merge.id].undone_by == undo.id
+    assert undo.id in rows and not rows[undo.id].undoable  # an undo is not itself undone from here
+
+
+def test_slowest_and_wrongest_queries():
+    def outcome(path, identity, novel, ranking, best, new, seconds):
+        return QueryOutcome(path, identity, novel, ranking, best, new, seconds)
+
+    detail = [
+        outcome("a.jpg", "T-1", False, ["T-1", "T-2"], 0.9, 0.05, 1.0),  # right
+        outcome("b.jpg", "T-1", False, ["T-2", "T-1"], 0.6, 0.1, 3.0),  # second
+        outcome("c.jpg", "T-2", False, ["T-1", "T-3", "T-2"], 0.7, 0.1, 2.0),  # third: worse
+        outcome("d.jpg", "T-9", True, ["T-1"], 0.8, 0.1, 0.5),  # a new turtle taken as known
+        outcome("e.jpg", "T-9", True, ["T-1"], 0.1, 0.8, 0.4),  # a new turtle recognised as new
+    ]
+    report = EvaluationReport({}, "confident", 2, 5, ["T-9"], 1.0, 3.0, 0.1, 1.0, {}, {}, detail)
+    assert [q.path for q in appstate.slowest_queries(report, 2)] == ["b.jpg", "c.jpg"]
+    assert [q.path for q in appstate.wrongest_queries(report)] == ["c.jpg", "b.jpg", "d.jpg"]
+    csv_text = appstate.report_csv(report).decode()
+    assert csv_text.splitlines()[0].startswith("path,identity,novel,top5")
+    assert "c.jpg,T-2,False,T-1 T-3 T-2,0.7000,0.1000,2.000" in csv_text
