@@ -1,0 +1,528 @@
+"""Curate (admins): individuals, merges, photos, history with undo, import, export and user accounts.
+
+Every action goes through ``core.curation`` / ``core.users`` / ``core.exchange``, which check the role,
+record the change in the audit log and make merges, splits and moves undoable.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import streamlit as st
+from sqlmodel import Session
+
+from core import appstate, curation, users
+from core.db import session_scope
+from core.models import ROLES, Individual
+from ui import context as ctx
+from ui.components import md, photo_image
+
+FLASH = "curate.flash"
+LAST_ENTRY = "curate.last_entry"
+SECTIONS = {
+    "individuals": "Individuals",
+    "merge": "Merge",
+    "photos": "Photos",
+    "history": "History & undo",
+    "import": "Import",
+    "export": "Export",
+    "users": "Users",
+}
+
+
+def _flash() -> None:
+    message = st.session_state.pop(FLASH, None)
+    if message:
+        st.success(message, icon=":material/check_circle:")
+    last = st.session_state.get(LAST_ENTRY)
+    if last and st.button(f"Undo that ({last[1]})", key="curate.undo_last", icon=":material/undo:"):
+        entry = ctx.write("undoing", lambda session: curation.undo(session, ctx.require("admin"), last[0]))
+        st.session_state.pop(LAST_ENTRY, None)
+        if entry is not None:
+            st.session_state[FLASH] = f"Undone: {last[1]}."
+            st.rerun()
+
+
+def _done(entry, text: str, undoable: bool = True) -> None:
+    """After a committed action: remember it for the flash message (and the quick undo), then rerun."""
+    st.session_state[FLASH] = text
+    if undoable and entry is not None and entry.action in curation.UNDOABLE:
+        st.session_state[LAST_ENTRY] = (entry.id, text)
+    else:
+        st.session_state.pop(LAST_ENTRY, None)
+    st.rerun()
+
+
+def _active_rows(include_retired: bool = False) -> list[appstate.IndividualRow]:
+    with session_scope(ctx.db()) as session:
+        rows = appstate.individual_rows(session)
+    return [r for r in rows if r.status == "active" or (include_retired and r.status == "retired")]
+
+
+def _pick(label: str, rows: list[appstate.IndividualRow], key: str) -> appstate.IndividualRow | None:
+    by_id = {r.id: r for r in rows}
+    choice = st.selectbox(
+        label,
+        list(by_id),
+        index=None,
+        format_func=lambda i: (
+            f"{by_id[i].label} ({by_id[i].photos} photos{', retired' if by_id[i].status == 'retired' else ''})"
+        ),
+        placeholder="Choose by code or name",
+        key=key,
+    )
+    return by_id.get(choice) if choice is not None else None
+
+
+# --- sections --------------------------------------------------------------------------------------
+
+
+def _individuals(user) -> None:
+    row = _pick("Individual", _active_rows(include_retired=True), "curate.ind.pick")
+    if row is None:
+        return
+    with session_scope(ctx.db()) as session:
+        individual = session.get(Individual, row.id)
+    assert individual is not None
+    with st.form(f"curate.ind.form.{row.id}"):
+        name = st.text_input("Name", value=individual.name or "", max_chars=200, key=f"curate.ind.name.{row.id}")
+        code = st.text_input(
+            "Code",
+            value=individual.code,
+            max_chars=64,
+            key=f"curate.ind.code.{row.id}",
+            help="Codes are written on field sheets: change them only to fix a mistake.",
+        )
+        species = st.text_input("Species", value=individual.species, max_chars=200, key=f"curate.ind.species.{row.id}")
+        notes = st.text_area("Notes", value=individual.notes, max_chars=10_000, key=f"curate.ind.notes.{row.id}")
+        save = st.form_submit_button("Save", key=f"curate.ind.save.{row.id}", type="primary")
+    if save:
+
+        def action(session: Session):
+            entries = []
+            if (name.strip() or None) != individual.name or code.strip() != individual.code:
+                entries.append(curation.rename(session, user, row.id, name, code=code))
+            if species.strip() != individual.species:
+                entries.append(curation.set_species(session, user, row.id, species))
+            if notes != individual.notes:
+                entries.append(curation.edit_notes(session, user, row.id, notes))
+            return entries
+
+        entries = ctx.write("saving the individual", action)
+        if entries is not None:
+            if not entries:
+                st.info("Nothing changed.")
+            else:
+                _done(entries[0] if len(entries) == 1 else None, f"Saved {md(code.strip())}.")
+    if individual.status == "active":
+        with st.expander("Retire this individual"):
+            st.write(
+                "A retired individual (dead, or gone from the area) stays in the gallery's records but is no "
+                "longer searched. This can be undone."
+            )
+            sure = st.checkbox(f"Yes, retire {md(individual.code)}", key=f"curate.ind.retire_ok.{row.id}")
+            if st.button("Retire", key=f"curate.ind.retire.{row.id}", disabled=not sure):
+                entry = ctx.write("retiring", lambda session: curation.retire(session, user, row.id))
+                if entry is not None:
+                    _done(entry, f"Retired {md(individual.code)}.")
+
+
+def _portrait(row: appstate.IndividualRow, key: str) -> None:
+    """One side of the merge check: the individual's name, counts and photos."""
+    with st.container(border=True):
+        st.markdown(f"### {md(row.label)}")
+        seen = f"{row.last_seen:%d %b %Y}" if row.last_seen else "—"
+        st.caption(f"{row.photos} photos · last seen {seen}")
+        with session_scope(ctx.db()) as session:
+            photos = appstate.photos_of(session, row.id, in_gallery_only=True)
+        store = ctx.store()
+        images = [photo_image(str(store.path(p.path)), p.crop, p.rotation, 320) for p in photos[:8]]
+        if images:
+            st.image(images, caption=[f"photo {p.id} · {p.side}" for p in photos[:8]], width=150)
+        if len(photos) > 8:
+            st.caption(f"… and {len(photos) - 8} more")
+
+
+def _merge(user) -> None:
+    st.write(
+        "Merging moves every photo and sighting of the first individual to the second. The first code stays "
+        "valid and points to the second. Compare the photos first; a merge can be undone."
+    )
+    rows = _active_rows(include_retired=True)
+    left, right = st.columns(2, gap="large")
+    with left:
+        source = _pick("Merge this individual…", rows, "curate.merge.source")
+    with right:
+        target = _pick("…into this one", [r for r in rows if r.status == "active"], "curate.merge.target")
+    if source is None or target is None:
+        return
+    if source.id == target.id:
+        st.warning("Choose two different individuals.")
+        return
+    with left:
+        _portrait(source, "source")
+    with right:
+        _portrait(target, "target")
+    sure = st.checkbox(
+        f"I have compared the photos: {md(source.code)} and {md(target.code)} are the same turtle.",
+        key="curate.merge.ok",
+    )
+    if st.button(
+        f"Merge {md(source.code)} into {md(target.code)}", key="curate.merge.go", type="primary", disabled=not sure
+    ):
+        entry = ctx.write("merging", lambda session: curation.merge(session, user, source.id, target.id))
+        if entry is not None:
+            _done(entry, f"Merged {md(source.code)} into {md(target.code)} ({source.photos} photos moved).")
+
+
+def _photos(user) -> None:
+    row = _pick("Individual", _active_rows(include_retired=True), "curate.photos.pick")
+    if row is None:
+        return
+    with session_scope(ctx.db()) as session:
+        photos = appstate.photos_of(session, row.id)
+    if not photos:
+        st.info("This individual has no photos.")
+        return
+    store = ctx.store()
+    st.image(
+        [photo_image(str(store.path(p.path)), p.crop, p.rotation, 320) for p in photos],
+        caption=[f"photo {p.id} · {p.side}{'' if p.in_gallery else ' · removed'}" for p in photos],
+        width=150,
+    )
+    labels = {p.id: f"photo {p.id} · {p.side}{'' if p.in_gallery else ' (removed from search)'}" for p in photos}
+    chosen = st.multiselect("Photos to act on", list(labels), format_func=labels.get, key=f"curate.photos.sel.{row.id}")
+    if not chosen:
+        st.caption("Choose one or more photos above.")
+        return
+    split_tab, move_tab, remove_tab = st.columns(3, gap="medium")
+    with split_tab.container(border=True):
+        st.markdown("**Split off as a new individual**")
+        name = st.text_input("Name of the new individual (optional)", key=f"curate.photos.newname.{row.id}")
+        if st.button("Split off", key=f"curate.photos.split.{row.id}", disabled=len(chosen) == len(photos)):
+            entry = ctx.write(
+                "splitting",
+                lambda session: curation.split(
+                    session, user, row.id, chosen, name=name.strip() or None, config=ctx.review_config()
+                ),
+            )
+            if entry is not None:
+                _done(entry, f"Split {len(chosen)} photos off {md(row.code)} into {md(entry.payload['target_code'])}.")
+        if len(chosen) == len(photos):
+            st.caption("To move all photos, merge instead.")
+    with move_tab.container(border=True):
+        st.markdown("**Move to another individual**")
+        others = [r for r in _active_rows() if r.id != row.id]
+        target = _pick("Move to", others, f"curate.photos.moveto.{row.id}")
+        if st.button("Move", key=f"curate.photos.move.{row.id}", disabled=target is None):
+            assert target is not None
+
+            def move(session: Session):
+                if len(chosen) == 1:
+                    return curation.move_photo(session, user, chosen[0], target.id)
+                return curation.split(session, user, row.id, chosen, into=target.id)
+
+            entry = ctx.write("moving photos", move)
+            if entry is not None:
+                _done(entry, f"Moved {len(chosen)} photo(s) from {md(row.code)} to {md(target.code)}.")
+    with remove_tab.container(border=True):
+        st.markdown("**Remove from the search**")
+        st.caption("The file and its history are kept; undo puts it back.")
+        if st.button("Remove", key=f"curate.photos.remove.{row.id}"):
+
+            def remove(session: Session):
+                searchable = {p.id for p in photos if p.in_gallery}
+                return [curation.remove_photo(session, user, pid) for pid in chosen if pid in searchable]
+
+            entries = ctx.write("removing photos", remove)
+            if entries is not None:
+                _done(entries[0] if len(entries) == 1 else None, f"Removed {len(entries)} photo(s) from the search.")
+
+
+def _history(user) -> None:
+    with session_scope(ctx.db()) as session:
+        rows = appstate.audit_rows(session, limit=300)
+    kinds = sorted({r.action.split(".")[0] for r in rows})
+    kind = st.segmented_control("Show", ["all", *kinds], default="all", key="curate.history.kind", required=True)
+    shown = [r for r in rows if kind in (None, "all") or r.action.startswith(f"{kind}.")]
+    st.dataframe(
+        [
+            {
+                "#": r.id,
+                "When": r.when,
+                "Who": r.user,
+                "Action": r.action,
+                "On": r.target,
+                "Details": r.summary,
+                "Undone": f"by #{r.undone_by}" if r.undone_by else "",
+            }
+            for r in shown
+        ],
+        hide_index=True,
+        width="stretch",
+        height=360,
+        column_config={"When": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm")},
+    )
+    undoable = [r for r in rows if r.undoable]
+    if not undoable:
+        return
+    by_id = {r.id: r for r in undoable}
+    choice = st.selectbox(
+        "Undo a change",
+        list(by_id),
+        index=None,
+        format_func=lambda i: (
+            f"#{i} · {by_id[i].when:%d %b %H:%M} · {by_id[i].user} · {by_id[i].action} · {by_id[i].summary}"
+        ),
+        placeholder="Choose a merge, split, move, removal, rename, …",
+        key="curate.history.undo_pick",
+    )
+    if st.button("Undo", key="curate.history.undo", disabled=choice is None):
+        entry = ctx.write("undoing", lambda session: curation.undo(session, user, choice))
+        if entry is not None:
+            _done(entry, f"Undone change #{choice}.", undoable=False)
+
+
+def _prepare_gallery() -> None:
+    """Build the search index now, so the first volunteer after an import does not wait for it."""
+    bar = st.progress(0.0, text="Preparing the gallery for searching…")
+    with ctx.guard("preparing the gallery"):
+        ctx.index_cache().get(
+            ctx.engine(),
+            ctx.db(),
+            ctx.store(),
+            None,
+            lambda done, total: bar.progress(min(1.0, done / max(1, total)), text=f"Preparing: {done} of {total}"),
+        )
+        bar.progress(1.0, text="The gallery is ready for searching.")
+
+
+def _report(report) -> None:
+    st.success(report.summary(), icon=":material/download_done:")
+    if report.problems:
+        with st.expander(f"{len(report.problems)} rows were skipped"):
+            for problem in report.problems[:500]:
+                text = (
+                    str(problem)
+                    if not hasattr(problem, "line")
+                    else f"line {problem.line}: {problem.path}: {problem.reason}"
+                )
+                st.text(text)
+
+
+def _import(user) -> None:
+    how = st.radio(
+        "What do you have?",
+        ["zip", "csv", "server"],
+        format_func={
+            "zip": "A ZIP with manifest.csv and the photos (e.g. a Scute export)",
+            "csv": "A CSV manifest (path,identity[,side]) and the photo files",
+            "server": "A catalogue already on this server (path to a manifest.csv or a .zip)",
+        }.get,
+        key="curate.import.how",
+    )
+    engine = ctx.engine()
+    report = None
+    if how == "zip":
+        upload = st.file_uploader("Catalogue ZIP", type=["zip"], key="curate.import.zip")
+        if st.button("Import", key="curate.import.zip.go", type="primary", disabled=upload is None):
+            assert upload is not None
+            from core.exchange import import_zip
+
+            bar = st.progress(0.0, text="Importing…")
+            with ctx.guard("importing the ZIP"), tempfile.TemporaryDirectory(prefix="scute-upload-") as tmp:
+                path = Path(tmp) / "catalogue.zip"
+                path.write_bytes(upload.getvalue())
+                report = import_zip(
+                    ctx.db(), ctx.store(), engine, path, actor=user, progress=_progress(bar), work_dir=Path(tmp)
+                )
+    elif how == "csv":
+        manifest = st.file_uploader("Manifest (CSV)", type=["csv"], key="curate.import.csv")
+        photos = st.file_uploader(
+            "Photos named in the manifest",
+            type=["jpg", "jpeg", "png", "webp", "tif", "tiff", "heic", "heif"],
+            accept_multiple_files=True,
+            key="curate.import.photos",
+        )
+        st.caption("Photos are matched to the manifest's rows by file name.")
+        if st.button("Import", key="curate.import.csv.go", type="primary", disabled=manifest is None or not photos):
+            assert manifest is not None
+            bar = st.progress(0.0, text="Importing…")
+            with ctx.guard("importing the catalogue"), tempfile.TemporaryDirectory(prefix="scute-upload-") as tmp:
+                report = appstate.import_uploaded_catalogue(
+                    ctx.db(),
+                    ctx.store(),
+                    engine,
+                    manifest.getvalue(),
+                    {f.name: f.getvalue() for f in photos or []},
+                    Path(tmp),
+                    _progress(bar),
+                )
+    else:
+        location = st.text_input(
+            "Path on the server", key="curate.import.path", placeholder="/data/catalogue/manifest.csv"
+        )
+        if st.button("Import", key="curate.import.server.go", type="primary", disabled=not location.strip()):
+            path = Path(location.strip()).expanduser()
+            bar = st.progress(0.0, text="Importing…")
+            with ctx.guard("importing the catalogue"):
+                if not path.is_file():
+                    st.error(f"There is no file at {md(path)}.")
+                elif path.suffix.lower() == ".zip":
+                    from core.exchange import import_zip
+
+                    report = import_zip(ctx.db(), ctx.store(), engine, path, actor=user, progress=_progress(bar))
+                else:
+                    report = appstate.import_server_manifest(ctx.db(), ctx.store(), engine, path, _progress(bar))
+    if report is not None:
+        _report(report)
+        if getattr(report, "added", 0):
+            _prepare_gallery()
+
+
+def _progress(bar):
+    def update(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / max(1, total)), text=f"Importing: {done} of {total} rows")
+
+    return update
+
+
+def _export(user) -> None:
+    st.write("Download the catalogue and its history as CSV (for spreadsheets and capture–recapture software).")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M")
+    db, store = ctx.db(), ctx.store()
+
+    def tables() -> bytes:
+        with tempfile.TemporaryDirectory(prefix="scute-export-") as tmp:
+            data, _ = appstate.export_tables_zip(db, store, Path(tmp))
+        return data
+
+    def catalogue() -> bytes:
+        with tempfile.TemporaryDirectory(prefix="scute-export-") as tmp:
+            return appstate.export_photos_zip(db, store, Path(tmp))
+
+    st.download_button(
+        "Tables: individuals, encounters, sightings, votes, audit (CSV in a ZIP)",
+        tables,
+        file_name=f"scute-tables-{stamp}.zip",
+        mime="application/zip",
+        key="curate.export.tables",
+        icon=":material/table:",
+        on_click="ignore",
+    )
+    st.download_button(
+        "Whole catalogue with photos (ZIP, re-importable)",
+        catalogue,
+        file_name=f"scute-catalogue-{stamp}.zip",
+        mime="application/zip",
+        key="curate.export.catalogue",
+        icon=":material/folder_zip:",
+        on_click="ignore",
+    )
+    row = _pick("One individual's photos", _active_rows(include_retired=True), "curate.export.pick")
+    if row is not None:
+
+        def one() -> bytes:
+            with tempfile.TemporaryDirectory(prefix="scute-export-") as tmp:
+                return appstate.export_photos_zip(db, store, Path(tmp), code=row.code)
+
+        st.download_button(
+            f"Photos of {md(row.code)} (ZIP)",
+            one,
+            file_name=f"scute-{row.code}-{stamp}.zip",
+            mime="application/zip",
+            key="curate.export.one",
+            icon=":material/photo_library:",
+            on_click="ignore",
+        )
+
+
+def _users(user) -> None:
+    with session_scope(ctx.db()) as session:
+        accounts = users.list_users(session)
+    st.dataframe(
+        [{"User": a.username, "Role": a.role, "Active": a.active, "Since": a.created_at} for a in accounts],
+        hide_index=True,
+        width="stretch",
+        column_config={"Since": st.column_config.DateColumn(format="D MMM YYYY")},
+    )
+    add, manage = st.columns(2, gap="large")
+    with add, st.form("curate.users.add", clear_on_submit=True):
+        st.markdown("**Add an account**")
+        name = st.text_input("User name", key="curate.users.name")
+        role = st.selectbox("Role", ROLES, key="curate.users.role")
+        password = st.text_input("First password (tell them to change it)", type="password", key="curate.users.pw")
+        if st.form_submit_button("Add account", key="curate.users.add.submit", type="primary"):
+            created = ctx.write(
+                "adding the account", lambda session: users.create_user(session, name, password, role, actor=user)
+            )
+            if created is not None:
+                _done(None, f"Added {md(created.username)} ({created.role}).", undoable=False)
+    with manage:
+        st.markdown("**Change an account**")
+        by_name = {a.username: a for a in accounts}
+        chosen = st.selectbox(
+            "Account", list(by_name), index=None, key="curate.users.pick", placeholder="Choose an account"
+        )
+        if chosen is None:
+            return
+        account = by_name[chosen]
+        new_role = st.selectbox("Role", ROLES, index=ROLES.index(account.role), key=f"curate.users.newrole.{chosen}")
+        _account_button(
+            "Change role",
+            f"curate.users.setrole.{chosen}",
+            lambda session: users.set_role(session, user, chosen, new_role),
+            f"{md(chosen)} is now {new_role}.",
+            disabled=new_role == account.role,
+        )
+        if account.active:
+            _account_button(
+                "Disable account",
+                f"curate.users.disable.{chosen}",
+                lambda session: users.disable_user(session, user, chosen),
+                f"Disabled {md(chosen)}; they are signed out.",
+                disabled=account.id == user.id,
+            )
+        else:
+            _account_button(
+                "Enable account",
+                f"curate.users.enable.{chosen}",
+                lambda session: users.enable_user(session, user, chosen),
+                f"Enabled {md(chosen)}.",
+            )
+        new_password = st.text_input("New password", type="password", key=f"curate.users.newpw.{chosen}")
+        _account_button(
+            "Set password",
+            f"curate.users.setpw.{chosen}",
+            lambda session: users.change_password(session, user, chosen, new_password),
+            f"New password set for {md(chosen)}; their sessions have ended.",
+            disabled=not new_password,
+        )
+
+
+def _account_button(label: str, key: str, action, message: str, *, disabled: bool = False) -> None:
+    if st.button(label, key=key, disabled=disabled) and ctx.write(label.lower(), action) is not None:
+        _done(None, message, undoable=False)
+
+
+def main() -> None:
+    user = ctx.require("admin")
+    st.title("Curate the gallery")
+    _flash()
+    section = st.segmented_control(
+        "Section", list(SECTIONS), default="individuals", format_func=SECTIONS.get, key="curate.section", required=True
+    )
+    {
+        "individuals": _individuals,
+        "merge": _merge,
+        "photos": _photos,
+        "history": _history,
+        "import": _import,
+        "export": _export,
+        "users": _users,
+    }[section or "individuals"](user)
+
+
+main()

@@ -1,0 +1,180 @@
+"""Gallery: find an individual by code, name, species or last sighting; see its photos, history and map.
+
+The open individual is kept in the address (``?individual=T-0042``), so a link can be shared.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import appstate
+from core.db import session_scope
+from core.models import Individual
+from ui import context as ctx
+from ui.components import card_image, md
+
+STATUS_LABELS = {"active": "Active", "retired": "Retired", "merged": "Merged"}
+SIDE_HEADINGS = {
+    "left": "Left side",
+    "right": "Right side",
+    "top": "Top",
+    "other": "Other views",
+    "unknown": "Side not recorded",
+}
+
+
+def _filters(rows: list[appstate.IndividualRow]) -> list[appstate.IndividualRow]:
+    text_col, status_col, species_col, since_col = st.columns([3, 2, 2, 2])
+    text = text_col.text_input("Search code or name", key="gallery.search", placeholder="e.g. T-0042 or Donatello")
+    statuses = status_col.multiselect(
+        "Status", list(STATUS_LABELS), default=["active"], format_func=STATUS_LABELS.get, key="gallery.status"
+    )
+    species_options = sorted({r.species for r in rows if r.species})
+    species = species_col.multiselect(
+        "Species", species_options, key="gallery.species", disabled=not species_options, placeholder="All"
+    )
+    since = since_col.date_input("Seen since", value=None, key="gallery.since", format="DD/MM/YYYY")
+    seen_since = datetime.combine(since, datetime.min.time(), tzinfo=UTC) if since else None
+    return appstate.filter_individuals(rows, text, species=species, statuses=statuses, seen_since=seen_since)
+
+
+def _table(rows: list[appstate.IndividualRow]) -> None:
+    st.dataframe(
+        [
+            {
+                "Code": r.code,
+                "Name": r.name or "",
+                "Species": r.species,
+                "Status": STATUS_LABELS.get(r.status, r.status) + (f" → {r.merged_into}" if r.merged_into else ""),
+                "Photos": r.photos,
+                "Last seen": r.last_seen,
+            }
+            for r in rows
+        ],
+        hide_index=True,
+        width="stretch",
+        height=min(420, 38 + 35 * max(1, len(rows))),
+        column_config={"Last seen": st.column_config.DateColumn(format="D MMM YYYY")},
+    )
+
+
+def _timeline(encounters: list[appstate.Encounter]) -> go.Figure:
+    fig = go.Figure(
+        go.Scatter(
+            x=[e.when for e in encounters],
+            y=[e.side for e in encounters],
+            mode="markers",
+            marker={"size": 14, "color": ["#0f766e" if e.in_gallery else "#9ca3af" for e in encounters]},
+            text=[f"photo {e.photo_id} · {e.source} · dated by {e.dated_by}" for e in encounters],
+            hovertemplate="%{x|%d %b %Y}<br>%{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=220,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        yaxis={"title": "side", "type": "category"},
+        xaxis={"title": "date"},
+        template="plotly_white",
+    )
+    return fig
+
+
+def _individual(individual_id: int) -> None:
+    with session_scope(ctx.db()) as session:
+        individual = session.get(Individual, individual_id)
+        if individual is None:
+            st.warning("That individual no longer exists.")
+            return
+        encounters = appstate.encounters(session, individual_id)
+        photos = appstate.photos_of(session, individual_id)
+        history = appstate.audit_rows(session, individual_id=individual_id, limit=50)
+        merged_into = session.get(Individual, individual.merged_into_id) if individual.merged_into_id else None
+    title = md(individual.code) + (f" · {md(individual.name)}" if individual.name else "")
+    st.header(title, divider="gray")
+    status_colour = {"active": "green", "retired": "gray", "merged": "orange"}.get(individual.status, "gray")
+    st.badge(STATUS_LABELS.get(individual.status, individual.status), color=status_colour)
+    if merged_into is not None:
+        st.info(f"{md(individual.code)} was merged into {md(merged_into.code)}; its photos are there now.")
+    in_gallery = [e for e in encounters if e.in_gallery]
+    cols = st.columns(3)
+    cols[0].metric("Photos in the gallery", len(in_gallery), border=True)
+    cols[1].metric("First seen", f"{encounters[0].when:%d %b %Y}" if encounters else "—", border=True)
+    cols[2].metric("Last seen", f"{encounters[-1].when:%d %b %Y}" if encounters else "—", border=True)
+    if individual.species:
+        st.caption(f"Species: {md(individual.species)}")
+    if individual.notes:
+        st.markdown(f"**Notes:** {md(individual.notes)}")
+
+    st.subheader("Photos")
+    store = ctx.store()
+    sources = {e.photo_id: e for e in encounters}
+    by_side: dict[str, list] = {}
+    for photo in photos:
+        by_side.setdefault(photo.side, []).append(photo)
+    if not photos:
+        st.caption("No photos.")
+    for side, side_photos in by_side.items():
+        st.markdown(f"**{SIDE_HEADINGS.get(side, side)}** ({len(side_photos)})")
+        images, captions = [], []
+        for photo in side_photos:
+            images.append(card_image(str(store.path(photo.path)), photo.crop, photo.rotation))
+            encounter = sources.get(photo.id)  # type: ignore[arg-type]
+            when = f"{encounter.when:%d %b %Y}" if encounter else ""
+            origin = encounter.source if encounter else ""
+            flag = "" if photo.in_gallery else " · removed from search"
+            captions.append(f"photo {photo.id} · {when} · {md(origin)}{flag}")
+        st.image(images, caption=captions, width=220)
+
+    st.subheader("History")
+    if encounters:
+        st.plotly_chart(_timeline(encounters), key="gallery.timeline", config={"displayModeBar": False})
+    located = [e for e in encounters if e.latitude is not None and e.longitude is not None]
+    if located:
+        st.map({"lat": [e.latitude for e in located], "lon": [e.longitude for e in located]}, zoom=9, height=320)
+    else:
+        st.caption("No photo of this individual carries a GPS position, so there is no map.")
+    if history:
+        with st.expander(f"Changes to {md(individual.code)} ({len(history)})"):
+            st.dataframe(
+                [{"When": h.when, "Who": h.user, "What": h.action, "Details": h.summary} for h in history],
+                hide_index=True,
+                width="stretch",
+                column_config={"When": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm")},
+            )
+
+
+def main() -> None:
+    ctx.require()
+    st.title("Gallery")
+    with session_scope(ctx.db()) as session:
+        rows = appstate.individual_rows(session, include_merged=True)
+    if not rows:
+        st.info("The gallery is empty. Admins can import a catalogue on the Curate page.")
+        return
+    shown = _filters(rows)
+    st.caption(f"{len(shown)} of {len(rows)} individuals")
+    _table(shown)
+    by_code = {r.code: r for r in rows}
+    requested = st.query_params.get("individual")
+    options = [r.code for r in shown]
+    if requested in by_code and requested not in options:
+        options.insert(0, requested)
+    choice = st.selectbox(
+        "Open an individual",
+        options,
+        index=options.index(requested) if requested in options else None,
+        format_func=lambda code: by_code[code].label,
+        placeholder="Choose one to see its photos and history",
+        key="gallery.open",
+    )
+    if choice is None:
+        st.query_params.pop("individual", None)
+        return
+    st.query_params["individual"] = choice
+    _individual(by_code[choice].id)
+
+
+main()

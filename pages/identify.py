@@ -1,0 +1,343 @@
+"""Identify: upload photos, frame the head, search the gallery, look at the evidence, propose who it is.
+
+Uploaded photos are kept in the session (not only in the upload widget), so a failed search, a wrong
+crop or a refused submission never costs the volunteer their photo; they leave the list only when the
+volunteer removes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+
+import numpy as np
+import streamlit as st
+
+from core import appstate, viz
+from core.appstate import SIDE_CHOICES, SIDE_LABELS, SearchResult, Upload
+from core.db import session_scope
+from core.errors import ImageError, ScuteError
+from core.images import crop_and_rotate
+from ui import context as ctx
+from ui.components import candidate_cards, match_explorer, md, percent, run_search
+
+ACCEPTED = ["jpg", "jpeg", "png", "webp", "tif", "tiff", "heic", "heif"]
+DRAFTS = "identify.drafts"
+REJECTED = "identify.rejected"
+UPLOADER = "identify.uploader_generation"
+
+
+@dataclass
+class Draft:
+    """One uploaded photo and what the volunteer did with it so far."""
+
+    upload: Upload
+    side: str = "unknown"
+    rotation: int = 0
+    crop: tuple[float, float, float, float] | None = None
+    result: SearchResult | None = None
+    searched_with: tuple | None = None
+    query_image: np.ndarray | None = field(default=None, repr=False)
+    empty_gallery: bool = False
+    sighting_id: int | None = None
+    outcome: str = ""
+
+    @property
+    def settings(self) -> tuple:
+        return (self.side, self.crop, self.rotation)
+
+
+def _drafts() -> dict[str, Draft]:
+    return st.session_state.setdefault(DRAFTS, {})
+
+
+def _ingest(files: list) -> None:
+    """Check each new file once; good ones join the list, bad ones get a message that stays visible."""
+    drafts = _drafts()
+    rejected: list[str] = st.session_state.setdefault(REJECTED, [])
+    for file in files:
+        data = file.getvalue()
+        try:
+            upload = appstate.read_upload(file.name, data)
+        except ImageError as exc:
+            rejected.append(f"**{md(file.name)}**: {md(exc)}")
+            continue
+        if upload.sha256 not in drafts:
+            drafts[upload.sha256] = Draft(upload)
+
+
+def _uploader() -> None:
+    generation = st.session_state.setdefault(UPLOADER, 0)
+    files = st.file_uploader(
+        "Drop photos here, or browse (on a phone you can take a photo)",
+        type=ACCEPTED,
+        accept_multiple_files=True,
+        key=f"identify.uploader.{generation}",
+        help="JPEG, PNG, WebP, TIFF or HEIC, up to 50 MB each. Several photos at once are fine.",
+    )
+    with st.expander("Use this device's camera"):
+        shot = st.camera_input("Take a photo", key=f"identify.camera.{generation}", label_visibility="collapsed")
+    new = list(files or []) + ([shot] if shot is not None else [])
+    if new:
+        _ingest(new)
+        st.session_state[UPLOADER] = generation + 1  # empty the widget: the photos now live in the list
+        st.rerun()
+
+
+def _show_rejected() -> None:
+    rejected: list[str] = st.session_state.get(REJECTED, [])
+    if not rejected:
+        return
+    for message in rejected:
+        st.error(message, icon=":material/block:")
+    if st.button("Dismiss these messages", key="identify.dismiss", type="tertiary"):
+        st.session_state[REJECTED] = []
+        st.rerun()
+
+
+def _framing(draft: Draft, key: str) -> None:
+    """Side, crop and rotation, next to a preview of the photo with the crop marked."""
+    upload = draft.upload
+    left, right = st.columns([3, 2], gap="medium")
+    with right:
+        draft.side = st.radio(
+            "Which side of the head is shown?",
+            SIDE_CHOICES,
+            index=SIDE_CHOICES.index(draft.side),
+            format_func=lambda s: SIDE_LABELS[s],
+            key=f"{key}.side",
+            horizontal=True,
+            help="Turtles' heads differ left and right: Scute compares only with photos of the same side.",
+        )
+        x0, y0, x1, y1 = draft.crop or (0.0, 0.0, 1.0, 1.0)
+        xs = st.slider(
+            "Crop: left and right edge",
+            0,
+            100,
+            (round(x0 * 100), round(x1 * 100)),
+            format="%d%%",
+            key=f"{key}.cropx",
+        )
+        ys = st.slider(
+            "Crop: top and bottom edge",
+            0,
+            100,
+            (round(y0 * 100), round(y1 * 100)),
+            format="%d%%",
+            key=f"{key}.cropy",
+        )
+        if xs[1] - xs[0] < 5 or ys[1] - ys[0] < 5:
+            st.warning("The crop is very small; keep at least 5 % in each direction.")
+        else:
+            crop = (xs[0] / 100, ys[0] / 100, xs[1] / 100, ys[1] / 100)
+            draft.crop = None if crop == (0.0, 0.0, 1.0, 1.0) else crop
+        turns = st.container(horizontal=True, gap="small")
+        if turns.button("90°", icon=":material/rotate_left:", key=f"{key}.rotl", help="Turn anticlockwise"):
+            draft.rotation = (draft.rotation - 90) % 360
+        if turns.button("90°", icon=":material/rotate_right:", key=f"{key}.rotr", help="Turn clockwise"):
+            draft.rotation = (draft.rotation + 90) % 360
+        if turns.button("Reset", key=f"{key}.rotreset", disabled=draft.rotation == 0):
+            draft.rotation = 0
+        compared = crop_and_rotate(upload.preview, draft.crop, draft.rotation)
+        st.image(compared, caption="What Scute compares", width=260)
+    with left:
+        st.image(viz.crop_preview(upload.preview, draft.crop), width="stretch")
+        st.caption(
+            f":material/calendar_month: {md(upload.taken_at_text)} · :material/location_on: {md(upload.place_text)} · "
+            f"{upload.info.width}×{upload.info.height} {upload.info.format}"
+        )
+        if upload.info.latitude is not None and upload.info.longitude is not None:
+            st.map({"lat": [upload.info.latitude], "lon": [upload.info.longitude]}, zoom=9, height=200)
+
+
+def _search(draft: Draft) -> None:
+    engine = ctx.engine()
+    draft.empty_gallery = False
+    result = run_search(
+        draft.upload.data,
+        draft.upload.sha256,
+        crop=draft.crop,
+        rotation=draft.rotation,
+        side=draft.side,
+        top_k=ctx.settings().top_k,
+    )
+    if result is None:  # run_search has said why; an empty gallery still lets a first sighting be sent
+        with session_scope(ctx.db()) as session:
+            draft.empty_gallery = appstate.gallery_size(session) == 0
+        return
+    draft.result = result
+    draft.searched_with = draft.settings
+    with ctx.guard("preparing the match pictures"):
+        draft.query_image = appstate.working_image(engine, draft.upload.data, draft.crop, draft.rotation)
+
+
+def _results(draft: Draft, key: str) -> None:
+    result = draft.result
+    assert result is not None
+    if draft.searched_with != draft.settings:
+        st.warning("You changed the side, crop or rotation since this search: search again to update it.")
+    best = result.candidates[0] if result.candidates else None
+    if best is not None and best.probability >= 0.5:
+        name = f" · {md(best.name)}" if best.name else ""
+        st.success(f"Most likely **{md(best.identity)}**{name} ({percent(best.probability)})")
+    elif result.new_individual_probability >= 0.5:
+        st.info(
+            f"Probably a **new individual** ({percent(result.new_individual_probability)}): no candidate is convincing."
+        )
+    else:
+        st.info("No clear answer: look at the matches of each candidate below before you propose.")
+    candidate_cards(result)
+    if draft.query_image is not None:
+        st.subheader("Why? The matched points")
+        match_explorer(result, draft.query_image, key=f"{key}.explore", label_for=_labeller(result))
+
+
+def _labeller(result: SearchResult):
+    names = {c.identity: c.name for c in result.identification.candidates}
+
+    def label(identity: str) -> str:
+        return f"{identity} {names[identity]}" if names.get(identity) else identity
+
+    return label
+
+
+def _proposal(draft: Draft, key: str) -> None:
+    """The volunteer's proposal: same as a candidate, another individual, new, or unsure."""
+    user = ctx.require()
+    result = draft.result
+    with session_scope(ctx.db()) as session:
+        inputs = appstate.candidate_inputs(session, result) if result is not None else []
+        individuals = [row for row in appstate.individual_rows(session) if row.status == "active"]
+    codes = {row.id: row.label for row in individuals}
+    probabilities = {c.individual_id: c.probability for c in inputs}
+    options: list[tuple[str, int | None]] = [("same", c.individual_id) for c in inputs]
+    if individuals:
+        options.append(("other", None))
+    options += [("new", None), ("unsure", None)]
+
+    def describe(option: tuple[str, int | None]) -> str:
+        kind, ident = option
+        if kind == "same":
+            return f"Same as {md(codes.get(ident, ident))} ({percent(probabilities.get(ident))})"
+        if kind == "other":
+            return "Another individual I recognise…"
+        if kind == "new":
+            new_p = result.new_individual_probability if result is not None else None
+            return "None of these: a new individual" + (f" ({percent(new_p)})" if new_p is not None else "")
+        return "I'm not sure"
+
+    st.subheader("Your proposal")
+    with st.form(f"{key}.form", border=True):
+        choice = st.radio("Who is it?", options, format_func=describe, key=f"{key}.choice")
+        other = None
+        if individuals:
+            other = st.selectbox(
+                "If another individual: which one?",
+                [row.id for row in individuals],
+                index=None,
+                format_func=lambda i: codes.get(i, str(i)),
+                placeholder="Choose by code or name",
+                key=f"{key}.other",
+            )
+        exif_day = draft.upload.info.taken_at.date() if draft.upload.info.taken_at else None
+        seen = st.date_input(
+            "Date seen", value=exif_day, max_value=date.today(), key=f"{key}.date", format="DD/MM/YYYY"
+        )
+        notes = st.text_area("Notes (place, behaviour, tags…)", key=f"{key}.notes", max_chars=10_000)
+        comment = st.text_input("Comment for the reviewers", key=f"{key}.comment", max_chars=2000)
+        sent = st.form_submit_button("Send for review", key=f"{key}.send", type="primary", icon=":material/send:")
+    if not sent or choice is None:
+        return
+    kind, individual_id = choice
+    if kind == "other":
+        if other is None:
+            st.error("Choose the individual you recognise, or pick another answer.")
+            return
+        kind, individual_id = "same", other
+    taken_at = None
+    if seen is not None:
+        exif = draft.upload.info.taken_at
+        taken_at = datetime.combine(seen, exif.time() if exif else time(12, 0), tzinfo=UTC)
+    submission = ctx.write(
+        "sending your sighting",
+        lambda session: appstate.submit(
+            session,
+            ctx.store(),
+            user,
+            draft.upload,
+            result,
+            proposal=kind,
+            individual_id=individual_id,
+            comment=comment,
+            notes=notes,
+            side=draft.side,
+            crop=draft.crop,
+            rotation=draft.rotation,
+            taken_at=taken_at,
+            config=ctx.review_config(),
+            engine=ctx.engine(),
+        ),
+    )
+    if submission is None:  # the message says why; the photo stays in the list
+        return
+    draft.sighting_id = submission.sighting.id
+    outcome = submission.outcome
+    if not submission.created:
+        draft.outcome = f"This photo was already submitted as sighting #{submission.sighting.id}; your vote was added."
+    elif outcome is not None and outcome.applied:
+        draft.outcome = "Your vote was enough to decide it: the photo is now in the gallery."
+    else:
+        draft.outcome = "It now waits for other people to confirm it on the Review page."
+    st.rerun()
+
+
+def _draft_view(sha: str, draft: Draft) -> None:
+    key = f"identify.{sha[:16]}"
+    if draft.sighting_id is not None:
+        st.success(f"Sent for review as sighting #{draft.sighting_id}. {draft.outcome}", icon="✅")
+        st.image(crop_and_rotate(draft.upload.preview, draft.crop, draft.rotation), width=320)
+        if st.button("Remove from this list", key=f"{key}.done"):
+            del _drafts()[sha]
+            st.rerun()
+        return
+    _framing(draft, key)
+    search_col, remove_col = st.columns([3, 1])
+    if search_col.button(
+        "Find this turtle", icon=":material/search:", key=f"{key}.search", type="primary", width="stretch"
+    ):
+        _search(draft)
+    if remove_col.button("Remove photo", key=f"{key}.remove", type="tertiary", width="stretch"):
+        del _drafts()[sha]
+        st.rerun()
+    if draft.result is not None:
+        _results(draft, key)
+    if draft.result is not None or draft.empty_gallery:
+        if draft.empty_gallery and draft.result is None:
+            st.info("The gallery is still empty, so there is nothing to compare with: send it as a new individual.")
+        _proposal(draft, key)
+
+
+def main() -> None:
+    ctx.require()
+    st.title("Identify a turtle")
+    st.write(
+        "Upload photos of one turtle's head. For each photo, say which side it shows and crop to the head: "
+        "Scute then ranks the known individuals and shows you why."
+    )
+    _uploader()
+    _show_rejected()
+    drafts = _drafts()
+    if not drafts:
+        st.caption("Tip: sharp photos where the head's scales are visible work best; one photo per side.")
+        return
+    names = [f"Photo {i + 1} · {md(d.upload.name[:24])}" for i, d in enumerate(drafts.values())]
+    containers = st.tabs(names) if len(drafts) > 1 else [st.container()]
+    for container, (sha, draft) in zip(containers, list(drafts.items()), strict=True):
+        with container:
+            try:
+                _draft_view(sha, draft)
+            except ScuteError as exc:
+                st.error(str(exc), icon=":material/warning:")
+
+
+main()

@@ -1,0 +1,371 @@
+"""Review: work through the sightings waiting for your vote, oldest first, with the same evidence views.
+
+Keyboard: 1-5 vote "same as" the candidate of that rank, N "new individual", U "unsure", J/K next and
+previous sighting. Admins also see the conflicts and can decide any open sighting directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import streamlit as st
+from sqlmodel import Session
+
+from core import appstate, viz
+from core.db import session_scope
+from core.models import Individual
+from core.review import SightingDetail, cast_vote, decide, list_sightings, review_queue, sighting_detail
+from ui import context as ctx
+from ui.components import match_explorer, md, percent, photo_image, run_search
+
+POSITION = "review.position"
+FLASH = "review.flash"
+SEARCHES = "review.searches"
+EVIDENCE = "review.evidence"
+SHORTCUT_KEYS = ("1", "2", "3", "4", "5")
+
+
+def _flash() -> None:
+    message = st.session_state.pop(FLASH, None)
+    if message:
+        kind, text = message
+        (st.success if kind == "ok" else st.info)(
+            text, icon=":material/check_circle:" if kind == "ok" else ":material/info:"
+        )
+
+
+def _codes(session, detail: SightingDetail) -> dict[int, str]:
+    ids = {c.individual_id for c in detail.candidates} | {v.individual_id for v in detail.votes if v.individual_id}
+    out = {}
+    for ident in ids:
+        individual = session.get(Individual, ident)
+        if individual is not None:
+            out[ident] = individual.code + (f" {individual.name}" if individual.name else "")
+    return out
+
+
+def _summary(
+    detail: SightingDetail, codes: dict[int, str], users: dict[int, str], voting: Callable[[], None] | None
+) -> None:
+    sighting, photo = detail.sighting, detail.photo
+    left, right = st.columns([3, 2], gap="medium")
+    with left:
+        image = photo_image(str(ctx.store().path(photo.path)), None, 0, 900)
+        st.image(viz.crop_preview(image, photo.crop), width="stretch")
+        when = sighting.taken_at.strftime("%d %b %Y") if sighting.taken_at else "date unknown"
+        place = (
+            f"{sighting.latitude:.5f}, {sighting.longitude:.5f}"
+            if sighting.latitude is not None and sighting.longitude is not None
+            else "place unknown"
+        )
+        st.caption(
+            f"Sighting #{sighting.id} · submitted by {md(users.get(sighting.submitted_by, '?'))} on "
+            f"{sighting.created_at:%d %b %Y} · seen {when} · :material/location_on: {place} · side: {sighting.side}"
+            + (f" · turned {photo.rotation}°" if photo.rotation else "")
+        )
+        if sighting.notes:
+            st.markdown(f"**Notes:** {md(sighting.notes)}")
+    with right:
+        st.markdown("**Candidates the submitter saw**")
+        rows = [
+            {
+                "Rank": c.rank,
+                "Individual": codes.get(c.individual_id, c.code)
+                + (f" (was {c.code})" if c.code and not codes.get(c.individual_id, "").startswith(c.code) else ""),
+                "Probability": percent(c.probability),
+                "Matches": c.n_matches,
+            }
+            for c in detail.candidates
+        ]
+        if rows:
+            st.dataframe(rows, hide_index=True, width="stretch")
+        st.caption(f"New individual: {percent(detail.sighting.new_individual_probability)}")
+        st.markdown("**Votes so far**")
+        if not detail.votes:
+            st.caption("No votes yet.")
+        for vote in detail.votes:
+            what = {
+                "same": f"same as {md(codes.get(vote.individual_id, vote.individual_id))}",
+                "new": "new individual",
+                "unsure": "unsure",
+            }[vote.decision]
+            comment = f" — “{md(vote.comment)}”" if vote.comment else ""
+            st.markdown(f"- **{md(users.get(vote.user_id, '?'))}**: {what}{comment}")
+        if voting is not None:
+            voting()
+
+
+def _evidence(detail: SightingDetail, default_identity: str | None) -> None:
+    """Search the sighting's photo against the current gallery (once per gallery version) and explain."""
+    photo = detail.photo
+    searches: dict[int, object] = st.session_state.setdefault(SEARCHES, {})
+    key = detail.sighting.id
+    cached = searches.get(key)
+    if cached is None:
+        path = ctx.store().path(photo.path)
+        result = run_search(
+            path,
+            photo.sha256,
+            crop=photo.crop,
+            rotation=photo.rotation,
+            side=detail.sighting.side,
+            top_k=ctx.settings().top_k,
+        )
+        if result is None:
+            return
+        with ctx.guard("preparing the match pictures"):
+            query_image = appstate.working_image(ctx.engine(), path, photo.crop, photo.rotation)
+            searches[key] = (result, query_image)
+        cached = searches.get(key)
+        if cached is None:
+            return
+    result, query_image = cached  # type: ignore[misc]
+    match_explorer(result, query_image, key=f"review.{key}.explore", default_identity=default_identity)
+
+
+def _code(session: Session, individual_id: int | None) -> str:
+    individual = session.get(Individual, individual_id) if individual_id is not None else None
+    return individual.code if individual is not None else "?"
+
+
+def _vote(sighting_id: int, decision: str, individual_id: int | None, comment: str, label: str) -> None:
+    user = ctx.require()
+
+    def action(session: Session) -> str:
+        outcome = cast_vote(
+            session,
+            user,
+            sighting_id,
+            decision,
+            individual_id,
+            comment,
+            config=ctx.review_config(),
+            on_gallery_change=appstate.feature_hook(session, ctx.store(), ctx.engine()),
+        )
+        text = f"Your vote on sighting #{sighting_id} ({label}) is recorded."
+        if outcome.applied:
+            text += f" That decided it: the photo joined **{md(_code(session, outcome.individual_id))}**."
+        elif outcome.status == "conflict":
+            text += " The votes disagree, so an admin will decide."
+        return text
+
+    text = ctx.write("recording your vote", action)
+    if text is not None:
+        st.session_state[FLASH] = ("ok", text)
+        st.session_state.get(SEARCHES, {}).pop(sighting_id, None)
+        st.rerun()
+
+
+def _vote_buttons(detail: SightingDetail, codes: dict[int, str], key: str) -> None:
+    sighting_id = detail.sighting.id
+    assert sighting_id is not None
+    st.markdown("**Your vote**")
+    comment = st.text_input("Comment (optional)", key=f"{key}.comment", max_chars=2000)
+    for i, candidate in enumerate(detail.candidates[:5]):
+        label = codes.get(candidate.individual_id, candidate.code)
+        if st.button(
+            f"Same as {md(label)}",
+            key=f"{key}.same.{candidate.rank}",
+            shortcut=SHORTCUT_KEYS[i],
+            type="primary" if i == 0 else "secondary",
+            width="stretch",
+            help=f"Shortcut: {SHORTCUT_KEYS[i]}",
+        ):
+            _vote(sighting_id, "same", candidate.individual_id, comment, f"same as {label}")
+    new_col, unsure_col = st.columns(2)
+    if new_col.button("New individual", key=f"{key}.new", shortcut="N", width="stretch", help="Shortcut: N"):
+        _vote(sighting_id, "new", None, comment, "new individual")
+    if unsure_col.button("Unsure", key=f"{key}.unsure", shortcut="U", width="stretch", help="Shortcut: U"):
+        _vote(sighting_id, "unsure", None, comment, "unsure")
+    with st.expander("It is another individual"):
+        with session_scope(ctx.db()) as session:
+            others = [row for row in appstate.individual_rows(session) if row.status == "active"]
+        choice = st.selectbox(
+            "Individual",
+            [row.id for row in others],
+            index=None,
+            format_func=lambda i: next(r.label for r in others if r.id == i),
+            placeholder="Choose by code or name",
+            key=f"{key}.other",
+        )
+        if st.button("Vote for this individual", key=f"{key}.othervote", disabled=choice is None):
+            label = next(r.code for r in others if r.id == choice)
+            _vote(sighting_id, "same", choice, comment, f"same as {label}")
+
+
+def _admin_decision(detail: SightingDetail, codes: dict[int, str], key: str) -> None:
+    """Admins settle a conflict (or any open sighting) directly; the decision changes the gallery at once."""
+    user = ctx.require("admin")
+    sighting_id = detail.sighting.id
+    with st.expander("Decide now (admin)", expanded=detail.sighting.status == "conflict"):
+        with session_scope(ctx.db()) as session:
+            active = [row for row in appstate.individual_rows(session) if row.status == "active"]
+        options: list[tuple[str, int | None]] = [("same", row.id) for row in active] + [("new", None)]
+        labels = {row.id: row.label for row in active}
+        default = next(
+            (
+                i
+                for i, (_, ident) in enumerate(options)
+                if detail.candidates and ident == detail.candidates[0].individual_id
+            ),
+            0,
+        )
+        choice = st.selectbox(
+            "Decision",
+            options,
+            index=default,
+            format_func=lambda o: f"Same as {labels.get(o[1], o[1])}" if o[0] == "same" else "A new individual",
+            key=f"{key}.decision",
+        )
+        if st.button("Decide", key=f"{key}.decide", type="primary"):
+
+            def action(session: Session) -> str:
+                outcome = decide(
+                    session,
+                    user,
+                    sighting_id,  # type: ignore[arg-type]
+                    choice[0],
+                    choice[1],
+                    config=ctx.review_config(),
+                    on_gallery_change=appstate.feature_hook(session, ctx.store(), ctx.engine()),
+                )
+                code = md(_code(session, outcome.individual_id))
+                return f"Sighting #{sighting_id} decided: the photo joined **{code}**."
+
+            text = ctx.write("deciding the sighting", action)
+            if text is not None:
+                st.session_state[FLASH] = ("ok", text)
+                st.rerun()
+
+
+def _sighting(detail: SightingDetail, *, can_vote: bool, admin: bool) -> None:
+    with session_scope(ctx.db()) as session:
+        codes = _codes(session, detail)
+        users = appstate.usernames(session)
+    key = f"review.{detail.sighting.id}"
+    _summary(detail, codes, users, (lambda: _vote_buttons(detail, codes, key)) if can_vote else None)
+    proposal = next((v for v in detail.votes if v.user_id == detail.sighting.submitted_by), None)
+    default_code = None
+    if proposal is not None and proposal.individual_id is not None:
+        default_code = codes.get(proposal.individual_id, "").split(" ")[0] or None
+    elif detail.candidates:
+        default_code = codes.get(detail.candidates[0].individual_id, "").split(" ")[0] or None
+    st.session_state.setdefault(EVIDENCE, True)  # on by default; a reviewer on a slow line can turn it off
+    if st.toggle("Show the matched points (compares the photo with the gallery again)", key=EVIDENCE):
+        st.subheader("Evidence")
+        _evidence(detail, default_code)
+    if admin and detail.sighting.status in ("pending", "conflict"):
+        _admin_decision(detail, codes, key)
+
+
+def _queue(user) -> None:
+    with session_scope(ctx.db()) as session:
+        queue = review_queue(session, user, limit=None)
+    if not queue:
+        st.success("Nothing is waiting for your vote. Thank you!", icon=":material/celebration:")
+        return
+    position = min(int(st.session_state.get(POSITION, 0)), len(queue) - 1)
+    nav_prev, label, nav_next = st.columns([1, 3, 1], vertical_alignment="center")
+    if nav_prev.button(
+        "Previous",
+        icon=":material/arrow_back:",
+        key="review.prev",
+        shortcut="K",
+        disabled=position == 0,
+        width="stretch",
+    ):
+        position -= 1
+    if nav_next.button(
+        "Next",
+        icon=":material/arrow_forward:",
+        icon_position="right",
+        key="review.next",
+        shortcut="J",
+        disabled=position >= len(queue) - 1,
+        width="stretch",
+    ):
+        position += 1
+    st.session_state[POSITION] = position
+    label.markdown(
+        f"<div style='text-align:center'>Sighting <b>{position + 1}</b> of <b>{len(queue)}</b> waiting for you "
+        "(oldest first)</div>",
+        unsafe_allow_html=True,
+    )
+    with session_scope(ctx.db()) as session:
+        detail = sighting_detail(session, queue[position].id)  # type: ignore[arg-type]
+    _sighting(detail, can_vote=True, admin=user.role == "admin")
+
+
+def _conflicts(user) -> None:
+    with session_scope(ctx.db()) as session:
+        conflicts = list_sightings(session, "conflict")
+    if not conflicts:
+        st.success("No conflicts.", icon=":material/celebration:")
+        return
+    chosen = st.selectbox(
+        "Conflict",
+        [s.id for s in conflicts],
+        format_func=lambda i: f"Sighting #{i}",
+        key="review.conflict",
+    )
+    with session_scope(ctx.db()) as session:
+        detail = sighting_detail(session, chosen)
+        voted = any(v.user_id == user.id for v in detail.votes)
+    _sighting(detail, can_vote=not voted, admin=True)
+
+
+def _decided() -> None:
+    with session_scope(ctx.db()) as session:
+        rows = appstate.sighting_rows(session, status="decided", limit=30)
+    if not rows:
+        st.caption("No sighting has been decided yet.")
+        return
+    st.dataframe(
+        [
+            {
+                "Sighting": f"#{r.id}",
+                "Submitted": r.created_at,
+                "By": r.submitted_by,
+                "Decision": r.decision,
+                "Individual": r.code or "",
+                "Votes": r.votes,
+            }
+            for r in rows
+        ],
+        hide_index=True,
+        column_config={"Submitted": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm")},
+    )
+
+
+def main() -> None:
+    user = ctx.require()
+    st.title("Review sightings")
+    _flash()
+    with session_scope(ctx.db()) as session:
+        counts = appstate.dashboard(session, user)
+    cols = st.columns(3)
+    cols[0].metric("Waiting for your vote", counts.waiting_for_me, border=True)
+    cols[1].metric("Pending in total", counts.pending, border=True)
+    cols[2].metric("Conflicts (admin decides)", counts.conflict, border=True)
+    st.caption("Shortcuts: 1–5 same as candidate · N new individual · U unsure · J next · K previous")
+    views = {"queue": "Waiting for you", "decided": "Recently decided"}
+    if user.role == "admin":
+        views = {"queue": "Waiting for you", "conflicts": "Conflicts", "decided": "Recently decided"}
+    view = st.segmented_control(
+        "Show",
+        list(views),
+        default="queue",
+        format_func=views.get,
+        key="review.view",
+        required=True,
+        label_visibility="collapsed",
+    )
+    if view == "conflicts":
+        _conflicts(user)
+    elif view == "decided":
+        _decided()
+    else:
+        _queue(user)
+
+
+main()

@@ -1,0 +1,235 @@
+"""Widgets shared by several pages: photos, candidate cards, the match explorer (overlay + CDF)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from core import viz
+from core.appstate import SearchResult, working_image
+from core.errors import ScuteError
+from core.images import crop_and_rotate
+from core.search import Engine
+from ui.context import engine as get_engine
+from ui.context import guard, index_cache
+
+CARD_WIDTH = 164  # two cards (plus the 1 rem gap) fit a 390 px phone screen
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
+
+
+def md(text: object) -> str:
+    """Escape user-typed text (names, notes, comments) so Markdown shows it literally, never as markup."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+def percent(value: float | None) -> str:
+    if value is None or not np.isfinite(value):
+        return "—"
+    if 0 < value < 0.01:
+        return "<1 %"
+    if 0.99 < value < 1:
+        return ">99 %"
+    return f"{value:.0%}".replace("%", " %")
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def photo_image(path: str, crop: tuple[float, float, float, float] | None, rotation: int, max_side: int) -> np.ndarray:
+    """A stored photo, cropped and turned as the engine sees it, small enough for a card."""
+    pixels = viz.thumbnail(Path(path), max_side * (2 if crop else 1))
+    if crop is not None or rotation % 360:
+        pixels = crop_and_rotate(pixels, crop, rotation)
+    return pixels
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _working_image(
+    path: str, crop: tuple[float, float, float, float] | None, rotation: int, _version: str
+) -> np.ndarray:
+    return working_image(get_engine(), Path(path), crop, rotation)
+
+
+def gallery_working_image(engine: Engine, path: Path, crop: tuple | None, rotation: int) -> np.ndarray:
+    """The gallery photo in the frame its keypoints live in (cached: the overlay redraws on every slider move)."""
+    return _working_image(str(path), crop, rotation, engine.extractor.version)
+
+
+def run_search(
+    source: bytes | Path,
+    sha256: str,
+    *,
+    crop: tuple[float, float, float, float] | None,
+    rotation: int,
+    side: str,
+    top_k: int,
+) -> SearchResult | None:
+    """Prepare the gallery (only after it changed) and search, with a progress display; None on failure."""
+    from core.appstate import search
+
+    result: SearchResult | None = None
+    engine = get_engine()
+    with st.status("Comparing with the gallery…", expanded=True) as status:
+        bar = st.progress(0.0, text="Preparing the gallery…")
+
+        def gallery_progress(done: int, total: int) -> None:
+            bar.progress(
+                min(1.0, done / max(1, total)),
+                text=f"Preparing the gallery (only needed after it changed): step {done} of {total}",
+            )
+
+        ok = False
+        with guard("searching the gallery"):
+            from ui.context import db, store
+
+            index = index_cache().get(engine, db(), store(), side, gallery_progress)
+            bar.progress(1.0, text=f"Matching your photo against {len(index.photos)} gallery photos…")
+            result = search(engine, index, source, sha256, crop=crop, rotation=rotation, side=side, top_k=top_k)
+            ok = True
+        if ok:
+            status.update(label="Search finished", state="complete", expanded=False)
+        else:
+            status.update(label="The search could not be finished", state="error", expanded=True)
+    return result
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def card_image(path: str, crop: tuple[float, float, float, float] | None, rotation: int) -> np.ndarray:
+    """A 4:3 tile of a gallery photo, so the cards of a row line up."""
+    return viz.cover(photo_image(path, crop, rotation, 480))
+
+
+def candidate_cards(result: SearchResult) -> None:
+    """The top candidates as cards (photo, code, name, probability, matches) and a 'new individual' card."""
+    # Fixed-width cards in a wrapping row: one line on a laptop, two per line on a phone.
+    row = st.container(horizontal=True, gap="small", wrap=True)
+    for rank, c in enumerate(result.candidates, start=1):
+        with row.container(border=True, width=CARD_WIDTH):
+            st.image(card_image(str(c.photo.path), c.photo.crop, c.photo.rotation), width="stretch")
+            st.markdown(f"**{rank}. {md(c.identity)}**  \n{md(c.name) if c.name else '&nbsp;'}")
+            st.metric("Probability", percent(c.probability), label_visibility="collapsed")
+            st.caption(f"{c.matches} matches · {c.strong_matches} strong")
+    with row.container(border=True, width=CARD_WIDTH):
+        st.image(viz.placeholder(480, 360, "?"), width="stretch")
+        st.markdown("**New individual**  \nnot in the gallery")
+        st.metric("Probability", percent(result.new_individual_probability), label_visibility="collapsed")
+        st.caption("none of these is convincing")
+
+
+def match_explorer(
+    result: SearchResult,
+    query_image: np.ndarray,
+    *,
+    key: str,
+    default_identity: str | None = None,
+    label_for: Callable[[str], str] | None = None,
+) -> None:
+    """Why Scute thinks so: pick a candidate and one of its photos, see the matches and the CDF."""
+    engine = get_engine()
+    label_for = label_for or (lambda ident: ident)
+    options = [c.identity for c in result.candidates]
+    if default_identity and default_identity not in options and result.candidate(default_identity):
+        options.append(default_identity)
+    if not options:
+        st.info("There is no candidate to look at.")
+        return
+    identity = st.segmented_control(
+        "Look closer at",
+        options,
+        default=default_identity if default_identity in options else options[0],
+        format_func=lambda ident: md(label_for(ident)),  # option labels render Markdown
+        key=f"{key}.identity",
+        required=True,
+    )
+    identity = identity or options[0]
+    matches = result.photo_matches(identity, engine)
+    candidate = result.candidate(identity)
+    if not matches:
+        st.info(f"{md(identity)} has no photo in the gallery to compare with.")
+        return
+    photo_col, threshold_col = st.columns(2, gap="medium")
+    with photo_col:
+        choice = 0
+        if len(matches) > 1:
+            choice = st.selectbox(
+                f"Photo of {md(identity)}",
+                range(len(matches)),
+                format_func=lambda i: (
+                    f"Photo {i + 1} of {len(matches)}{' (best)' if i == 0 else ''} · "
+                    f"{matches[i].match.n_matches} matches"
+                ),
+                key=f"{key}.{identity}.photo",
+            )
+        else:
+            st.caption(f"{md(identity)} has one photo to compare with.")
+    chosen = matches[int(choice)]
+    with threshold_col:
+        threshold = st.slider(
+            "Show matches with confidence of at least",
+            0.0,
+            1.0,
+            0.5,
+            0.05,
+            key=f"{key}.threshold",
+            help="Each line joins the same point on both photos; green lines are the most confident.",
+        )
+    with guard("drawing the matches"):
+        gallery = gallery_working_image(engine, chosen.photo.path, chosen.photo.crop, chosen.photo.rotation)
+        overlay = viz.match_overlay(
+            query_image,
+            gallery,
+            chosen.match,
+            query_size=result.query.image_size,
+            gallery_size=chosen.image_size,
+            threshold=threshold,
+            height=560,
+        )
+        st.image(
+            overlay.image,
+            caption=(
+                f"Your photo (left) and {md(label_for(identity))} (right): {overlay.shown} of {overlay.total} "
+                "matches shown. Line colour: red = unsure, amber = fair, green = confident."
+            ),
+            width="stretch",
+        )
+    text_col, chart_col = st.columns([2, 3], gap="medium")
+    null_mean, _ = result.null_stats(chosen.photo)
+    threshold_strong = engine.scoring.threshold
+    strong = int(np.count_nonzero(chosen.match.confidence >= threshold_strong))
+    with text_col:
+        st.markdown("**What the numbers say**")
+        st.markdown(
+            md(
+                viz.score_sentence(
+                    label_for(identity),
+                    method=result.method,
+                    z=chosen.z,
+                    probability=candidate.probability if candidate is not None else None,
+                    matches=chosen.match.n_matches,
+                    strong_matches=strong,
+                    null_mean=null_mean,
+                    threshold=threshold_strong,
+                )
+            )
+        )
+        st.caption(
+            "The chart shows how confident the matches are. A true match keeps its curve low and to the right "
+            "of the grey dashed null (pairs of different turtles); a wrong candidate follows the null."
+        )
+    with chart_col:
+        others = [viz.Curve(label_for(c.identity), c.confidences) for c in result.candidates if c.identity != identity][
+            :4
+        ]
+        figure = viz.cdf_figure(
+            viz.Curve(label_for(identity), chosen.match.confidence),
+            result.identification.null_confidences,
+            others,
+            threshold=threshold_strong,
+        )
+        st.plotly_chart(figure, key=f"{key}.cdf", config={"displayModeBar": False})
+
+
+def show_scute_error(exc: ScuteError) -> None:
+    st.error(str(exc), icon=":material/warning:")

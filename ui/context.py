@@ -1,0 +1,212 @@
+"""Per-process resources (database, engine, gallery index cache) and per-session sign-in state.
+
+Heavy objects are created once per process with ``st.cache_resource`` and keyed by everything they
+depend on (data directory, database URL, engine settings), so tests that point ``SCUTE_HOME``
+elsewhere get their own. The gallery index is not cached here directly: :class:`core.appstate.IndexCache`
+follows the gallery's fingerprint, so a decision or an import is seen by the next search.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import streamlit as st
+from sqlalchemy import Engine as SqlEngine
+from sqlmodel import Session
+
+from core import sessions
+from core.appstate import EngineSettings, IndexCache
+from core.config import database_url, photo_store_dir, scute_home
+from core.db import get_engine, session_scope
+from core.errors import ScuteError
+from core.models import User
+from core.review import ReviewConfig
+from core.search import Engine
+from core.store import PhotoStore
+
+log = logging.getLogger("scute.app")
+T = TypeVar("T")
+
+TOKEN_KEY = "auth.token"
+COOKIE_KEY = "auth.cookie_pending"
+COOKIE_AT_KEY = "auth.cookie_written_at"
+SIGNED_OUT_KEY = "auth.signed_out"
+COOKIE_NAME = "scute_session"
+COOKIE_REFRESH_S = 600
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_.-]{1,512}")  # what core.sessions issues: safe inside a JS string
+NOTICE_KEY = "auth.notice"
+ROLE_LABELS = {"volunteer": "Volunteer", "reviewer": "Reviewer", "admin": "Admin"}
+
+
+@st.cache_resource(show_spinner=False)
+def _database(url: str) -> SqlEngine:
+    return get_engine(url)
+
+
+def db() -> SqlEngine:
+    """The migrated database engine (created, with its tables, on first use)."""
+    return _database(database_url())
+
+
+def store() -> PhotoStore:
+    return PhotoStore(photo_store_dir())
+
+
+def settings() -> EngineSettings:
+    return EngineSettings.from_env()
+
+
+def review_config() -> ReviewConfig:
+    return ReviewConfig.from_env()
+
+
+@st.cache_resource(show_spinner="Loading the matching models…", max_entries=2)
+def _engine(settings: EngineSettings, home: str) -> Engine:
+    log.info("Loading engine %s (data in %s)", settings, home)
+    return settings.make_engine(cache_dir=scute_home())
+
+
+def engine() -> Engine:
+    return _engine(settings(), str(scute_home()))
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _index_cache(settings: EngineSettings, home: str, url: str) -> IndexCache:
+    return IndexCache()
+
+
+def index_cache() -> IndexCache:
+    return _index_cache(settings(), str(scute_home()), database_url())
+
+
+# --- signing in ------------------------------------------------------------------------------------
+
+
+def start_session(user: User) -> None:
+    """Remember a signed token, never the ``User``: a disable or password change elsewhere then counts.
+
+    The token also goes into a cookie, so reloading the page (or a phone browser discarding the tab
+    while the camera app is open) does not sign the volunteer out.
+    """
+    token = sessions.issue_token(user)
+    st.session_state[TOKEN_KEY] = token
+    st.session_state[COOKIE_KEY] = ("set", token)
+    log.info("%s signed in", user.username)
+
+
+def sign_out(notice: str | None = None) -> None:
+    """Forget the token and everything this session held (uploads, results), like a fresh visit."""
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
+    st.session_state[SIGNED_OUT_KEY] = True  # the browser may still send the old cookie until reload
+    st.session_state[COOKIE_KEY] = ("clear", "")
+    if notice:
+        st.session_state[NOTICE_KEY] = notice
+
+
+def current_user() -> User | None:
+    """The signed-in account, checked and re-read from the database on every run; None when signed out.
+
+    The token is refreshed on each run, so a session ends after two hours without activity and after a
+    day at most (``core.sessions``); a disabled account or a changed password ends it at once.
+    """
+    token = st.session_state.get(TOKEN_KEY)
+    from_cookie = False
+    if token is None and not st.session_state.get(SIGNED_OUT_KEY):
+        token = _cookie_token()
+        from_cookie = token is not None
+    if token is None:
+        return None
+    try:
+        with session_scope(db()) as session:
+            user = sessions.verify_token(session, token)
+            refreshed = sessions.refresh_token(session, token)
+    except sessions.SessionError as exc:
+        sign_out(None if from_cookie else str(exc))
+        return None
+    st.session_state[TOKEN_KEY] = refreshed
+    last = float(st.session_state.get(COOKIE_AT_KEY, 0.0))
+    if time.time() - last > COOKIE_REFRESH_S:  # keep the cookie's idle expiry moving with the session
+        st.session_state[COOKIE_KEY] = ("set", refreshed)
+    return user
+
+
+def _cookie_token() -> str | None:
+    try:
+        value = st.context.cookies.get(COOKIE_NAME)
+    except Exception:  # no browser context (bare scripts)
+        return None
+    return value if isinstance(value, str) and _TOKEN_RE.fullmatch(value) else None
+
+
+def sync_cookie() -> None:
+    """Write or clear the session cookie in the browser when the session changed (one tiny script)."""
+    pending = st.session_state.pop(COOKIE_KEY, None)
+    if pending is None:
+        return
+    action, token = pending
+    if action == "set" and _TOKEN_RE.fullmatch(token):
+        value, max_age = token, sessions.DEFAULT_MAX_AGE_S
+        st.session_state[COOKIE_AT_KEY] = time.time()
+    else:
+        value, max_age = "", 0
+    secure = "(location.protocol === 'https:' ? '; Secure' : '')"
+    st.html(
+        f"<script>document.cookie = '{COOKIE_NAME}={value}; path=/; max-age={max_age}; SameSite=Strict' + {secure};"
+        "</script>",
+        unsafe_allow_javascript=True,
+        width=1,
+    )
+
+
+def require(*roles: str) -> User:
+    """The signed-in user if their role allows this page; otherwise explain and stop the page."""
+    user = current_user()
+    if user is None:
+        st.warning("Please sign in first.")
+        st.stop()
+    if roles and user.role not in roles:
+        allowed = " or ".join(ROLE_LABELS[r].lower() for r in roles)
+        st.error(f"This page is for {allowed} accounts. Ask an admin if you need access.")
+        st.stop()
+    return user  # type: ignore[return-value]
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def guard(what: str) -> Iterator[None]:
+    """Show a user's mistake as its own message and anything else as a plain apology, never a traceback.
+
+    ``st.rerun``/``st.stop`` pass through (they are ``BaseException``s, not ``Exception``s).
+    """
+    try:
+        yield
+    except ScuteError as exc:
+        st.error(str(exc), icon=":material/warning:")
+    except Exception:
+        log.exception("Unexpected error while %s", what)
+        st.error(
+            f"Something went wrong while {what}. Nothing was lost: try again, and if it keeps happening "
+            "tell an admin (the details are in the server log).",
+            icon=":material/error:",
+        )
+
+
+def write(what: str, action: Callable[[Session], T]) -> T | None:
+    """Run ``action`` in one transaction; its result once committed, or None after showing why it failed.
+
+    Call ``st.rerun()`` only after this returns: inside the transaction it would roll everything back
+    (``session_scope`` rolls back on any ``BaseException``, and a rerun is one).
+    """
+    with guard(what):
+        with session_scope(db()) as session:
+            value = action(session)
+        return value
+    return None
