@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,13 +76,31 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
             if not memory:
-                mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                mode = _switch_to_wal(cursor)
                 if str(mode).lower() != "wal":
                     log.warning("SQLite refused WAL journal mode (got %r) for %s", mode, database)
         finally:
             cursor.close()
 
     return engine
+
+
+def _switch_to_wal(cursor: Any) -> str:
+    """Set WAL journal mode, waiting out other connections that hold the file.
+
+    Switching a fresh file into WAL needs an exclusive lock, and SQLite reports "database is locked"
+    at once, without its busy handler, when several processes open a new gallery together; so retry
+    for as long as the busy timeout would have waited.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            return cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            locked = "locked" in str(exc) or "busy" in str(exc)
+            if not locked or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
