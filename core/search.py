@@ -104,6 +104,7 @@ class GalleryIndex:
     negatives: dict[str, list[np.ndarray]]  # key -> confidences vs other individuals
     positives: dict[str, list[np.ndarray]]  # key -> confidences vs the same individual
     scoring: ScoringConf
+    negative_identities: dict[str, list[str]] = field(default_factory=dict)  # key -> who each negative shows
     _models: dict[str, tuple[NullModel, Calibrator]] = field(default_factory=dict)
     shortlists: dict[Any, Any] = field(default_factory=dict, repr=False)  # core.shortlist banks, built on first use
 
@@ -115,10 +116,29 @@ class GalleryIndex:
         """Null and calibrator for one scoring method, fitted on first use."""
         if method not in self._models:
             null = NullModel.fit(method, self.negatives, self.scoring)
-            pos = [null.z(k, null.score(c)) for k, arrays in self.positives.items() for c in arrays]
-            neg = [null.z(k, null.score(c)) for k, arrays in self.negatives.items() for c in arrays]
-            self._models[method] = (null, Calibrator.fit(pos, neg))
+            self._models[method] = (null, Calibrator.fit(*self._best_of_individual(null)))
         return self._models[method]
+
+    def _best_of_individual(self, null: NullModel) -> tuple[list[float], list[float]]:
+        """Calibration samples of the statistic that ranking uses: an individual's best photo.
+
+        Per pair, same-individual photos often show the other side of the head and look like
+        strangers, which flattened the calibrator and put the new-individual probability of
+        animals never seen before at about 0.4. So each photo contributes its best z-score against
+        its own individual and its best against each other individual.
+        """
+        same: list[float] = []
+        different: list[float] = []
+        for key, arrays in self.positives.items():
+            if arrays:
+                same.append(max(null.z(key, null.score(c)) for c in arrays))
+        for key, arrays in self.negatives.items():
+            owners = self.negative_identities.get(key) or [f"pair {i}" for i in range(len(arrays))]
+            best: dict[str, float] = {}
+            for owner, c in zip(owners, arrays, strict=True):
+                best[owner] = max(best.get(owner, -np.inf), null.z(key, null.score(c)))
+            different += best.values()
+        return same, different
 
 
 class PairCache:
@@ -252,12 +272,14 @@ class Engine:
         def lookup(a: str, partners: list[str]) -> list[np.ndarray]:
             return [confidences[tuple(sorted((a, b)))] for b in partners]
 
+        identity = {p.key: p.identity for p in photos}
         return GalleryIndex(
             photos,
             features,
             {a: lookup(a, bs) for a, bs in neg_keys.items()},
             {a: lookup(a, bs) for a, bs in pos_keys.items()},
             self.scoring,
+            {a: [identity[b] for b in bs] for a, bs in neg_keys.items()},
         )
 
     def match_gallery(self, query: Features, index: GalleryIndex) -> list[MatchResult]:
