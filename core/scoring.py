@@ -41,7 +41,7 @@ class ScoringConf:
     null_negatives: int = 24  # other-individual partners sampled per gallery photo for its null
     null_positives: int = 4  # same-individual partners per photo for the calibrator
     null_shrinkage: float = 12.0  # pseudo-pairs of the pooled null mixed into each photo's own
-    min_spread: float = 0.5  # floor on a null's standard deviation, in score units
+    min_spread: float = 2.0  # floor on a null's spread, in score units: chance alone gives a couple of strong matches
     new_prior: float = 0.5  # prior probability that a submitted photo shows an animal not in the gallery
 
 

@@ -66,7 +66,7 @@ def test_a_stranger_is_more_likely_new_than_known(gallery: tuple[Engine, Gallery
     known = [engine.rank(_query(index, rng, "T3"), index) for _ in range(20)]
     assert np.median(strangers) > 0.5
     assert all(k.ranking[0] == "T3" for k in known)
-    assert max(k.new_individual_probability for k in known) < 0.05
+    assert max(k.new_individual_probability for k in known) < 0.1
 
 
 def test_calibration_samples_take_the_best_photo_of_each_individual(gallery: tuple[Engine, GalleryIndex]) -> None:
