@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlmodel import Session, col, select
 
@@ -79,30 +79,34 @@ def _ref_id(session: Session, ref: IndividualRef) -> int:
         raise CurationError(str(exc)) from exc
 
 
-def _lock_individuals(session: Session, *refs: IndividualRef) -> list[Individual]:
-    """The individuals, re-read and locked in id order (no deadlocks), returned in ``refs`` order."""
-    ids = [_ref_id(session, ref) for ref in refs]
+Row = TypeVar("Row", Individual, Photo, Sighting)
+
+
+def _locked_by_id(session: Session, model: type[Row], ids: Iterable[int]) -> dict[int, Row]:
+    """Rows by id, re-read and locked in id order, so that two writers never wait on each other."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
     rows = session.exec(
-        select(Individual)
-        .where(col(Individual.id).in_(ids))
-        .order_by(col(Individual.id))
+        select(model)
+        .where(col(model.id).in_(wanted))
+        .order_by(col(model.id))
         .with_for_update(**ROW_LOCK)
         .execution_options(populate_existing=True)
     ).all()
-    by_id = {row.id: row for row in rows}
+    return {row.id: row for row in rows}  # type: ignore[misc]
+
+
+def _lock_individuals(session: Session, *refs: IndividualRef) -> list[Individual]:
+    """The individuals, locked (see :func:`_locked_by_id`), returned in ``refs`` order."""
+    ids = [_ref_id(session, ref) for ref in refs]
+    by_id = _locked_by_id(session, Individual, ids)
     return [by_id[ident] for ident in ids]
 
 
 def _lock_photos(session: Session, photo_ids: Iterable[int]) -> dict[int, Photo]:
     ids = sorted(set(photo_ids))
-    rows = session.exec(
-        select(Photo)
-        .where(col(Photo.id).in_(ids))
-        .order_by(col(Photo.id))
-        .with_for_update(**ROW_LOCK)
-        .execution_options(populate_existing=True)
-    ).all()
-    found = {row.id: row for row in rows}
+    found = _locked_by_id(session, Photo, ids)
     missing = [ident for ident in ids if ident not in found]
     if missing:
         raise CurationError(f"There is no photo {', '.join(map(str, missing))}.")
@@ -478,9 +482,7 @@ def _undo_individual_fields(
 
 
 def _sightings_by_id(session: Session, ids: Sequence[int]) -> list[Sighting]:
-    if not ids:
-        return []
-    return list(session.exec(select(Sighting).where(col(Sighting.id).in_(ids)).with_for_update(**ROW_LOCK)).all())
+    return list(_locked_by_id(session, Sighting, ids).values())
 
 
 _UNDO = {
