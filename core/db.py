@@ -97,7 +97,7 @@ def _switch_to_wal(cursor: Any) -> str:
         try:
             return cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         except sqlite3.OperationalError as exc:
-            locked = "locked" in str(exc) or "busy" in str(exc)
+            locked = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
             if not locked or time.monotonic() >= deadline:
                 raise
             time.sleep(0.02)

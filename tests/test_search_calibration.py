@@ -43,8 +43,8 @@ def gallery(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, GalleryIn
         partners = [others[i] for i in rng.choice(len(others), 24, replace=False)]
         negatives[p.key] = [_confidences(rng, int(rng.integers(0, 3))) for _ in partners]
         owners[p.key] = [q.identity for q in partners]
-        positives[p.key] = [_confidences(rng, int(rng.integers(25, 60))), _confidences(rng, int(rng.integers(0, 3)))]
-        positives[p.key] += [_confidences(rng, int(rng.integers(0, 3))) for _ in range(2)]
+        positives[p.key] = [_confidences(rng, int(rng.integers(25, 60)))]
+        positives[p.key] += [_confidences(rng, int(rng.integers(0, 3))) for _ in range(3)]  # other side
     index = GalleryIndex(photos, [None] * len(photos), negatives, positives, SC, owners)
     engine = Engine("sift", device="cpu", scoring=SC, cache_dir=tmp_path_factory.mktemp("engine"))
     return engine, index
@@ -54,8 +54,9 @@ def _query(index: GalleryIndex, rng: np.random.Generator, match: str | None) -> 
     """A query that is ``match``'s other photo from the same side, or a stranger when None."""
     results = []
     for p in index.photos:
-        strong = int(rng.integers(30, 50)) if p.identity == match and p.path.name.endswith("-0.jpg") else None
-        results.append(_result(_confidences(rng, strong if strong is not None else int(rng.integers(0, 3)))))
+        same_side = p.identity == match and p.path.name.endswith("-0.jpg")
+        strong = int(rng.integers(30, 50)) if same_side else int(rng.integers(0, 3))
+        results.append(_result(_confidences(rng, strong)))
     return results
 
 
