@@ -34,6 +34,11 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--keypoints", type=int, default=None, help="keypoint budget per photo")
     group.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     group.add_argument("--scoring", choices=METHODS, default=ScoringConf.method)
+    group.add_argument(
+        "--turns",
+        help="quarter-turns each query is tried in: all, none or degrees such as 0,180 "
+        "(default: all on a GPU, none on a CPU, or $SCUTE_TURNS)",
+    )
 
 
 def _make_engine(args: argparse.Namespace, cache_dir: Path | None = None):
@@ -50,6 +55,7 @@ def _make_engine(args: argparse.Namespace, cache_dir: Path | None = None):
         scoring=ScoringConf(method=args.scoring),
         device=args.device,
         cache_dir=cache_dir,
+        turns=args.turns,
     )
 
 
@@ -135,7 +141,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
     image = load_image(data)
     sha = sha256_hex(data)
     engine = _make_engine(args)
-    query = engine.features(image.pixels, sha)
+    query = engine.query_views(image.pixels, sha)
     photos = _gallery_photos(database_url(args.db), args.side)
     index = engine.build_index(photos, None if args.json else _progress_bar("preparing gallery"))
     # A photo already in the gallery would match itself perfectly: compare it with the others.

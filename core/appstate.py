@@ -31,11 +31,12 @@ from core.catalog import ImportReport, RowProblem, import_rows
 from core.db import session_scope
 from core.errors import ManifestError, ScuteError
 from core.evaluate import EvaluationReport, ManifestRow, QueryOutcome, read_manifest
-from core.features import DEFAULT_EXTRACTOR, EXTRACTORS, Features
+from core.features import DEFAULT_EXTRACTOR, EXTRACTORS, Features, pick_device
 from core.gallery import gallery_entries, gallery_fingerprint, record_features, resolve_merged
 from core.images import PhotoInfo, load_image, prepare, resize_long_side
 from core.matching import MatchResult
 from core.models import SIDES, AuditLog, Individual, Photo, Sighting, User, Vote
+from core.orientation import default_turns
 from core.review import (
     CandidateInput,
     GalleryHook,
@@ -125,10 +126,14 @@ class EngineSettings:
 
     def describe(self) -> str:
         """One line for the footer and the evaluation report: which engine answered."""
-        defaults = EXTRACTORS[self.extractor].default_conf
+        device = pick_device(self.device)
+        defaults = EXTRACTORS[self.extractor].defaults_for(device)
         side = self.max_side or defaults.get("max_side")
         keypoints = self.keypoints or defaults.get("max_keypoints")
-        return f"{self.extractor}, {side} px, {keypoints} keypoints, {self.scoring} scoring, device {self.device}"
+        turns = default_turns(device)
+        tried = f", queries tried in {len(turns)} turns" if len(turns) > 1 else ""
+        engine = f"{self.extractor}, {side} px, {keypoints} keypoints, {self.scoring} scoring{tried}"
+        return f"{engine}, device {self.device}"
 
     def extractor_conf(self) -> dict[str, Any] | None:
         conf: dict[str, Any] = {}
@@ -272,6 +277,7 @@ class SearchResult:
     query_sha: str
     top_k: int = 5
     shortlisted: bool = False
+    views: list[Features] | None = None  # the query in each turn the engine tried (core.orientation)
 
     @property
     def method(self) -> str:
@@ -302,7 +308,7 @@ class SearchResult:
         if engine is not None and members and not any(i in self.results for i in members):
             todo = members[:fill]
             for i, result in zip(
-                todo, engine.matcher.match_many(self.query, [self.index.features[i] for i in todo]), strict=True
+                todo, engine.match_views(self.views or self.query, [self.index.features[i] for i in todo]), strict=True
             ):
                 self.results[i] = result
         null, _ = self.index.model(self.method)
@@ -343,19 +349,29 @@ def search(
     (``core.shortlist``, ``shortlist=None`` decides by gallery size). A photo that is already in the
     gallery is compared with the others, never with itself.
     """
-    query = engine.features(source, sha256, crop, rotation)
+    views = engine.query_views(source, sha256, crop, rotation)
     everyone = max(top_k, len(index.identities))
     conf = resolve_shortlist(shortlist, len(index.photos), engine.device)
     if conf is None:
-        matched = engine.match_gallery(query, index)
+        matched = engine.match_gallery(views, index)
         identification = engine.rank(matched, index, top_k=everyone, method=method, exclude={sha256})
         results = dict(enumerate(matched))
     else:
-        identification, _ = shortlist_identify(engine, query, index, conf, everyone, method, {sha256})
+        identification, _ = shortlist_identify(engine, views, index, conf, everyone, method, {sha256})
         position = {photo.key: i for i, photo in enumerate(index.photos)}
         results = {position[c.photo.key]: c.match for c in identification.candidates if c.match is not None}
     return SearchResult(
-        identification, results, index, query, crop, rotation, side, sha256, top_k, shortlisted=conf is not None
+        identification,
+        results,
+        index,
+        views[0],
+        crop,
+        rotation,
+        side,
+        sha256,
+        top_k,
+        shortlisted=conf is not None,
+        views=views,
     )
 
 

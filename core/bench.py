@@ -43,6 +43,7 @@ import torch
 from core.evaluate import ManifestRow, protocol_split, read_manifest, subset_identities
 from core.features import FeatureCache, Features
 from core.matching import MatchResult
+from core.orientation import UPRIGHT, parse_turns
 from core.scoring import ScoringConf
 from core.search import Engine, GalleryIndex, GalleryPhoto, PairCache
 from core.shortlist import ShortlistConf, default_conf, shortlist_index
@@ -89,6 +90,7 @@ class BenchConf:
     scoring: ScoringConf = field(default_factory=ScoringConf)
     throughput_pairs: int | None = None  # pairs timed for LightGlue alone (None: 4,096 on CUDA, 16 on a CPU; 0: skip)
     workers: int = 0  # processes that write augmented copies (0: one per core)
+    turns: tuple[int, ...] = UPRIGHT  # quarter-turns each query is tried in (the published runs: upright only)
 
     def exhaustive_count(self, size: int) -> int:
         if self.exhaustive_queries is not None:
@@ -412,6 +414,7 @@ class Bench:
             scoring=conf.scoring,
             device=conf.device,
             cache_dir=conf.cache_dir / "engine",
+            turns=conf.turns,
         )
         self.device = self.engine.device
         self.batch = getattr(self.engine.matcher, "batch_size", 1)  # what the matcher uses
@@ -488,7 +491,16 @@ class Bench:
             "pairs_per_s": n / timing["match"],
         }
 
-    def _exhaustive(self, query: Features, qkey: str, index: GalleryIndex) -> list[MatchResult]:
+    def _exhaustive(self, views: Sequence[Features], qkey: str, index: GalleryIndex) -> list[MatchResult]:
+        """Every gallery photo in every turn of the query, as :meth:`Engine.match_gallery` does."""
+        turns = self.engine.turns[: len(views)]
+        tries = [
+            self._exhaustive_view(view, qkey if turn == 0 else f"{qkey}-{turn}", index)
+            for view, turn in zip(views, turns, strict=True)
+        ]
+        return self.engine.best_of_turns(views, tries)
+
+    def _exhaustive_view(self, query: Features, qkey: str, index: GalleryIndex) -> list[MatchResult]:
         """Every gallery photo, with results cached by (query, photo) so that reruns only match new photos."""
         results: list[MatchResult | None] = []
         todo: list[int] = []
@@ -533,8 +545,10 @@ class Bench:
         build["shortlist_bank"] = bank.build_seconds
 
         # Warm-up (kernels, allocator, lazy imports) on one query, not counted.
-        warm = engine.extractor.extract(prepare(self.queries[0][1], max_side=conf.max_side))
-        shortlist_identify(engine, warm, index, self.shortlist)
+        def views(path: Path) -> list[Features]:
+            return [engine.extractor.extract(prepare(path, rotation=t, max_side=conf.max_side)) for t in engine.turns]
+
+        shortlist_identify(engine, views(self.queries[0][1]), index, self.shortlist)
 
         records: list[QueryRecord] = []
         n_exh = conf.exhaustive_count(size)
@@ -542,7 +556,7 @@ class Bench:
             stages: dict[str, float] = {}
             with _timer(stages, "total", self.device):
                 with _timer(stages, "features", self.device):
-                    query = engine.extractor.extract(prepare(path, max_side=conf.max_side))
+                    query = views(path)
                 identification, short = shortlist_identify(engine, query, index, self.shortlist)
             stages["shortlist"] = short.seconds
             stages["rerank"] = stages["total"] - stages["features"] - short.seconds
@@ -692,6 +706,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--photos-per-individual", type=int, help="shortlist: photos of each kept individual matched")
     p.add_argument("--max-pairs", type=int, help="shortlist: LightGlue pairs per query at most")
+    p.add_argument("--turns", default="none", help="turns each query is tried in: none, all or degrees like 0,180")
     p.add_argument("--json", help="write the full report (settings, machine, every query) to this file")
 
 
@@ -711,6 +726,7 @@ def conf_from_args(args: argparse.Namespace) -> BenchConf:
         cache_dir=args.cache_dir,
         throughput_pairs=args.throughput_pairs,
         scoring=replace(ScoringConf(), null_negatives=args.null_negatives, null_positives=args.null_positives),
+        turns=parse_turns(args.turns) or UPRIGHT,
     )
     overrides = {
         k: v

@@ -152,7 +152,8 @@ class EvaluationReport:
             f"gallery {self.gallery_photos} photos, {self.queries} queries "
             f"(novel identities: {', '.join(self.novel_identities)}); "
             f"query latency median {self.latency_median_s:.2f} s, p95 {self.latency_p95_s:.2f} s; "
-            f"extraction {self.extraction_s_per_photo:.2f} s/photo; device {self.settings.get('device')}"
+            f"extraction {self.extraction_s_per_photo:.2f} s/photo; device {self.settings.get('device')}; "
+            f"turns tried {self.settings.get('turns', [0])}"
         )
         return "\n".join(lines)
 
@@ -206,9 +207,9 @@ def evaluate(
     details: list[QueryOutcome] = []
     for qi, (row, photo) in enumerate(queries):
         start = time.perf_counter()
-        features = engine.photo_features(photo)
+        views = engine.photo_views(photo)
         extracted = time.perf_counter()
-        results = engine.match_gallery(features, index)
+        results = engine.match_gallery(views, index)
         outcomes = {m: engine.rank(results, index, method=m) for m in methods}
         latencies.append(time.perf_counter() - start)
         extraction.append(extracted - start)
@@ -258,6 +259,7 @@ def evaluate(
         "matcher_conf": engine.matcher.conf,
         "scoring": asdict(engine.scoring),
         "device": str(engine.device),
+        "turns": list(engine.turns),
     }
     return EvaluationReport(
         methods=reports,

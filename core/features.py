@@ -137,14 +137,20 @@ class Extractor(ABC):
 
     name: ClassVar[str]
     default_conf: ClassVar[dict[str, Any]] = {}
+    #: Defaults that differ by device type ("cuda"): what a GPU affords that a 2-core CPU does not.
+    device_conf: ClassVar[dict[str, dict[str, Any]]] = {}
     weights: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, conf: dict[str, Any] | None = None, device: str | torch.device | None = None) -> None:
         unknown = set(conf or {}) - set(self.default_conf)
         if unknown:
             raise ValueError(f"unknown {self.name} settings: {sorted(unknown)}")
-        self.conf = {**self.default_conf, **(conf or {})}
         self.device = device if isinstance(device, torch.device) else pick_device(device)
+        self.conf = {**self.defaults_for(self.device), **(conf or {})}
+
+    @classmethod
+    def defaults_for(cls, device: str | torch.device) -> dict[str, Any]:
+        return {**cls.default_conf, **cls.device_conf.get(torch.device(device).type, {})}
 
     @property
     def max_side(self) -> int:
@@ -232,6 +238,9 @@ class AlikedExtractor(Extractor):
         "detection_threshold": 0.0,  # <= 0: keep the strongest max_keypoints maxima (top-k mode)
         "nms_radius": 2,
     }
+    #: On the turtle photos 1600 px lifted novelty AUROC by about two points (README, "Accuracy"); a GPU
+    #: extracts it in a tenth of a second, two CPU cores take 7 s instead of 3 s, so CPUs keep 1024 px.
+    device_conf: ClassVar[dict[str, dict[str, Any]]] = {"cuda": {"max_side": 1600}}
     weights = ("aliked-n16.pth",)
 
     def __init__(self, conf: dict[str, Any] | None = None, device: str | torch.device | None = None) -> None:

@@ -33,6 +33,7 @@ class MatchResult:
     n0: int  # keypoints in the query
     n1: int  # keypoints in the gallery photo
     inliers: np.ndarray | None = None  # (M,) bool after geometric verification
+    turn: int = 0  # clockwise degrees the query was turned to find these (core.orientation); kpts0 are un-turned
 
     @property
     def n_matches(self) -> int:
@@ -71,6 +72,7 @@ class MatchResult:
             self.n0,
             self.n1,
             None if self.inliers is None else self.inliers[keep],
+            self.turn,
         )
 
 

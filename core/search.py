@@ -27,6 +27,7 @@ from core.config import scute_home
 from core.errors import EmptyGalleryError
 from core.features import FeatureCache, Features, make_extractor, photo_key
 from core.matching import MatchResult, matcher_for
+from core.orientation import best_turn, default_turns, parse_turns, strongest
 from core.scoring import Calibrator, NullModel, ScoringConf, identity_probabilities
 from core.shortlist import ShortlistConf
 from core.shortlist import identify as shortlist_identify
@@ -207,9 +208,12 @@ class Engine:
         scoring: ScoringConf | None = None,
         device: str | None = None,
         cache_dir: Path | None = None,
+        turns: Sequence[int] | str | None = None,
     ) -> None:
         self.extractor = make_extractor(extractor, extractor_conf, device)
         self.matcher = matcher_for(extractor, matcher_conf, self.extractor.device)
+        #: Clockwise quarter-turns each query is tried in (core.orientation); None: the device's default.
+        self.turns = parse_turns(turns) or default_turns(self.extractor.device)
         self.scoring = scoring or ScoringConf()
         if self.scoring.threshold is None:  # what counts as a strong match depends on the matcher
             self.scoring = dataclasses.replace(self.scoring, threshold=self.matcher.strong_confidence)
@@ -234,6 +238,33 @@ class Engine:
     def photo_features(self, photo: GalleryPhoto) -> Features:
         return self.features(photo.path, photo.sha256, photo.crop, photo.rotation)
 
+    def query_views(
+        self,
+        source: Path | bytes | np.ndarray,
+        sha256: str,
+        crop: tuple[float, float, float, float] | None = None,
+        rotation: int = 0,
+    ) -> list[Features]:
+        """The query's features in each of :attr:`turns`; the first is the photo as given."""
+        return [self.features(source, sha256, crop, (rotation + turn) % 360) for turn in self.turns]
+
+    def photo_views(self, photo: GalleryPhoto) -> list[Features]:
+        return self.query_views(photo.path, photo.sha256, photo.crop, photo.rotation)
+
+    def match_views(self, views: Features | Sequence[Features], gallery: Sequence[Features]) -> list[MatchResult]:
+        """Match every view of a query with each gallery photo and keep, per photo, the best turn."""
+        if isinstance(views, Features):
+            return self.matcher.match_many(views, gallery)
+        if len(views) == 1:
+            return self.matcher.match_many(views[0], gallery)
+        return self.best_of_turns(views, [self.matcher.match_many(view, gallery) for view in views])
+
+    def best_of_turns(self, views: Sequence[Features], tries: Sequence[Sequence[MatchResult]]) -> list[MatchResult]:
+        """``tries[v][i]``: view ``v`` (turn ``turns[v]``) against gallery photo ``i``; the best view per photo."""
+        threshold = float(self.scoring.threshold or self.matcher.strong_confidence)
+        turns, sizes = self.turns[: len(views)], [view.image_size for view in views]
+        return [best_turn([t[i] for t in tries], turns, sizes, threshold) for i in range(len(tries[0]))]
+
     def build_index(self, photos: Iterable[GalleryPhoto], progress: Progress | None = None) -> GalleryIndex:
         """Features for every photo (cached), then the sampled null pairs (cached); no query needed."""
         photos = sorted(photos, key=lambda p: p.key)
@@ -242,32 +273,51 @@ class Engine:
                 "The gallery is empty: import a catalogue or confirm a first sighting before identifying."
             )
         pairs, neg_keys, pos_keys = null_pairs(photos, self.scoring)
-        total = len(photos) + len(pairs)
+        total = len(photos) + len(pairs) * len(self.turns)
         features: list[Features] = []
         for i, photo in enumerate(photos):
             features.append(self.photo_features(photo))
             if progress:
                 progress(i + 1, total)
         by_key = {p.key: f for p, f in zip(photos, features, strict=True)}
-        confidences: dict[tuple[str, str], np.ndarray] = {}
-        todo: dict[str, list[str]] = defaultdict(list)
+        by_photo = {p.key: p for p in photos}
+        threshold = float(self.scoring.threshold or self.matcher.strong_confidence)
+
+        def turned(key: str, turn: int) -> str:
+            p = by_photo[key]
+            return key if turn == 0 else photo_key(p.sha256, p.crop, (p.rotation + turn) % 360)
+
+        def turned_features(key: str, turn: int) -> Features:
+            p = by_photo[key]
+            return by_key[key] if turn == 0 else self.features(p.path, p.sha256, p.crop, (p.rotation + turn) % 360)
+
+        # Each pair is matched in every turn of its second photo, as a query is (core.orientation); the
+        # cache is keyed (first image, second image) as matched.
+        tries: dict[tuple[str, str], dict[int, np.ndarray]] = defaultdict(dict)
+        todo: dict[tuple[str, int], list[str]] = defaultdict(list)
         for a, b in sorted(pairs):
-            cached = self.pair_cache.get(a, b)
-            if cached is None:
-                todo[a].append(b)
-            else:
-                confidences[(a, b)] = cached[2]
-        done = len(confidences)
-        for a, partners in todo.items():
-            results = self.matcher.match_many(by_key[a], [by_key[b] for b in partners])
-            for b, result in zip(partners, results, strict=True):
-                self.pair_cache.put(a, b, result)
-                confidences[(a, b)] = result.confidence
+            for turn in self.turns:
+                cached = self.pair_cache.get(a, b) if turn == 0 else self.pair_cache.get(turned(b, turn), a)
+                if cached is None:
+                    todo[(a, 0) if turn == 0 else (b, turn)].append(b if turn == 0 else a)
+                else:
+                    tries[(a, b)][turn] = cached[2]
+        total = len(photos) + len(pairs) * len(self.turns)
+        done = sum(len(t) for t in tries.values())
+        for (first, turn), partners in todo.items():
+            results = self.matcher.match_many(turned_features(first, turn), [by_key[p] for p in partners])
+            for partner, result in zip(partners, results, strict=True):
+                self.pair_cache.put(turned(first, turn), partner, result)
+                tries[(first, partner) if turn == 0 else (partner, first)][turn] = result.confidence
             done += len(partners)
             if progress:
                 progress(len(photos) + done, total)
         if progress:
             progress(total, total)
+        confidences: dict[tuple[str, str], np.ndarray] = {}
+        for pair, by_turn in tries.items():
+            arrays = [by_turn[turn] for turn in self.turns]
+            confidences[pair] = arrays[strongest(arrays, threshold)]
 
         def lookup(a: str, partners: list[str]) -> list[np.ndarray]:
             return [confidences[tuple(sorted((a, b)))] for b in partners]
@@ -282,8 +332,9 @@ class Engine:
             {a: [identity[b] for b in bs] for a, bs in neg_keys.items()},
         )
 
-    def match_gallery(self, query: Features, index: GalleryIndex) -> list[MatchResult]:
-        return self.matcher.match_many(query, index.features)
+    def match_gallery(self, query: Features | Sequence[Features], index: GalleryIndex) -> list[MatchResult]:
+        """``query``: one Features (as given) or the views from :meth:`query_views` (every turn tried)."""
+        return self.match_views(query, index.features)
 
     def rank(
         self,
@@ -337,7 +388,7 @@ class Engine:
 
     def identify(
         self,
-        query: Features,
+        query: Features | Sequence[Features],
         index: GalleryIndex,
         top_k: int = 5,
         method: str | None = None,

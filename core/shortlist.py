@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -234,12 +234,20 @@ class ShortlistIndex:
         excluded = set(exclude)
         return np.array([k in excluded or s in excluded for k, s in zip(self.keys, self.sha256, strict=True)])
 
-    def select(self, query: Features, exclude: Iterable[str] = ()) -> Shortlist:
-        """Rank every individual by votes and pick the photos that LightGlue should see."""
+    def select(self, query: Features | Sequence[Features], exclude: Iterable[str] = ()) -> Shortlist:
+        """Rank every individual by votes and pick the photos that LightGlue should see.
+
+        With several views of the query (its turns, core.orientation) each individual and photo keeps the
+        votes of the view that suits it best.
+        """
         start = time.perf_counter()
         conf = self.conf
         excluded = self.excluded_mask(exclude)
-        ident_votes, photo_votes = self.votes(query, excluded)
+        views = [query] if isinstance(query, Features) else list(query)
+        ident_votes, photo_votes = self.votes(views[0], excluded)
+        for view in views[1:]:
+            more_ident, more_photo = self.votes(view, excluded)
+            ident_votes, photo_votes = np.maximum(ident_votes, more_ident), np.maximum(photo_votes, more_photo)
         present = np.zeros(len(self.identities), dtype=bool)
         present[self.identity_of[~excluded]] = True
         order = [i for i in sorted(range(len(self.identities)), key=lambda i: (-ident_votes[i], self.identities[i]))]
@@ -282,7 +290,7 @@ def shortlist_index(index: GalleryIndex, conf: ShortlistConf, device: torch.devi
 
 def identify(
     engine: Engine,
-    query: Features,
+    query: Features | Sequence[Features],
     index: GalleryIndex,
     conf: ShortlistConf,
     top_k: int = 5,
@@ -307,7 +315,7 @@ def identify(
     view = dataclasses.replace(
         index, photos=[index.photos[i] for i in chosen], features=[index.features[i] for i in chosen]
     )
-    results = engine.matcher.match_many(query, view.features)
+    results = engine.match_views(query, view.features)
     identification = engine.rank(results, view, top_k, method, exclude)
     reranked = set(identification.ranking)
     identification.ranking = identification.ranking + [i for i in short.ranking if i not in reranked]

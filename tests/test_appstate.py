@@ -66,6 +66,14 @@ def add(session, store: PhotoStore, code: str, seed: int, side: str = "unknown",
 # --- settings --------------------------------------------------------------------------------------
 
 
+def test_the_footer_says_how_queries_are_matched(monkeypatch):
+    monkeypatch.delenv("SCUTE_TURNS", raising=False)
+    cpu = appstate.EngineSettings(device="cpu")
+    assert cpu.describe() == "aliked, 1024 px, 2048 keypoints, confident scoring, device cpu"
+    monkeypatch.setenv("SCUTE_TURNS", "all")
+    assert "confident scoring, queries tried in 4 turns, device cpu" in cpu.describe()
+
+
 def test_engine_settings_come_from_the_environment():
     assert appstate.EngineSettings.from_env({}) == appstate.EngineSettings()
     small = appstate.EngineSettings.from_env(

@@ -65,7 +65,7 @@ def test_import_identify_agrees_with_the_evaluation(
 
     engine = Engine("aliked", dict(SMALL_ALIKED_CONF), device="cpu", cache_dir=tmp_path / "eval-cache")
     index = engine.build_index([manifest_photo(root, r) for r in split.gallery])
-    expected = engine.identify(engine.photo_features(manifest_photo(root, known)), index, top_k=3)
+    expected = engine.identify(engine.photo_views(manifest_photo(root, known)), index, top_k=3)
 
     assert [c["identity"] for c in result["candidates"]] == [c.identity for c in expected.candidates]
     assert [c["matches"] for c in result["candidates"]] == [c.matches for c in expected.candidates]
@@ -115,6 +115,7 @@ def test_import_reports_bad_rows_and_imports_the_rest(
         (["identify", "{tmp}/empty.jpg"], "empty"),
         (["identify", "{photo}"], "gallery is empty"),
         (["identify", "{photo}", "--db", "nosuchdb://x"], ""),
+        (["identify", "{photo}", "--turns", "45"], "multiples of 90 degrees"),
         (["evaluate", "--manifest", "{tmp}/nothing.csv"], "does not exist"),
         (["import", "--manifest", "{tmp}/nothing.csv"], "does not exist"),
         (["import", "--manifest", "{tmp}/bad.csv"], "needs the columns path and identity"),

@@ -592,3 +592,15 @@ def test_model_caches_point_at_an_empty_session_folder() -> None:
     assert torch_home.parent == Path(os.environ["XDG_CACHE_HOME"])
     assert torch_home.parent.name.startswith("scute-test-cache-")
     assert not list(torch_home.parent.rglob("*.pth")), "something downloaded weights during the tests"
+
+
+def test_a_gpu_works_at_a_higher_resolution_than_a_cpu_by_default() -> None:
+    from core.features import AlikedExtractor, DiskExtractor
+
+    assert AlikedExtractor.defaults_for("cuda")["max_side"] == 1600
+    assert AlikedExtractor.defaults_for("cpu")["max_side"] == 1024
+    assert AlikedExtractor.defaults_for("cpu")["max_keypoints"] == AlikedExtractor.defaults_for("cuda")["max_keypoints"]
+    assert DiskExtractor.defaults_for("cuda") == DiskExtractor.default_conf
+    # Without CUDA a request for it falls back to the CPU, and so do the defaults; a caller's setting always wins.
+    assert make_extractor("aliked", None, device="cuda").max_side == (1600 if torch.cuda.is_available() else 1024)
+    assert make_extractor("aliked", {"max_side": 800}, device="cpu").max_side == 800

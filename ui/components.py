@@ -191,6 +191,12 @@ def match_explorer(
             caption=(
                 f"Your photo (left) and {md(label_for(identity))} (right): {overlay.shown} of {overlay.total} "
                 "matches shown. Line colour: red = unsure, amber = fair, green = confident."
+                + (
+                    f" Your photo matched best turned {chosen.match.turn}° clockwise: it may be sideways or "
+                    "upside down (the rotation control above fixes that for the gallery)."
+                    if chosen.match.turn
+                    else ""
+                )
             ),
             width="stretch",
         )
