@@ -118,3 +118,23 @@ def test_null_pairs_take_the_best_turn_like_queries(turned_gallery) -> None:
     finally:
         turning.matcher.match_many = original
     assert calls == []
+
+
+def test_the_shortlist_votes_with_every_turn_and_reranks_in_the_best(turned_gallery) -> None:
+    from core.shortlist import ShortlistConf
+    from core.shortlist import identify as shortlist_identify
+
+    turning, upright, photos, index, upright_index = turned_gallery
+    target = photos[2]
+    pixels = prepare(target.path, max_side=SMALL_ALIKED_CONF["max_side"])
+    given = np.ascontiguousarray(np.rot90(pixels, 2))
+    sha = sha256_hex(given.tobytes())
+    conf = ShortlistConf(min_individuals=1, max_individuals=1, photos_per_individual=1, max_pairs=1)
+
+    found, short = shortlist_identify(turning, turning.query_views(given, sha), index, conf)
+    assert short.individuals == [target.identity] and short.photos == [index.photos.index(target)]
+    assert found.candidates[0].photo.key == target.key and found.candidates[0].match.turn == 180
+
+    # Upright, the same photo's descriptors find their turtle far less often (measured 23 votes against 199).
+    _, upright_short = shortlist_identify(upright, upright.query_views(given, sha), upright_index, conf)
+    assert short.votes[target.identity] > 4 * upright_short.votes[target.identity]
