@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from argon2 import PasswordHasher
+from support_photos import CHEAP_HASHER
 
 #: What the app reads from the environment; the template is built with exactly these settings.
 APP_ENV = {"SCUTE_EXTRACTOR": "aliked", "SCUTE_MAX_SIDE": "512", "SCUTE_KEYPOINTS": "512", "SCUTE_DEVICE": "cpu"}
@@ -23,7 +23,7 @@ QUERY = ("images/t006/dFJLspgzYe.jpg", "t006")
 PASSWORD = "turtles are great"
 USERS = (("admin", "admin"), ("alice", "volunteer"), ("bob", "reviewer"))
 #: argon2 at its cheapest: these tests are about the app, not password strength (see test_users).
-FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+FAST_HASHER = CHEAP_HASHER
 
 
 @dataclass(frozen=True)

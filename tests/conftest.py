@@ -45,6 +45,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(cache, ignore_errors=True)
 
 
+@pytest.fixture
+def store(tmp_path: Path):
+    """An empty content-addressed photo store in the test's own folder."""
+    from core.store import PhotoStore
+
+    return PhotoStore(tmp_path / "photos")
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The shared test photos: ``$SCUTE_DATA`` or ``<repo>/../shared/data``; tests skip without them."""

@@ -6,19 +6,21 @@ changed" assertions. Not a test module itself (pytest only collects ``test_*.py`
 
 from __future__ import annotations
 
-import io
 import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from argon2 import PasswordHasher
-from PIL import Image
 from sqlalchemy import MetaData, inspect, select
 from sqlalchemy.engine import Engine
 from support_db import PG_ENV, pg_url_or_skip, wipe  # noqa: F401  (re-exported)
+from support_photos import (  # noqa: F401  (re-exported)
+    CHEAP_HASHER,
+    cheap_hashing,
+    image_bytes,
+    use_cheap_hashing,
+)
 
 from core import users
 from core.db import session_scope
@@ -27,32 +29,12 @@ from core.store import PhotoStore
 from core.users import create_user
 
 PASSWORD = "correct horse battery"
-CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-
-
-def use_cheap_hashing() -> None:
-    """argon2 at its cheapest, for worker processes only (in the test process use the fixture)."""
-    users._HASHER = CHEAP_HASHER
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2 at its cheapest: these tests are not about password strength (test_users checks the real one)."""
-    monkeypatch.setattr(users, "_HASHER", CHEAP_HASHER)
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> PhotoStore:
+    """The photo store where the app finds it when ``SCUTE_HOME`` is ``tmp_path / "home"``."""
     return PhotoStore(tmp_path / "home" / "photos")
-
-
-def image_bytes(seed: int, fmt: str = "PNG", size: tuple[int, int] = (32, 24)) -> bytes:
-    """A small noisy photo, different for every seed."""
-    width, height = size
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format=fmt)
-    return buffer.getvalue()
 
 
 @dataclass

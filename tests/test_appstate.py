@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
-from argon2 import PasswordHasher
-from PIL import Image
+from support_photos import cheap_hashing, image_bytes  # noqa: F401  (cheap_hashing: an autouse fixture)
 
 from core import appstate, curation, users
 from core.db import init_db, session_scope
@@ -23,28 +20,11 @@ from core.store import PhotoStore
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture(autouse=True)
-def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(users, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-
-
-def image_bytes(seed: int) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def db(tmp_path: Path):
     engine = init_db(f"sqlite:///{tmp_path / 'gallery.db'}")
     yield engine
     engine.dispose()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> PhotoStore:
-    return PhotoStore(tmp_path / "photos")
 
 
 def add(session, store: PhotoStore, code: str, seed: int, side: str = "unknown", taken_at=None):

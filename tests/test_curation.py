@@ -7,17 +7,13 @@ Every test checks the database after each action, not only the return values.
 from __future__ import annotations
 
 import argparse
-import io
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import pytest
-from argon2 import PasswordHasher
-from PIL import Image
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
+from support_photos import cheap_hashing, image_bytes  # noqa: F401  (cheap_hashing: an autouse fixture)
 
 from core import cli_review, users
 from core.audit import entries_for_individual, entries_for_target, entries_for_user, jsonable, record
@@ -42,24 +38,6 @@ from core.store import PhotoStore
 from core.users import PermissionDenied, create_user
 
 PASSWORD = "correct horse battery"
-
-
-def image_bytes(seed: int) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(24, 32, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-@pytest.fixture(autouse=True)
-def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2 at its cheapest: these tests are about curation, not password strength (see test_users)."""
-    monkeypatch.setattr(users, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> PhotoStore:
-    return PhotoStore(tmp_path / "photos")
 
 
 @dataclass

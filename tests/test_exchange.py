@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from argon2 import PasswordHasher
 from PIL import Image
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 from support_db import wipe
+from support_photos import cheap_hashing  # noqa: F401  (an autouse fixture)
 
 from core import __main__ as cli
-from core import curation, exchange, users
+from core import curation, exchange
 from core.db import init_db, session_scope
 from core.errors import ManifestError
 from core.exchange import (
@@ -70,21 +70,11 @@ def exif_with(taken: str, lat: tuple[str, tuple], lon: tuple[str, tuple]) -> Ima
     return exif
 
 
-@pytest.fixture(autouse=True)
-def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(users, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-
-
 @pytest.fixture
 def db(db_url: str):
     engine = init_db(db_url)
     yield engine
     engine.dispose()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> PhotoStore:
-    return PhotoStore(tmp_path / "photos")
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,12 @@ Runs on SQLite files, and also on PostgreSQL when ``SCUTE_TEST_DATABASE_URL`` is
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime
-from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
+from support_photos import image_bytes
 
 from core.db import session_scope
 from core.gallery import (
@@ -27,18 +24,6 @@ from core.gallery import (
 )
 from core.models import FeatureRecord, Individual, Photo
 from core.store import PhotoStore
-
-
-def image_bytes(seed: int, fmt: str = "PNG") -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(24, 32, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> PhotoStore:
-    return PhotoStore(tmp_path / "photos")
 
 
 def _add(session: Session, store: PhotoStore, seed: int, individual: Individual | None, **kwargs) -> Photo:

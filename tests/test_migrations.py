@@ -13,11 +13,11 @@ from pathlib import Path
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from argon2 import PasswordHasher
 from PIL import Image
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, select
+from support_photos import CHEAP_HASHER
 
 import core.users as users
 from core.db import alembic_config, current_revision, head_revision, init_db, make_engine, session_scope
@@ -113,7 +113,7 @@ def _gallery_snapshot(engine: Engine) -> dict:
 
 
 def test_upgrade_from_0001_keeps_the_gallery(db_url: str, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(users, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    monkeypatch.setattr(users, "_HASHER", CHEAP_HASHER)
     store = PhotoStore(tmp_path / "photos")
     old = _old_gallery(db_url, store)
     before = _gallery_snapshot(old)

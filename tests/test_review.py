@@ -7,7 +7,6 @@ The two-process tests start real processes (spawn) that vote at the same moment.
 from __future__ import annotations
 
 import argparse
-import io
 import multiprocessing
 import queue
 import time
@@ -15,16 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pytest
-from argon2 import PasswordHasher
 from conftest import SMALL_ALIKED_CONF
 from PIL import Image
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
+from support_photos import cheap_hashing, image_bytes  # noqa: F401  (cheap_hashing: an autouse fixture)
 
-from core import cli_review, users
+from core import cli_review
 from core.catalog import import_rows
 from core.db import make_engine, session_scope
 from core.evaluate import ManifestRow
@@ -54,24 +52,6 @@ from core.store import PhotoStore, sha256_hex
 from core.users import PermissionDenied, create_user, disable_user, get_user
 
 PASSWORD = "correct horse battery"
-
-
-def image_bytes(seed: int, fmt: str = "PNG", exif: Image.Exif | None = None) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(24, 32, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format=fmt, **({"exif": exif} if exif is not None else {}))
-    return buffer.getvalue()
-
-
-@pytest.fixture(autouse=True)
-def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2 at its cheapest: these tests are about review, not password strength (see test_users)."""
-    monkeypatch.setattr(users, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> PhotoStore:
-    return PhotoStore(tmp_path / "photos")
 
 
 @dataclass
@@ -416,7 +396,7 @@ def test_exif_date_and_place_are_defaults(engine: Engine, store: PhotoStore, wor
             session,
             store,
             _user(session, world.alice),
-            image_bytes(7, "JPEG", exif),
+            image_bytes(7, "JPEG", exif=exif),
             candidates=[],
             new_individual_probability=0.9,
         )

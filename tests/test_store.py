@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from support_photos import image_bytes
 
 import core.store
 from core.store import PhotoStore, StoredPhoto
 
 
-def image_bytes(seed: int, fmt: str = "PNG", size: tuple[int, int] = (32, 24)) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
 def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> PhotoStore:
-    return PhotoStore(tmp_path / "photos")
 
 
 @pytest.mark.parametrize(("fmt", "suffix"), [("PNG", ".png"), ("JPEG", ".jpg")])
