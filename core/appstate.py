@@ -270,14 +270,18 @@ class SearchResult:
     identification: Identification
     results: dict[int, MatchResult]
     index: GalleryIndex
-    query: Features
+    views: list[Features]  # the query in each turn the engine tried (core.orientation); first: as given
     crop: tuple[float, float, float, float] | None
     rotation: int
     side: str
     query_sha: str
     top_k: int = 5
     shortlisted: bool = False
-    views: list[Features] | None = None  # the query in each turn the engine tried (core.orientation)
+
+    @property
+    def query(self) -> Features:
+        """The query's features as given: the frame its matches and overlays are drawn in."""
+        return self.views[0]
 
     @property
     def method(self) -> str:
@@ -308,7 +312,7 @@ class SearchResult:
         if engine is not None and members and not any(i in self.results for i in members):
             todo = members[:fill]
             for i, result in zip(
-                todo, engine.match_views(self.views or self.query, [self.index.features[i] for i in todo]), strict=True
+                todo, engine.match_views(self.views, [self.index.features[i] for i in todo]), strict=True
             ):
                 self.results[i] = result
         null, _ = self.index.model(self.method)
@@ -361,17 +365,7 @@ def search(
         position = {photo.key: i for i, photo in enumerate(index.photos)}
         results = {position[c.photo.key]: c.match for c in identification.candidates if c.match is not None}
     return SearchResult(
-        identification,
-        results,
-        index,
-        views[0],
-        crop,
-        rotation,
-        side,
-        sha256,
-        top_k,
-        shortlisted=conf is not None,
-        views=views,
+        identification, results, index, views, crop, rotation, side, sha256, top_k, shortlisted=conf is not None
     )
 
 

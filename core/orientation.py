@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from core.errors import ScuteError
+from core.features import Features
 from core.matching import MatchResult
 
 UPRIGHT: tuple[int, ...] = (0,)
@@ -61,6 +62,11 @@ def default_turns(device: torch.device | str) -> tuple[int, ...]:
     if chosen is not None:
         return chosen
     return QUARTER_TURNS if torch.device(device).type == "cuda" else UPRIGHT
+
+
+def as_views(query: Features | Sequence[Features]) -> list[Features]:
+    """A query as the list of its views: one Features is the photo as given, upright only."""
+    return [query] if isinstance(query, Features) else list(query)
 
 
 def to_given_frame(points: np.ndarray, turn: int, turned_size: tuple[int, int]) -> np.ndarray:

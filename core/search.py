@@ -27,7 +27,7 @@ from core.config import scute_home
 from core.errors import EmptyGalleryError
 from core.features import FeatureCache, Features, make_extractor, photo_key
 from core.matching import MatchResult, matcher_for
-from core.orientation import best_turn, default_turns, parse_turns, strongest
+from core.orientation import as_views, best_turn, default_turns, parse_turns, strongest
 from core.scoring import Calibrator, NullModel, ScoringConf, identity_probabilities
 from core.shortlist import ShortlistConf
 from core.shortlist import identify as shortlist_identify
@@ -53,6 +53,10 @@ class GalleryPhoto:
     @property
     def key(self) -> str:
         return photo_key(self.sha256, self.crop, self.rotation)
+
+    def turned(self, turn: int) -> GalleryPhoto:
+        """The same photo turned a further ``turn`` degrees clockwise (core.orientation)."""
+        return dataclasses.replace(self, rotation=(self.rotation + turn) % 360)
 
 
 @dataclass
@@ -249,21 +253,18 @@ class Engine:
         return [self.features(source, sha256, crop, (rotation + turn) % 360) for turn in self.turns]
 
     def photo_views(self, photo: GalleryPhoto) -> list[Features]:
-        return self.query_views(photo.path, photo.sha256, photo.crop, photo.rotation)
+        return [self.photo_features(photo.turned(turn)) for turn in self.turns]
 
-    def match_views(self, views: Features | Sequence[Features], gallery: Sequence[Features]) -> list[MatchResult]:
+    def match_views(self, query: Features | Sequence[Features], gallery: Sequence[Features]) -> list[MatchResult]:
         """Match every view of a query with each gallery photo and keep, per photo, the best turn."""
-        if isinstance(views, Features):
-            return self.matcher.match_many(views, gallery)
-        if len(views) == 1:
-            return self.matcher.match_many(views[0], gallery)
-        return self.best_of_turns(views, [self.matcher.match_many(view, gallery) for view in views])
+        views = as_views(query)
+        tries = [self.matcher.match_many(view, gallery) for view in views]
+        return tries[0] if len(tries) == 1 else self.best_of_turns(views, tries)
 
     def best_of_turns(self, views: Sequence[Features], tries: Sequence[Sequence[MatchResult]]) -> list[MatchResult]:
         """``tries[v][i]``: view ``v`` (turn ``turns[v]``) against gallery photo ``i``; the best view per photo."""
-        threshold = float(self.scoring.threshold or self.matcher.strong_confidence)
         turns, sizes = self.turns[: len(views)], [view.image_size for view in views]
-        return [best_turn([t[i] for t in tries], turns, sizes, threshold) for i in range(len(tries[0]))]
+        return [best_turn([t[i] for t in tries], turns, sizes, self.scoring.threshold) for i in range(len(tries[0]))]
 
     def build_index(self, photos: Iterable[GalleryPhoto], progress: Progress | None = None) -> GalleryIndex:
         """Features for every photo (cached), then the sampled null pairs (cached); no query needed."""
@@ -281,34 +282,28 @@ class Engine:
                 progress(i + 1, total)
         by_key = {p.key: f for p, f in zip(photos, features, strict=True)}
         by_photo = {p.key: p for p in photos}
-        threshold = float(self.scoring.threshold or self.matcher.strong_confidence)
-
-        def turned(key: str, turn: int) -> str:
-            p = by_photo[key]
-            return key if turn == 0 else photo_key(p.sha256, p.crop, (p.rotation + turn) % 360)
 
         def turned_features(key: str, turn: int) -> Features:
-            p = by_photo[key]
-            return by_key[key] if turn == 0 else self.features(p.path, p.sha256, p.crop, (p.rotation + turn) % 360)
+            return by_key[key] if turn == 0 else self.photo_features(by_photo[key].turned(turn))
 
-        # Each pair is matched in every turn of its second photo, as a query is (core.orientation); the
-        # cache is keyed (first image, second image) as matched.
+        # Each pair is matched as a query would be: its second photo turned against its first (turn 0 keeps
+        # the original order). The cache is keyed (first image as matched, second image).
         tries: dict[tuple[str, str], dict[int, np.ndarray]] = defaultdict(dict)
         todo: dict[tuple[str, int], list[str]] = defaultdict(list)
         for a, b in sorted(pairs):
             for turn in self.turns:
-                cached = self.pair_cache.get(a, b) if turn == 0 else self.pair_cache.get(turned(b, turn), a)
+                first, second = (a, b) if turn == 0 else (b, a)
+                cached = self.pair_cache.get(by_photo[first].turned(turn).key, second)
                 if cached is None:
-                    todo[(a, 0) if turn == 0 else (b, turn)].append(b if turn == 0 else a)
+                    todo[(first, turn)].append(second)
                 else:
                     tries[(a, b)][turn] = cached[2]
-        total = len(photos) + len(pairs) * len(self.turns)
         done = sum(len(t) for t in tries.values())
         for (first, turn), partners in todo.items():
             results = self.matcher.match_many(turned_features(first, turn), [by_key[p] for p in partners])
-            for partner, result in zip(partners, results, strict=True):
-                self.pair_cache.put(turned(first, turn), partner, result)
-                tries[(first, partner) if turn == 0 else (partner, first)][turn] = result.confidence
+            for second, result in zip(partners, results, strict=True):
+                self.pair_cache.put(by_photo[first].turned(turn).key, second, result)
+                tries[tuple(sorted((first, second)))][turn] = result.confidence  # type: ignore[index]
             done += len(partners)
             if progress:
                 progress(len(photos) + done, total)
@@ -317,7 +312,7 @@ class Engine:
         confidences: dict[tuple[str, str], np.ndarray] = {}
         for pair, by_turn in tries.items():
             arrays = [by_turn[turn] for turn in self.turns]
-            confidences[pair] = arrays[strongest(arrays, threshold)]
+            confidences[pair] = arrays[strongest(arrays, self.scoring.threshold)]
 
         def lookup(a: str, partners: list[str]) -> list[np.ndarray]:
             return [confidences[tuple(sorted((a, b)))] for b in partners]

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from core.features import Features
+from core.orientation import as_views
 
 if TYPE_CHECKING:
     from core.search import Engine, GalleryIndex, Identification
@@ -243,7 +244,7 @@ class ShortlistIndex:
         start = time.perf_counter()
         conf = self.conf
         excluded = self.excluded_mask(exclude)
-        views = [query] if isinstance(query, Features) else list(query)
+        views = as_views(query)
         ident_votes, photo_votes = self.votes(views[0], excluded)
         for view in views[1:]:
             more_ident, more_photo = self.votes(view, excluded)
