@@ -14,12 +14,12 @@ from pathlib import Path
 import streamlit as st
 from sqlmodel import func, select
 
-from core import appstate
 from core.config import scute_home
-from core.db import session_scope
 from core.errors import ScuteError
-from core.models import User
-from core.users import authenticate, change_password, create_user
+from core.review.users import authenticate, change_password, create_user
+from core.service import appstate
+from core.store.db import session_scope
+from core.store.models import User
 from ui import context as ctx
 from ui.components import md
 

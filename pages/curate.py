@@ -1,7 +1,7 @@
 """Curate (admins): individuals, merges, photos, history with undo, import, export and user accounts.
 
-Every action goes through ``core.curation`` / ``core.users`` / ``core.exchange``, which check the role,
-record the change in the audit log and make merges, splits and moves undoable.
+Every action goes through ``core.review.curation`` / ``core.review.users`` / ``core.catalogue.exchange``,
+which check the role, record the change in the audit log and make merges, splits and moves undoable.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from pathlib import Path
 import streamlit as st
 from sqlmodel import Session
 
-from core import appstate, curation, users
-from core.db import session_scope
-from core.models import ROLES, Individual
+from core.review import curation, users
+from core.service import appstate
+from core.store.db import session_scope
+from core.store.models import ROLES, Individual
 from ui import context as ctx
 from ui.components import md, photo_image
 
@@ -329,7 +330,7 @@ def _import(user) -> None:
         upload = st.file_uploader("Catalogue ZIP", type=["zip"], key="curate.import.zip")
         if st.button("Import", key="curate.import.zip.go", type="primary", disabled=upload is None):
             assert upload is not None
-            from core.exchange import import_zip
+            from core.catalogue.exchange import import_zip
 
             bar = st.progress(0.0, text="Importing…")
             with ctx.guard("importing the ZIP"), tempfile.TemporaryDirectory(prefix="scute-upload-") as tmp:
@@ -371,7 +372,7 @@ def _import(user) -> None:
                 if not path.is_file():
                     st.error(f"There is no file at {md(path)}.")
                 elif path.suffix.lower() == ".zip":
-                    from core.exchange import import_zip
+                    from core.catalogue.exchange import import_zip
 
                     report = import_zip(ctx.db(), ctx.store(), engine, path, actor=user, progress=_progress(bar))
                 else:

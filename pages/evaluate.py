@@ -1,6 +1,6 @@
 """Evaluate: run the evaluation protocol on the current gallery (or some of its individuals).
 
-How well does Scute do on *this* gallery, with *these* settings? The protocol of ``core.evaluate``
+How well does Scute do on *this* gallery, with *these* settings? The protocol of ``core.evaluation.protocol``
 holds back a quarter of the individuals as "new" and half of every other individual's photos as
 queries, then reports accuracy, the novelty ROC, score histograms, and the slowest and wrongest
 queries with their match pictures.
@@ -13,9 +13,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import appstate, viz
-from core.db import session_scope
-from core.evaluate import METHODS, EvaluationReport, evaluate, manifest_photo, protocol_split
+from core.evaluation.protocol import METHODS, EvaluationReport, evaluate, manifest_photo, protocol_split
+from core.service import appstate
+from core.store.db import session_scope
+from core.viz.figures import figures as viz
 from ui import context as ctx
 from ui.components import match_explorer, md, percent
 

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import appstate
-from core.db import session_scope
-from core.models import Individual
+from core.service import appstate
+from core.store.db import session_scope
+from core.store.models import Individual
 from ui import context as ctx
 from ui.components import card_image, md
 

@@ -13,11 +13,12 @@ from datetime import UTC, date, datetime, time
 import numpy as np
 import streamlit as st
 
-from core import appstate, viz
-from core.appstate import SIDE_CHOICES, SIDE_LABELS, SearchResult, Upload
-from core.db import session_scope
+from core.engine.images import crop_and_rotate
 from core.errors import ImageError, ScuteError
-from core.images import crop_and_rotate
+from core.service import appstate
+from core.service.appstate import SIDE_CHOICES, SIDE_LABELS, SearchResult, Upload
+from core.store.db import session_scope
+from core.viz.figures import figures as viz
 from ui import context as ctx
 from ui.components import candidate_cards, match_explorer, md, percent, run_search
 

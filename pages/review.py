@@ -11,10 +11,11 @@ from collections.abc import Callable
 import streamlit as st
 from sqlmodel import Session
 
-from core import appstate, viz
-from core.db import session_scope
-from core.models import Individual
-from core.review import SightingDetail, cast_vote, decide, list_sightings, review_queue, sighting_detail
+from core.review.sightings import SightingDetail, cast_vote, decide, list_sightings, review_queue, sighting_detail
+from core.service import appstate
+from core.store.db import session_scope
+from core.store.models import Individual
+from core.viz.figures import figures as viz
 from ui import context as ctx
 from ui.components import match_explorer, md, percent, photo_image, run_search
 

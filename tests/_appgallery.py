@@ -45,12 +45,12 @@ def gallery_rows(manifest: Sequence[dict[str, object]]) -> list[tuple[Path, str]
 
 def build_template(home: Path, manifest: Sequence[dict[str, object]], turtles: Path) -> AppGallery:
     """Import the gallery, create the accounts, and match the null pairs, all into ``home``."""
-    from core import users
-    from core.appstate import EngineSettings, IndexCache
-    from core.catalog import import_rows
-    from core.db import init_db, session_scope
-    from core.evaluate import ManifestRow
-    from core.store import PhotoStore
+    from core.catalogue.importer import import_rows
+    from core.evaluation.protocol import ManifestRow
+    from core.review import users
+    from core.service.appstate import EngineSettings, IndexCache
+    from core.store.db import init_db, session_scope
+    from core.store.photos import PhotoStore
 
     home.mkdir(parents=True, exist_ok=True)
     settings = EngineSettings.from_env(APP_ENV)

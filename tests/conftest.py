@@ -48,7 +48,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture
 def store(tmp_path: Path):
     """An empty content-addressed photo store in the test's own folder."""
-    from core.store import PhotoStore
+    from core.store.photos import PhotoStore
 
     return PhotoStore(tmp_path / "photos")
 
@@ -78,7 +78,7 @@ def turtle_manifest(data_dir: Path) -> list[dict[str, object]]:
 @pytest.fixture(scope="session")
 def aliked_extractor():
     """ALIKED on the CPU at 512 px / 512 keypoints, loaded once for the whole session."""
-    from core.features import make_extractor
+    from core.engine.features import make_extractor
 
     return make_extractor("aliked", dict(SMALL_ALIKED_CONF), device="cpu")
 
@@ -86,7 +86,7 @@ def aliked_extractor():
 @pytest.fixture(scope="session")
 def lightglue_matcher():
     """LightGlue for ALIKED features on the CPU, loaded once for the whole session."""
-    from core.matching import LightGlueMatcher
+    from core.engine.matching import LightGlueMatcher
 
     return LightGlueMatcher({"features": "aliked"}, device="cpu")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import MetaData, create_engine
 
-from core.db import init_db
+from core.store.db import init_db
 
 PG_ENV = "SCUTE_TEST_DATABASE_URL"
 

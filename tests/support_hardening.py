@@ -22,11 +22,11 @@ from support_photos import (  # noqa: F401  (re-exported)
     use_cheap_hashing,
 )
 
-from core import users
-from core.db import session_scope
-from core.gallery import add_photo, get_or_create_individual
-from core.store import PhotoStore
-from core.users import create_user
+from core.review import users
+from core.review.users import create_user
+from core.store.db import session_scope
+from core.store.gallery import add_photo, get_or_create_individual
+from core.store.photos import PhotoStore
 
 PASSWORD = "correct horse battery"
 
@@ -108,7 +108,14 @@ def forkserver_context() -> Any:
     if _FORKSERVER is None:
         _FORKSERVER = multiprocessing.get_context("forkserver")
         _FORKSERVER.set_forkserver_preload(
-            ["core.__main__", "core.catalog", "core.search", "core.review", "core.curation", "support_hardening"]
+            [
+                "core.cli",
+                "core.catalogue.importer",
+                "core.engine.search",
+                "core.review.sightings",
+                "core.review.curation",
+                "support_hardening",
+            ]
         )
     return _FORKSERVER
 

@@ -12,7 +12,7 @@ import pytest
 from argon2 import PasswordHasher
 from PIL import Image
 
-from core import users
+from core.review import users
 
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 

@@ -29,12 +29,13 @@ from support_hardening import (  # noqa: F401  (fixtures)
     world,
 )
 
-from core import curation, review, users
-from core.db import session_scope
-from core.models import AuditLog, User
-from core.review import CandidateInput
-from core.store import PhotoStore
-from core.users import AuthenticationError, PermissionDenied
+from core.review import curation, users
+from core.review import sightings as review
+from core.review.sightings import CandidateInput
+from core.review.users import AuthenticationError, PermissionDenied
+from core.store.db import session_scope
+from core.store.models import AuditLog, User
+from core.store.photos import PhotoStore
 
 Call = Callable[[Session, User, World, PhotoStore], Any]
 
@@ -242,7 +243,7 @@ def test_passwords_and_hashes_never_reach_logs_audit_or_errors(engine, world: Wo
 
 
 def test_the_users_command_never_echoes_the_password(engine, db_url: str, world: World, capsys, caplog) -> None:
-    from core.__main__ import main
+    from core.cli import main
 
     caplog.set_level(logging.DEBUG)
     with pytest.MonkeyPatch.context() as patch:

@@ -18,11 +18,11 @@ from PIL import Image
 from sqlmodel import Session, col, select
 from streamlit.testing.v1 import AppTest
 
-from core import users
-from core.db import init_db, session_scope
-from core.models import AuditLog, Candidate, FeatureRecord, Individual, Photo, Sighting, User, Vote
-from core.review import CandidateInput, submit_sighting
-from core.store import PhotoStore
+from core.review import users
+from core.review.sightings import CandidateInput, submit_sighting
+from core.store.db import init_db, session_scope
+from core.store.models import AuditLog, Candidate, FeatureRecord, Individual, Photo, Sighting, User, Vote
+from core.store.photos import PhotoStore
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 300  # a search on two loaded CPU cores; the usual run takes seconds

@@ -9,13 +9,14 @@ from types import SimpleNamespace
 import pytest
 from support_photos import cheap_hashing, image_bytes  # noqa: F401  (cheap_hashing: an autouse fixture)
 
-from core import appstate, curation, users
-from core.db import init_db, session_scope
 from core.errors import ScuteError
-from core.evaluate import EvaluationReport, QueryOutcome
-from core.gallery import add_photo, get_or_create_individual
-from core.review import ReviewConfig, submit_sighting
-from core.store import PhotoStore
+from core.evaluation.protocol import EvaluationReport, QueryOutcome
+from core.review import curation, users
+from core.review.sightings import ReviewConfig, submit_sighting
+from core.service import appstate
+from core.store.db import init_db, session_scope
+from core.store.gallery import add_photo, get_or_create_individual
+from core.store.photos import PhotoStore
 
 PASSWORD = "correct horse battery"
 

@@ -30,16 +30,16 @@ from support_hardening import (  # noqa: F401
     wipe,
 )
 
-from core import curation, users
-from core.__main__ import main
-from core.backup import BackupError, backup, read_manifest, restore
-from core.db import init_db, session_scope
-from core.features import FeatureCache, Features
-from core.gallery import record_features
-from core.integrity import check_database, check_files
-from core.models import Individual, User
-from core.review import CandidateInput, cast_vote, submit_sighting
-from core.store import PhotoStore
+from core.cli import main
+from core.engine.features import FeatureCache, Features
+from core.review import curation, users
+from core.review.sightings import CandidateInput, cast_vote, submit_sighting
+from core.store.backup import BackupError, backup, read_manifest, restore
+from core.store.db import init_db, session_scope
+from core.store.gallery import record_features
+from core.store.integrity import check_database, check_files
+from core.store.models import Individual, User
+from core.store.photos import PhotoStore
 
 APPEND_ONLY = ("audit_log", "audit_individual", "vote", "candidate", "user_account")
 
@@ -340,7 +340,7 @@ def test_damaged_photo_in_the_live_store_is_not_copied_and_is_reported(tmp_path:
     engine = init_db(url)
     world = make_world(engine, PhotoStore(home / "photos"))
     with session_scope(engine) as session:
-        damaged = session.get(__import__("core.models", fromlist=["Photo"]).Photo, world.photos[0]).path
+        damaged = session.get(__import__("core.store.models", fromlist=["Photo"]).Photo, world.photos[0]).path
     engine.dispose()
     (home / "photos" / damaged).write_bytes(b"bit rot")
     manifest = backup(url, tmp_path / "backup", home=home)

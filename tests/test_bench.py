@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.bench import (
+from core.engine.scoring import ScoringConf
+from core.engine.search import GalleryPhoto
+from core.engine.shortlist import ShortlistConf
+from core.evaluation.bench import (
     AUGMENT_VERSION,
     Bench,
     BenchConf,
@@ -22,10 +25,7 @@ from core.bench import (
     grow_gallery,
     machine,
 )
-from core.scoring import ScoringConf
-from core.search import GalleryPhoto
-from core.shortlist import ShortlistConf
-from core.store import sha256_hex
+from core.store.photos import sha256_hex
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,9 +118,9 @@ def test_augmenting_after_torch_work_does_not_hang(manifest: Path, tmp_path: Pat
     script = f"""
 import torch
 from pathlib import Path
-from core.bench import BenchConf, grow_gallery
-from core.search import GalleryPhoto
-from core.store import sha256_hex
+from core.evaluation.bench import BenchConf, grow_gallery
+from core.engine.search import GalleryPhoto
+from core.store.photos import sha256_hex
 import cv2
 import numpy as np
 torch.set_num_threads(2)
@@ -200,7 +200,7 @@ def test_machine_names_cpu_and_gpu() -> None:
 
 def test_cli_bench_writes_json(manifest: Path, cache: Path, tmp_path: Path, capsys) -> None:
     """The same small run from the command line: the caches of the run above make it quick."""
-    from core.__main__ import main
+    from core.cli import main
 
     out = tmp_path / "bench.json"
     argv = [
@@ -229,7 +229,7 @@ def test_cli_bench_writes_json(manifest: Path, cache: Path, tmp_path: Path, caps
 
 
 def test_cli_bench_help(capsys) -> None:
-    from core.__main__ import main
+    from core.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "--help"])

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.__main__ import main
-from core.evaluate import manifest_photo, protocol_split, read_manifest, subset_identities
+from core.cli import main
+from core.evaluation.protocol import manifest_photo, protocol_split, read_manifest, subset_identities
 from tests.conftest import REPO, SMALL_ALIKED_CONF
 
 SMALL = ["--max-side", str(SMALL_ALIKED_CONF["max_side"]), "--keypoints", str(SMALL_ALIKED_CONF["max_keypoints"])]
@@ -46,7 +46,7 @@ def test_import_identify_agrees_with_the_evaluation(
     small_catalogue, home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`identify` on a gallery built by `import` ranks exactly as the evaluation code does."""
-    from core.search import Engine
+    from core.engine.search import Engine
 
     root, _, split = small_catalogue
     manifest = _write_manifest(tmp_path / "gallery.csv", split.gallery)

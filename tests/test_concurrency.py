@@ -5,7 +5,7 @@ Four worker processes (from a fork server that imported Scute once) run five thr
 is one user with its own engine (its own connections). Afterwards: every vote a user was told was stored
 is in the database and no other, every decision was applied exactly once (by exactly one caller), nothing
 unexpected was raised (no "database is locked", no deadlock, no integrity error), and the database passes
-``core.integrity.check_database`` (SQLite's ``PRAGMA integrity_check`` and ``foreign_key_check``
+``core.store.integrity.check_database`` (SQLite's ``PRAGMA integrity_check`` and ``foreign_key_check``
 included) and ``check_files``.
 
 The CI run lasts ``SCUTE_STRESS_SECONDS`` (default 10) per backend; for the full minute:
@@ -34,14 +34,15 @@ from support_hardening import (  # noqa: F401
     use_cheap_hashing,
 )
 
-from core import curation, review
-from core.db import init_db, make_engine, session_scope
-from core.gallery import add_photo, get_or_create_individual
-from core.integrity import check_database, check_files
-from core.models import Individual, Sighting, User, Vote
-from core.review import AlreadyDecided, AlreadyInGallery, AlreadyVoted, CandidateInput, ReviewError
-from core.store import PhotoStore
-from core.users import create_user
+from core.review import curation
+from core.review import sightings as review
+from core.review.sightings import AlreadyDecided, AlreadyInGallery, AlreadyVoted, CandidateInput, ReviewError
+from core.review.users import create_user
+from core.store.db import init_db, make_engine, session_scope
+from core.store.gallery import add_photo, get_or_create_individual
+from core.store.integrity import check_database, check_files
+from core.store.models import Individual, Sighting, User, Vote
+from core.store.photos import PhotoStore
 
 STRESS_SECONDS = float(os.environ.get("SCUTE_STRESS_SECONDS", "10"))
 PROCESSES, THREADS = 4, 5

@@ -41,12 +41,12 @@ from support_hardening import (  # noqa: F401
     world,
 )
 
-from core.db import init_db, make_engine, session_scope
-from core.features import FeatureCache, Features
-from core.integrity import check_database, check_files, leftover_temporary_files
-from core.models import AuditLog, FeatureRecord, Individual, Photo, Sighting, User, Vote
-from core.review import CandidateInput, cast_vote, submit_sighting
-from core.store import PhotoStore, sha256_hex
+from core.engine.features import FeatureCache, Features
+from core.review.sightings import CandidateInput, cast_vote, submit_sighting
+from core.store.db import init_db, make_engine, session_scope
+from core.store.integrity import check_database, check_files, leftover_temporary_files
+from core.store.models import AuditLog, FeatureRecord, Individual, Photo, Sighting, User, Vote
+from core.store.photos import PhotoStore, sha256_hex
 
 KILLED = -signal.SIGKILL
 N_PHOTOS = 10
@@ -129,7 +129,7 @@ def _import_worker(db_url: str, home: str, manifest: str, spec: tuple[Any, ...] 
     cv2.setNumThreads(1)
     if spec is not None:
         _install_kill_point(spec)
-    from core.__main__ import main
+    from core.cli import main
 
     code = main(
         [

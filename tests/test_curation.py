@@ -15,9 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from support_photos import cheap_hashing, image_bytes  # noqa: F401  (cheap_hashing: an autouse fixture)
 
-from core import cli_review, users
-from core.audit import entries_for_individual, entries_for_target, entries_for_user, jsonable, record
-from core.curation import (
+from core.cli import review as cli_review
+from core.review import users
+from core.review.curation import (
     UNDOABLE,
     CurationError,
     edit_notes,
@@ -30,12 +30,13 @@ from core.curation import (
     split,
     undo,
 )
-from core.db import session_scope
-from core.gallery import add_photo, gallery_entries, get_or_create_individual, resolve_merged
-from core.models import AuditLog, Individual, Photo, Sighting, User
-from core.review import ReviewConfig, submit_sighting
-from core.store import PhotoStore
-from core.users import PermissionDenied, create_user
+from core.review.sightings import ReviewConfig, submit_sighting
+from core.review.users import PermissionDenied, create_user
+from core.store.audit import entries_for_individual, entries_for_target, entries_for_user, jsonable, record
+from core.store.db import session_scope
+from core.store.gallery import add_photo, gallery_entries, get_or_create_individual, resolve_merged
+from core.store.models import AuditLog, Individual, Photo, Sighting, User
+from core.store.photos import PhotoStore
 
 PASSWORD = "correct horse battery"
 

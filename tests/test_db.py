@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, func, select
 
-from core.db import (
+from core.store.db import (
     SchemaError,
     alembic_config,
     current_revision,
@@ -29,7 +29,7 @@ from core.db import (
     make_engine,
     session_scope,
 )
-from core.models import FeatureRecord, Individual, Photo
+from core.store.models import FeatureRecord, Individual, Photo
 
 GALLERY_TABLES = {"individual", "photo", "feature_record"}
 

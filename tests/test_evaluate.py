@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ManifestError
-from core.evaluate import (
+from core.evaluation.protocol import (
     METHODS,
     ManifestRow,
     auroc,
@@ -84,7 +84,7 @@ def test_manifest_side_defaults_to_unknown(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def reduced_report(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """The protocol on the four smallest identities, their first 8 photos each, at the small CPU settings."""
-    from core.search import Engine
+    from core.engine.search import Engine
 
     root = data_dir / "turtles"
     rows = sorted(subset_identities(read_manifest(root / "manifest.csv"), 4), key=lambda r: r.path)

@@ -24,11 +24,9 @@ from sqlmodel import Session, col, func, select
 from support_db import wipe
 from support_photos import cheap_hashing  # noqa: F401  (an autouse fixture)
 
-from core import __main__ as cli
-from core import curation, exchange
-from core.db import init_db, session_scope
-from core.errors import ManifestError
-from core.exchange import (
+from core import cli
+from core.catalogue import exchange
+from core.catalogue.exchange import (
     CATALOGUE_ZIP,
     ArchiveError,
     ExportError,
@@ -39,12 +37,15 @@ from core.exchange import (
     open_archive,
     write_individual_zip,
 )
-from core.gallery import add_photo, get_or_create_individual
-from core.models import AuditLog, FeatureRecord, Individual, Photo
-from core.review import CandidateInput, cast_vote, submit_sighting
-from core.search import Engine as SearchEngine
-from core.store import PhotoStore, sha256_hex
-from core.users import PermissionDenied, create_user, get_user
+from core.engine.search import Engine as SearchEngine
+from core.errors import ManifestError
+from core.review import curation
+from core.review.sightings import CandidateInput, cast_vote, submit_sighting
+from core.review.users import PermissionDenied, create_user, get_user
+from core.store.db import init_db, session_scope
+from core.store.gallery import add_photo, get_or_create_individual
+from core.store.models import AuditLog, FeatureRecord, Individual, Photo
+from core.store.photos import PhotoStore, sha256_hex
 
 PASSWORD = "correct horse battery"
 SIFT_CONF = {"max_side": 256}

@@ -21,9 +21,8 @@ import pytest
 import torch
 from PIL import Image
 
-from core import features as features_mod
-from core.errors import NoKeypointsError, ScuteError
-from core.features import (
+from core.engine import features as features_mod
+from core.engine.features import (
     EXTRACTORS,
     MIN_KEYPOINTS,
     AlikedExtractor,
@@ -38,7 +37,8 @@ from core.features import (
     weights_dir,
     weights_file,
 )
-from core.images import load_image, resize_long_side
+from core.engine.images import load_image, resize_long_side
+from core.errors import NoKeypointsError, ScuteError
 
 NAMES = ("sift", "disk", "aliked")
 SMALL = {"max_side": 512, "max_keypoints": 512}
@@ -477,7 +477,7 @@ def test_damaged_cache_entry_is_rebuilt(
     damaged = damage(path.read_bytes())
     path.write_bytes(damaged)
 
-    with caplog.at_level(logging.WARNING, logger="core.features"):
+    with caplog.at_level(logging.WARNING, logger="core.engine.features"):
         assert cache.get(extractor.version, sha) is None
     assert not path.exists()  # the damaged entry is deleted ...
     assert any("damaged" in r.getMessage() for r in caplog.records)
@@ -566,7 +566,7 @@ def test_aliked_checkpoint_covers_every_learned_parameter(aliked_extractor: Alik
 
 def test_pick_device_falls_back_to_cpu(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with caplog.at_level(logging.WARNING, logger="core.features"):
+    with caplog.at_level(logging.WARNING, logger="core.engine.features"):
         assert pick_device("cuda") == torch.device("cpu")
         assert pick_device("cuda:1") == torch.device("cpu")
     assert any("CUDA" in r.getMessage() for r in caplog.records)
@@ -595,7 +595,7 @@ def test_model_caches_point_at_an_empty_session_folder() -> None:
 
 
 def test_a_gpu_works_at_a_higher_resolution_than_a_cpu_by_default() -> None:
-    from core.features import AlikedExtractor, DiskExtractor
+    from core.engine.features import AlikedExtractor, DiskExtractor
 
     assert AlikedExtractor.defaults_for("cuda")["max_side"] == 1600
     assert AlikedExtractor.defaults_for("cpu")["max_side"] == 1024

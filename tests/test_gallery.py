@@ -12,8 +12,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 from support_photos import image_bytes
 
-from core.db import session_scope
-from core.gallery import (
+from core.store.db import session_scope
+from core.store.gallery import (
     GalleryEntry,
     add_photo,
     gallery_entries,
@@ -22,8 +22,8 @@ from core.gallery import (
     record_features,
     resolve_merged,
 )
-from core.models import FeatureRecord, Individual, Photo
-from core.store import PhotoStore
+from core.store.models import FeatureRecord, Individual, Photo
+from core.store.photos import PhotoStore
 
 
 def _add(session: Session, store: PhotoStore, seed: int, individual: Individual | None, **kwargs) -> Photo:

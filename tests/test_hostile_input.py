@@ -43,15 +43,15 @@ from support_hardening import (  # noqa: F401  (fixtures)
     world,
 )
 
-from core.catalog import import_rows
-from core.db import init_db, session_scope
+from core.catalogue.importer import import_rows
+from core.engine.features import FeatureCache
+from core.engine.images import load_image
 from core.errors import ImageError, ManifestError, ScuteError
-from core.evaluate import ManifestRow, read_manifest
-from core.features import FeatureCache
-from core.images import load_image
-from core.models import Individual, Photo, User
-from core.review import CandidateInput, submit_sighting
-from core.store import PhotoStore, sha256_hex
+from core.evaluation.protocol import ManifestRow, read_manifest
+from core.review.sightings import CandidateInput, submit_sighting
+from core.store.db import init_db, session_scope
+from core.store.models import Individual, Photo, User
+from core.store.photos import PhotoStore, sha256_hex
 
 FUZZ = settings(
     max_examples=30,
@@ -590,7 +590,7 @@ def test_hostile_catalogue_zips_change_nothing_outside_the_gallery(tmp_path: Pat
     """``../`` and absolute names, links, duplicates, zip bombs, non-photos and damaged bytes, combined: the
     import raises a ScuteError or reports skips; nothing is written outside the photo store, nothing already
     stored changes."""
-    exchange = pytest.importorskip("core.exchange")
+    exchange = pytest.importorskip("core.catalogue.exchange")
     members, rows, flips, cut = case
     workdir = tmp_path / "case"
     shutil.rmtree(workdir, ignore_errors=True)

@@ -18,9 +18,8 @@ from hypothesis import strategies as st
 from PIL import ExifTags, Image, ImageOps, PngImagePlugin
 from PIL.TiffImagePlugin import IFDRational
 
-from core import images
-from core.errors import ImageError, ScuteError
-from core.images import (
+from core.engine import images
+from core.engine.images import (
     MAX_BYTES,
     MAX_PIXELS,
     SUPPORTED_FORMATS,
@@ -32,6 +31,7 @@ from core.images import (
     read_info,
     resize_long_side,
 )
+from core.errors import ImageError, ScuteError
 
 RED, BLUE, GRAY = (255, 0, 0), (0, 0, 255), (128, 128, 128)
 

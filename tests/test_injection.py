@@ -24,14 +24,14 @@ from support_hardening import (  # noqa: F401  (fixtures)
     world,
 )
 
-from core import curation
-from core.db import session_scope
 from core.errors import ScuteError
-from core.gallery import get_or_create_individual
-from core.models import Individual, Photo, Sighting, User, Vote
-from core.review import CandidateInput, ReviewError, cast_vote, next_code, submit_sighting
+from core.review import curation
+from core.review.sightings import CandidateInput, ReviewError, cast_vote, next_code, submit_sighting
 from core.safe_text import MAX_LABEL_LENGTH, TextError, check_text, upload_label
-from core.store import PhotoStore, sha256_hex
+from core.store.db import session_scope
+from core.store.gallery import get_or_create_individual
+from core.store.models import Individual, Photo, Sighting, User, Vote
+from core.store.photos import PhotoStore, sha256_hex
 
 CORE = Path(__file__).resolve().parents[1] / "core"
 SQL_SINKS = {"text", "exec_driver_sql", "execute", "executescript", "executemany"}

@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 from support_hardening import PASSWORD, cheap_hashing  # noqa: F401
 
-from core.db import init_db, session_scope
-from core.users import create_user
+from core.review.users import create_user
+from core.store.db import init_db, session_scope
 
 REPO = Path(__file__).resolve().parents[1]
 LOAD_SECONDS = float(os.environ.get("SCUTE_LOAD_SECONDS", "10"))

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.features import DiskExtractor, Extractor, Features, SiftExtractor
-from core.images import load_image, read_info
-from core.matching import (
+from core.engine.features import DiskExtractor, Extractor, Features, SiftExtractor
+from core.engine.images import load_image, read_info
+from core.engine.matching import (
     LightGlueMatcher,
     Matcher,
     MatchResult,

@@ -19,12 +19,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, select
 from support_photos import CHEAP_HASHER
 
-import core.users as users
-from core.db import alembic_config, current_revision, head_revision, init_db, make_engine, session_scope
-from core.gallery import gallery_entries
-from core.models import FeatureRecord, Individual, Photo, Sighting, User
-from core.review import CandidateInput, cast_vote, submit_sighting
-from core.store import PhotoStore
+import core.review.users as users
+from core.review.sightings import CandidateInput, cast_vote, submit_sighting
+from core.store.db import alembic_config, current_revision, head_revision, init_db, make_engine, session_scope
+from core.store.gallery import gallery_entries
+from core.store.models import FeatureRecord, Individual, Photo, Sighting, User
+from core.store.photos import PhotoStore
 
 GALLERY_TABLES = {"individual", "photo", "feature_record"}
 REVIEW_TABLES = {"user_account", "sighting", "candidate", "vote", "audit_log", "audit_individual"}

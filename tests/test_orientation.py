@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from conftest import SMALL_ALIKED_CONF
 
+from core.engine.images import prepare
+from core.engine.orientation import QUARTER_TURNS, UPRIGHT, default_turns, parse_turns, strongest, to_given_frame
+from core.engine.search import Engine, GalleryPhoto
 from core.errors import ScuteError
-from core.images import prepare
-from core.orientation import QUARTER_TURNS, UPRIGHT, default_turns, parse_turns, strongest, to_given_frame
-from core.search import Engine, GalleryPhoto
-from core.store import sha256_hex
+from core.store.photos import sha256_hex
 
 
 @pytest.mark.parametrize("turn", QUARTER_TURNS)
@@ -121,8 +121,8 @@ def test_null_pairs_take_the_best_turn_like_queries(turned_gallery) -> None:
 
 
 def test_the_shortlist_votes_with_every_turn_and_reranks_in_the_best(turned_gallery) -> None:
-    from core.shortlist import ShortlistConf
-    from core.shortlist import identify as shortlist_identify
+    from core.engine.shortlist import ShortlistConf
+    from core.engine.shortlist import identify as shortlist_identify
 
     turning, upright, photos, index, upright_index = turned_gallery
     target = photos[2]

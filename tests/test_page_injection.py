@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from support_hardening import PASSWORD, cheap_hashing, image_bytes  # noqa: F401
 
-from core import users
-from core.db import init_db, session_scope
-from core.gallery import add_photo, get_or_create_individual
-from core.models import User
-from core.review import CandidateInput, cast_vote, submit_sighting
-from core.store import PhotoStore
+from core.review import users
+from core.review.sightings import CandidateInput, cast_vote, submit_sighting
+from core.store.db import init_db, session_scope
+from core.store.gallery import add_photo, get_or_create_individual
+from core.store.models import User
+from core.store.photos import PhotoStore
 
 testing = pytest.importorskip("streamlit.testing.v1")
 REPO = Path(__file__).resolve().parents[1]

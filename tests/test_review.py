@@ -22,14 +22,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 from support_photos import cheap_hashing, image_bytes  # noqa: F401  (cheap_hashing: an autouse fixture)
 
-from core import cli_review
-from core.catalog import import_rows
-from core.db import make_engine, session_scope
-from core.evaluate import ManifestRow
-from core.features import photo_key
-from core.gallery import add_photo, gallery_entries, get_or_create_individual, record_features
-from core.models import AuditLog, Candidate, FeatureRecord, Individual, Photo, Sighting, User, Vote
-from core.review import (
+from core.catalogue.importer import import_rows
+from core.cli import review as cli_review
+from core.engine.features import photo_key
+from core.engine.search import Engine as SearchEngine
+from core.engine.search import GalleryPhoto, Identification
+from core.evaluation.protocol import ManifestRow
+from core.review.sightings import (
     AlreadyDecided,
     AlreadyInGallery,
     AlreadyVoted,
@@ -46,10 +45,11 @@ from core.review import (
     submit_sighting,
     tally,
 )
-from core.search import Engine as SearchEngine
-from core.search import GalleryPhoto, Identification
-from core.store import PhotoStore, sha256_hex
-from core.users import PermissionDenied, create_user, disable_user, get_user
+from core.review.users import PermissionDenied, create_user, disable_user, get_user
+from core.store.db import make_engine, session_scope
+from core.store.gallery import add_photo, gallery_entries, get_or_create_individual, record_features
+from core.store.models import AuditLog, Candidate, FeatureRecord, Individual, Photo, Sighting, User, Vote
+from core.store.photos import PhotoStore, sha256_hex
 
 PASSWORD = "correct horse battery"
 

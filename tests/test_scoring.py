@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.scoring import (
+from core.engine.scoring import (
     PROFILE_SLOTS,
     Calibrator,
     NullModel,

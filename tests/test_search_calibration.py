@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.matching import MatchResult
-from core.scoring import ScoringConf
-from core.search import Engine, GalleryIndex, GalleryPhoto
+from core.engine.matching import MatchResult
+from core.engine.scoring import ScoringConf
+from core.engine.search import Engine, GalleryIndex, GalleryPhoto
 
 SC = ScoringConf(method="confident", threshold=0.8, null_shrinkage=4.0)
 PHOTOS_PER_INDIVIDUAL = 6

@@ -13,10 +13,9 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from support_hardening import PASSWORD, World, cheap_hashing, image_bytes, make_world  # noqa: F401
 
-from core import review, sessions, users
-from core.db import init_db, session_scope
-from core.models import User
-from core.sessions import (
+from core.review import sessions, users
+from core.review import sightings as review
+from core.review.sessions import (
     DEFAULT_IDLE_S,
     DEFAULT_MAX_AGE_S,
     SECRET_ENV,
@@ -28,8 +27,10 @@ from core.sessions import (
     token_info,
     verify_token,
 )
-from core.store import PhotoStore
-from core.users import AuthenticationError, PermissionDenied
+from core.review.users import AuthenticationError, PermissionDenied
+from core.store.db import init_db, session_scope
+from core.store.models import User
+from core.store.photos import PhotoStore
 
 SECRET = b"k" * 32
 T0 = 1_800_000_000.0

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.features import Features
-from core.scoring import ScoringConf
-from core.search import Engine, GalleryIndex, GalleryPhoto
-from core.shortlist import (
+from core.engine.features import Features
+from core.engine.scoring import ScoringConf
+from core.engine.search import Engine, GalleryIndex, GalleryPhoto
+from core.engine.shortlist import (
     SHORTLIST_CONFS,
     Shortlist,
     ShortlistConf,
@@ -26,7 +26,7 @@ from core.shortlist import (
     resolve,
     shortlist_index,
 )
-from core.store import sha256_hex
+from core.store.photos import sha256_hex
 
 DIM = 128
 
@@ -258,7 +258,7 @@ def test_cuda_agrees_with_cpu(synthetic: Synthetic) -> None:
 @pytest.fixture(scope="module")
 def turtle_features(turtle_manifest, aliked_extractor) -> tuple[GalleryIndex, list[tuple[str, Features]]]:
     """Four individuals, two gallery photos each (first by path) and one query each (the third)."""
-    from core.images import prepare
+    from core.engine.images import prepare
 
     by_id: dict[str, list[Path]] = {}
     for row in turtle_manifest:
@@ -356,10 +356,10 @@ def test_identify_with_small_shortlist(sift_gallery) -> None:
 
 def test_identify_defaults_to_exhaustive_on_small_galleries(sift_gallery, monkeypatch) -> None:
     engine, index, queries = sift_gallery
-    import core.shortlist
+    import core.engine.shortlist
 
     called = []
-    monkeypatch.setattr(core.shortlist.ShortlistIndex, "select", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(core.engine.shortlist.ShortlistIndex, "select", lambda *a, **k: called.append(1))
     query = engine.features(queries[0][1], sha256_hex(queries[0][1].read_bytes()))
     engine.identify(query, index)  # 20 photos: below auto_min_photos
     assert not called

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from support_photos import image_bytes
 
-import core.store
-from core.store import PhotoStore, StoredPhoto
+import core.store.photos
+from core.store.photos import PhotoStore, StoredPhoto
 
 
 def files_under(root: Path) -> list[Path]:
@@ -39,7 +39,7 @@ def test_same_content_is_not_rewritten(store: PhotoStore, monkeypatch) -> None:
     def no_write(*args, **kwargs):
         raise AssertionError("an existing photo must not be rewritten")
 
-    monkeypatch.setattr(core.store.os, "replace", no_write)
+    monkeypatch.setattr(core.store.photos.os, "replace", no_write)
     second = store.put(data, ".png")
     assert second == StoredPhoto(first.sha256, first.relpath, created=False)
     assert path.stat().st_mtime_ns == mtime
@@ -83,7 +83,7 @@ def test_crash_mid_write_leaves_no_file(store: PhotoStore, monkeypatch, failing:
     def crash(*args, **kwargs):
         raise OSError("disk pulled out")
 
-    monkeypatch.setattr(core.store.os, failing, crash)
+    monkeypatch.setattr(core.store.photos.os, failing, crash)
     data = image_bytes(7)
     with pytest.raises(OSError, match="disk pulled out"):
         store.put(data, ".png")
@@ -103,7 +103,7 @@ def test_crash_does_not_damage_existing_copy(store: PhotoStore, monkeypatch) -> 
     def crash(*args, **kwargs):
         raise OSError("crash")
 
-    monkeypatch.setattr(core.store.os, "replace", crash)
+    monkeypatch.setattr(core.store.photos.os, "replace", crash)
     with pytest.raises(OSError, match="crash"):
         store.put(data, ".png")
     assert path.read_bytes() == b"short"  # untouched: the new bytes never half-overwrote it

@@ -18,12 +18,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-import core.users as users
-from core import cli_review
-from core.db import session_scope
+import core.review.users as users
+from core.cli import review as cli_review
 from core.errors import ScuteError
-from core.models import AuditLog, User
-from core.users import (
+from core.review.users import (
     AuthenticationError,
     PermissionDenied,
     UserError,
@@ -38,6 +36,8 @@ from core.users import (
     require_role,
     set_role,
 )
+from core.store.db import session_scope
+from core.store.models import AuditLog, User
 
 PASSWORD = "correct horse battery"
 CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)

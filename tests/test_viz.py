@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import viz
-from core.evaluate import auroc
-from core.matching import MatchResult
+from core.engine.matching import MatchResult
+from core.evaluation.protocol import auroc
+from core.viz.figures import figures as viz
 
 
 def match(points0, points1, confidence, n0: int = 50, n1: int = 50) -> MatchResult:

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core import viz
-from core.appstate import SearchResult, working_image
+from core.engine.images import crop_and_rotate
+from core.engine.search import Engine
 from core.errors import ScuteError
-from core.images import crop_and_rotate
-from core.search import Engine
+from core.service.appstate import SearchResult, working_image
+from core.viz.figures import figures as viz
 from ui.context import engine as get_engine
 from ui.context import guard, index_cache
 
@@ -67,7 +67,7 @@ def run_search(
     top_k: int,
 ) -> SearchResult | None:
     """Prepare the gallery (only after it changed) and search, with a progress display; None on failure."""
-    from core.appstate import search
+    from core.service.appstate import search
 
     result: SearchResult | None = None
     engine = get_engine()

@@ -2,7 +2,7 @@
 
 Heavy objects are created once per process with ``st.cache_resource`` and keyed by everything they
 depend on (data directory, database URL, engine settings), so tests that point ``SCUTE_HOME``
-elsewhere get their own. The gallery index is not cached here directly: :class:`core.appstate.IndexCache`
+elsewhere get their own. The gallery index is not cached here directly: :class:`core.service.appstate.IndexCache`
 follows the gallery's fingerprint, so a decision or an import is seen by the next search.
 """
 
@@ -19,15 +19,15 @@ import streamlit as st
 from sqlalchemy import Engine as SqlEngine
 from sqlmodel import Session
 
-from core import sessions
-from core.appstate import EngineSettings, IndexCache
 from core.config import database_url, photo_store_dir, scute_home
-from core.db import get_engine, session_scope
+from core.engine.search import Engine
 from core.errors import ScuteError
-from core.models import User
-from core.review import ReviewConfig
-from core.search import Engine
-from core.store import PhotoStore
+from core.review import sessions
+from core.review.sightings import ReviewConfig
+from core.service.appstate import EngineSettings, IndexCache
+from core.store.db import get_engine, session_scope
+from core.store.models import User
+from core.store.photos import PhotoStore
 
 log = logging.getLogger("scute.app")
 T = TypeVar("T")
@@ -113,7 +113,7 @@ def current_user() -> User | None:
     """The signed-in account, checked and re-read from the database on every run; None when signed out.
 
     The token is refreshed on each run, so a session ends after two hours without activity and after a
-    day at most (``core.sessions``); a disabled account or a changed password ends it at once.
+    day at most (``core.review.sessions``); a disabled account or a changed password ends it at once.
     """
     token = st.session_state.get(TOKEN_KEY)
     from_cookie = False

@@ -1,0 +1,1 @@
+"""Catalogue exchange: manifests, hardened archives, import into the gallery and export out of it."""

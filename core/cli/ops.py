@@ -1,0 +1,136 @@
+"""Operations commands: ``python -m core backup | restore | check`` (``--help`` on each).
+
+Kept apart from ``core/__main__.py`` so that adding them there is one line. Problems a user can fix
+raise :class:`~core.errors.ScuteError`, which ``core.__main__`` prints as one line (exit 2); ``check``
+exits with 1 when it finds problems.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from core.config import database_url, feature_cache_dir, photo_store_dir, scute_home
+
+__all__ = ["register"]
+
+
+def _home(args: argparse.Namespace) -> Path:
+    return Path(args.home).expanduser().resolve() if args.home else scute_home()
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from core.store.backup import backup
+
+    home = _home(args)
+    manifest = backup(
+        database_url(args.db, home),
+        Path(args.out),
+        home=home,
+        method=args.method,
+        include_features=not args.no_features,
+    )
+    rows = sum(n for table, n in manifest.tables.items() if table != "alembic_version")
+    print(
+        f"Backup written to {Path(args.out).resolve()}: {manifest.method}, {rows} rows, {manifest.photos} photos, "
+        f"{manifest.features} feature files."
+    )
+    if manifest.missing_photos:
+        print(f"warning: {len(manifest.missing_photos)} photos of the database were missing from the photo store")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from core.store.backup import restore
+
+    home = _home(args)
+    manifest = restore(Path(args.source), database_url(args.db, home), home=home, force=args.force)
+    print(f"Restored the backup of {manifest.created_at} ({manifest.method}, {manifest.photos} photos).")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from core.store.db import init_db, session_scope
+    from core.store.integrity import (
+        check_database,
+        check_files,
+        leftover_temporary_files,
+        remove_leftover_temporary_files,
+    )
+    from core.store.photos import PhotoStore
+
+    home = _home(args)
+    engine = init_db(database_url(args.db, home))
+    try:
+        with session_scope(engine) as session:
+            problems = check_database(session)
+            store = PhotoStore(photo_store_dir(home))
+            problems += check_files(session, store, feature_cache_dir(home), verify_hashes=not args.quick)
+    finally:
+        engine.dispose()
+    leftovers = [p for root in (photo_store_dir(home), feature_cache_dir(home)) for p in leftover_temporary_files(root)]
+    if args.remove_leftovers:
+        removed = sum(
+            remove_leftover_temporary_files(root) for root in (photo_store_dir(home), feature_cache_dir(home))
+        )
+        print(f"removed {removed} leftover temporary files older than an hour")
+    if args.json:
+        report: dict[str, Any] = {"problems": problems, "leftover_temporary_files": [str(p) for p in leftovers]}
+        print(json.dumps(report, indent=2))
+    else:
+        for problem in problems:
+            print(f"problem: {problem}")
+        if leftovers:
+            print(f"{len(leftovers)} leftover temporary files from interrupted writes (harmless)")
+        print("gallery is consistent" if not problems else f"{len(problems)} problems found")
+    return 1 if problems else 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``backup``, ``restore`` and ``check`` to ``python -m core``."""
+    from core.store.backup import METHODS
+
+    home_help = "data directory with photos/ and features/ (default: $SCUTE_HOME, else ./data)"
+    p = subparsers.add_parser(
+        "backup",
+        help="consistent online copy of the database, photo store and feature cache",
+        description="Copy the database (one consistent snapshot, safe while the app runs), then the photos "
+        "and features, into DIR. Running it again into the same DIR copies only new photos.",
+    )
+    p.add_argument("--db", help="SQLAlchemy URL (default: SQLite file in $SCUTE_HOME)")
+    p.add_argument("--out", required=True, metavar="DIR", help="backup folder (created when missing)")
+    p.add_argument("--home", help=home_help)
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="auto",
+        help="auto: SQLite backup API, or pg_dump when on PATH, else export",
+    )
+    p.add_argument("--no-features", action="store_true", help="skip the feature cache (recomputed when needed)")
+    p.set_defaults(func=cmd_backup)
+
+    p = subparsers.add_parser(
+        "restore",
+        help="bring back a backup made with `backup`",
+        description="Restore the database, photos and features of a backup folder. Refuses a database that "
+        "already holds data unless --force (which replaces everything in it).",
+    )
+    p.add_argument("--db", help="SQLAlchemy URL to restore into (default: SQLite file in $SCUTE_HOME)")
+    p.add_argument("--from", dest="source", required=True, metavar="DIR", help="the backup folder")
+    p.add_argument("--home", help=home_help)
+    p.add_argument("--force", action="store_true", help="replace a database that already holds data")
+    p.set_defaults(func=cmd_restore)
+
+    p = subparsers.add_parser(
+        "check",
+        help="check the gallery's consistency (database rules, photo files, feature files)",
+        description="Exit status 0 when consistent, 1 when problems were found.",
+    )
+    p.add_argument("--db", help="SQLAlchemy URL (default: SQLite file in $SCUTE_HOME)")
+    p.add_argument("--home", help=home_help)
+    p.add_argument("--quick", action="store_true", help="check that photo files exist without re-hashing them")
+    p.add_argument("--remove-leftovers", action="store_true", help="delete temporary files older than an hour")
+    p.add_argument("--json", action="store_true", help="print a JSON report")
+    p.set_defaults(func=cmd_check)

@@ -1,0 +1,1 @@
+"""How well and how fast the engine identifies: the evaluation protocol, its metrics and the benchmark."""

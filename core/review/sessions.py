@@ -1,0 +1,275 @@
+"""Signed, expiring sign-in sessions: what the app keeps after a successful sign-in instead of a ``User``.
+
+Why tokens: a ``User`` object kept in a browser session would stay valid forever, survive a password
+change and keep a disabled account working until the server restarts. A token from :func:`issue_token`
+holds only the user id, the sign-in time, an expiry and a fingerprint of the password hash, signed with
+HMAC-SHA256 under a secret that never leaves the server. :func:`verify_token` checks the signature and
+the expiry and then re-reads the account, so:
+
+* a session ends after ``idle_s`` without :func:`refresh_token`, and ``max_age_s`` after sign-in at
+  the latest, whatever refreshes happen;
+* changing the password ends every session of that account (the fingerprint no longer matches);
+* disabling the account or changing its role takes effect on the next request, not the next sign-in;
+* a token from another server (another secret), an edited token or garbage is refused.
+
+The secret is ``$SCUTE_SESSION_SECRET`` (at least 32 characters) or else the file
+``$SCUTE_HOME/session.key`` (32 random bytes, mode 0600), created on first use; several app processes
+on one data directory share it. Deleting that file signs everybody out.
+
+Nothing is stored per session, so "sign out" is the app forgetting its token; "sign out everywhere"
+is a password change.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlmodel import Session
+
+from core.config import scute_home
+from core.review.users import AuthenticationError, authenticate, require_role
+from core.store.models import User
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_IDLE_S",
+    "DEFAULT_MAX_AGE_S",
+    "SECRET_ENV",
+    "SessionError",
+    "TokenInfo",
+    "issue_token",
+    "load_secret",
+    "refresh_token",
+    "sign_in",
+    "token_info",
+    "verify_token",
+]
+
+SECRET_ENV = "SCUTE_SESSION_SECRET"
+SECRET_FILE = "session.key"
+MIN_SECRET_BYTES = 32
+DEFAULT_IDLE_S = 2 * 3600
+"""A session not refreshed for this long ends (the app refreshes on every page view)."""
+DEFAULT_MAX_AGE_S = 24 * 3600
+"""Sign in again at least this often, however active the session."""
+CLOCK_SKEW_S = 60
+"""Tokens issued this far in the future are still accepted (several servers, slightly different clocks)."""
+_VERSION = "s1"
+_MAX_TOKEN_LENGTH = 512
+
+
+class SessionError(AuthenticationError):
+    """The session is missing, expired, revoked or forged: the user must sign in again."""
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """The signed content of a token (after the signature was checked)."""
+
+    user_id: int
+    signed_in_at: int  # epoch seconds of the password check; refreshes keep it
+    expires_at: int  # epoch seconds
+    fingerprint: str  # of the password hash at issue time
+
+
+# --- the secret ----------------------------------------------------------------------------------------
+
+
+def load_secret(home: Path | None = None) -> bytes:
+    """The signing secret: ``$SCUTE_SESSION_SECRET``, else ``<home>/session.key`` (created when missing)."""
+    from_env = os.environ.get(SECRET_ENV)
+    if from_env is not None:
+        secret = from_env.encode()
+        if len(secret) < MIN_SECRET_BYTES:
+            raise SessionError(
+                f"{SECRET_ENV} is too short to be safe: use at least {MIN_SECRET_BYTES} random characters."
+            )
+        return secret
+    path = (home or scute_home()) / SECRET_FILE
+    try:
+        secret = path.read_bytes()
+    except FileNotFoundError:
+        secret = _create_secret(path)
+    if len(secret) < MIN_SECRET_BYTES:
+        raise SessionError(f"The session key {path} is damaged (too short); delete it to make a new one.")
+    return secret
+
+
+def _create_secret(path: Path) -> bytes:
+    """Write 32 random bytes to ``path`` unless another process got there first; returns what is there.
+
+    The file is written under a temporary name and hard-linked into place, which fails if the name
+    exists: so no reader ever sees a half-written key and two processes never end up with two keys.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-session-")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(MIN_SECRET_BYTES))
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp_name, path)
+            log.info("Created a new session key at %s", path)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+    return path.read_bytes()
+
+
+# --- tokens --------------------------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _sign(secret: bytes, body: str) -> str:
+    return _b64(hmac.new(secret, body.encode("ascii"), hashlib.sha256).digest())
+
+
+def _fingerprint(secret: bytes, password_hash: str) -> str:
+    """Changes when the password does; reveals nothing about the hash without the secret."""
+    return _b64(hmac.new(secret, b"password:" + password_hash.encode(), hashlib.sha256).digest()[:12])
+
+
+def _now(now: float | None) -> int:
+    return int(time.time() if now is None else now)
+
+
+def _encode(secret: bytes, info: TokenInfo) -> str:
+    payload = f"{info.user_id}.{info.signed_in_at}.{info.expires_at}.{info.fingerprint}"
+    body = f"{_VERSION}.{_b64(payload.encode('ascii'))}"
+    return f"{body}.{_sign(secret, body)}"
+
+
+def issue_token(
+    user: User,
+    *,
+    secret: bytes | None = None,
+    idle_s: int = DEFAULT_IDLE_S,
+    max_age_s: int = DEFAULT_MAX_AGE_S,
+    now: float | None = None,
+    signed_in_at: int | None = None,
+) -> str:
+    """A token for ``user`` (who has just proved their password), valid for ``idle_s`` seconds.
+
+    Call it only after :func:`core.review.users.authenticate` (or use :func:`sign_in`); ``signed_in_at`` is for
+    :func:`refresh_token`, which keeps the original sign-in time.
+    """
+    if user.id is None:
+        raise ValueError("cannot issue a session for an unsaved user")
+    if idle_s <= 0 or max_age_s <= 0:
+        raise ValueError(f"idle_s and max_age_s must be positive, got {idle_s}, {max_age_s}")
+    secret = secret if secret is not None else load_secret()
+    moment = _now(now)
+    start = moment if signed_in_at is None else signed_in_at
+    expires = min(moment + idle_s, start + max_age_s)
+    return _encode(secret, TokenInfo(user.id, start, expires, _fingerprint(secret, user.password_hash)))
+
+
+def _decode(secret: bytes, token: object) -> TokenInfo:
+    """Check the signature and parse; any defect is the same "please sign in again" to the user."""
+    invalid = SessionError("Your session is not valid; please sign in again.")
+    if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN_LENGTH or not token.isascii():
+        raise invalid
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != _VERSION:
+        raise invalid
+    body = f"{parts[0]}.{parts[1]}"
+    if not hmac.compare_digest(_sign(secret, body), parts[2]):
+        raise invalid
+    try:
+        user_id, signed_in_at, expires_at, fingerprint = _unb64(parts[1]).decode("ascii").split(".")
+        return TokenInfo(int(user_id), int(signed_in_at), int(expires_at), fingerprint)
+    except (ValueError, binascii.Error):  # pragma: no cover - only with a valid signature, i.e. our own bug
+        raise invalid from None
+
+
+def verify_token(
+    session: Session,
+    token: object,
+    *roles: str,
+    secret: bytes | None = None,
+    now: float | None = None,
+    action: str = "continue",
+) -> User:
+    """The signed-in user, re-read from the database; raises :class:`SessionError` or ``PermissionDenied``.
+
+    ``roles`` (optional) must include the account's current role. Call this on every request that acts
+    for a user, and pass the returned ``User`` to the ``core`` function.
+    """
+    secret = secret if secret is not None else load_secret()
+    info = _decode(secret, token)
+    moment = _now(now)
+    if moment >= info.expires_at:
+        raise SessionError("Your session has expired; please sign in again.")
+    if info.signed_in_at > moment + CLOCK_SKEW_S:
+        raise SessionError("Your session is not valid; please sign in again.")
+    user = session.get(User, info.user_id, populate_existing=True)
+    if user is None:
+        raise SessionError("Your account no longer exists; please sign in again.")
+    if not hmac.compare_digest(_fingerprint(secret, user.password_hash), info.fingerprint):
+        raise SessionError("Your password was changed; please sign in again.")
+    if not user.active:
+        raise SessionError(f"The account {user.username!r} is disabled; ask an admin to enable it.")
+    if roles:
+        require_role(user, *roles, action=action)
+    return user
+
+
+def token_info(token: str, *, secret: bytes | None = None) -> TokenInfo:
+    """The signed content of a token (signature checked, expiry not): e.g. to show when it ends."""
+    return _decode(secret if secret is not None else load_secret(), token)
+
+
+def refresh_token(
+    session: Session,
+    token: object,
+    *,
+    secret: bytes | None = None,
+    idle_s: int = DEFAULT_IDLE_S,
+    max_age_s: int = DEFAULT_MAX_AGE_S,
+    now: float | None = None,
+) -> str:
+    """A new token for a still valid session: idle time restarts, the sign-in time (and so max age) stays."""
+    secret = secret if secret is not None else load_secret()
+    user = verify_token(session, token, secret=secret, now=now)
+    info = _decode(secret, token)
+    return issue_token(user, secret=secret, idle_s=idle_s, max_age_s=max_age_s, now=now, signed_in_at=info.signed_in_at)
+
+
+def sign_in(
+    session: Session,
+    username: str,
+    password: str,
+    *,
+    secret: bytes | None = None,
+    idle_s: int = DEFAULT_IDLE_S,
+    max_age_s: int = DEFAULT_MAX_AGE_S,
+    now: float | None = None,
+) -> tuple[User, str]:
+    """Check the password (:func:`core.review.users.authenticate`) and start a session; returns (user, token).
+
+    Call it inside ``session_scope`` so that it commits: sign-in may upgrade an old password hash, and
+    the token is bound to the hash as stored.
+    """
+    user = authenticate(session, username, password)
+    token = issue_token(user, secret=secret, idle_s=idle_s, max_age_s=max_age_s, now=now)
+    log.info("Signed in %r", user.username)
+    return user, token
