@@ -12,14 +12,10 @@ import logging
 from pathlib import Path
 
 import streamlit as st
-from sqlmodel import func, select
 
-from core.config import scute_home
 from core.errors import ScuteError
-from core.review.users import authenticate, change_password, create_user
-from core.service import appstate
-from core.store.db import session_scope
-from core.store.models import User
+from core.service import accounts, dashboard
+from core.service.accounts import User
 from ui import context as ctx
 from ui.components import md
 
@@ -62,9 +58,8 @@ def first_admin_page() -> None:
             if password != repeat:
                 st.error("The two passwords differ; please type them again.")
                 return
-            user = ctx.write(
-                "creating the first account",
-                lambda session: create_user(session, username, password, "admin", actor=None),
+            user = ctx.attempt(
+                "creating the first account", lambda: accounts.create_first_admin(ctx.app(), username, password)
             )
             if user is not None:
                 ctx.start_session(user)
@@ -81,7 +76,7 @@ def sign_in_page() -> None:
             password = st.text_input("Password", type="password", key="signin.password")
             submitted = st.form_submit_button("Sign in", key="signin.submit", type="primary", width="stretch")
         if submitted:
-            user = ctx.write("signing in", lambda session: authenticate(session, username, password))
+            user = ctx.attempt("signing in", lambda: accounts.sign_in(ctx.app(), username, password))
             if user is not None:
                 ctx.start_session(user)
                 st.rerun()
@@ -91,9 +86,7 @@ def sign_in_page() -> None:
 def home_page() -> None:
     user = ctx.require()
     st.title(f"Hello, {md(user.username)}")
-    with session_scope(ctx.db()) as session:
-        counts = appstate.dashboard(session, user)
-        mine = appstate.sighting_rows(session, submitted_by=user.id, limit=10)
+    counts, mine = dashboard.home(ctx.app(), user)
     cols = st.columns(4)
     cols[0].metric("Individuals", counts.individuals, border=True, help="Active individuals in the gallery")
     cols[1].metric("Gallery photos", counts.gallery_photos, border=True, help="Photos the search compares with")
@@ -155,7 +148,8 @@ def home_page() -> None:
                 hide_index=True,
                 column_config={"Submitted": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm")},
             )
-    st.caption(f"Data folder: {md(scute_home())} · engine: {md(ctx.settings().describe())}")
+    settings = ctx.app().settings
+    st.caption(f"Data folder: {md(settings.home)} · engine: {md(settings.engine.describe())}")
 
 
 def _account(user: User) -> None:
@@ -170,11 +164,7 @@ def _account(user: User) -> None:
         st.error("The two new passwords differ; please type them again.")
         return
 
-    def change(session):
-        authenticate(session, user.username, current)
-        return change_password(session, user, user, new)
-
-    updated = ctx.write("changing your password", change)
+    updated = ctx.attempt("changing your password", lambda: accounts.change_own_password(ctx.app(), user, current, new))
     if updated is not None:
         ctx.start_session(updated)  # the old token was bound to the old password
         st.success("Your password is changed. Other devices where you were signed in are signed out.")
@@ -191,14 +181,12 @@ def _sidebar(user: User) -> None:
 
 def main() -> None:
     try:
-        database = ctx.db()
         user = ctx.current_user()
+        has_accounts = user is not None or accounts.has_accounts(ctx.app())
     except ScuteError as exc:
         st.error(f"Scute cannot open its database: {exc}")
         st.stop()
     if user is None:
-        with session_scope(database) as session:
-            has_accounts = session.exec(select(func.count()).select_from(User)).one() > 0
         page = (
             st.Page(sign_in_page, title="Sign in", icon=":material/login:", url_path="signin", default=True)
             if has_accounts

@@ -1,22 +1,20 @@
 """Curate (admins): individuals, merges, photos, history with undo, import, export and user accounts.
 
-Every action goes through ``core.review.curation`` / ``core.review.users`` / ``core.catalogue.exchange``,
+Every action goes through ``core.review.curation`` / ``core.review.users`` / ``core.catalogue``,
 which check the role, record the change in the audit log and make merges, splits and moves undoable.
 """
 
 from __future__ import annotations
 
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
-from sqlmodel import Session
 
-from core.review import curation, users
-from core.service import appstate
-from core.store.db import session_scope
-from core.store.models import ROLES, Individual
+from core.service import accounts, browse, curation
+from core.service import catalogue as catalogue_service
+from core.service.accounts import ROLES
+from core.service.browse import IndividualRow
 from ui import context as ctx
 from ui.components import md, photo_image
 
@@ -39,7 +37,7 @@ def _flash() -> None:
         st.success(message, icon=":material/check_circle:")
     last = st.session_state.get(LAST_ENTRY)
     if last and st.button(f"Undo that ({last[1]})", key="curate.undo_last", icon=":material/undo:"):
-        entry = ctx.write("undoing", lambda session: curation.undo(session, ctx.require("admin"), last[0]))
+        entry = ctx.attempt("undoing", lambda: curation.undo(ctx.app(), ctx.require("admin"), last[0]))
         st.session_state.pop(LAST_ENTRY, None)
         if entry is not None:
             st.session_state[FLASH] = f"Undone: {last[1]}."
@@ -56,13 +54,11 @@ def _done(entry, text: str, undoable: bool = True) -> None:
     st.rerun()
 
 
-def _active_rows(include_retired: bool = False) -> list[appstate.IndividualRow]:
-    with session_scope(ctx.db()) as session:
-        rows = appstate.individual_rows(session)
-    return [r for r in rows if r.status == "active" or (include_retired and r.status == "retired")]
+def _active_rows(include_retired: bool = False) -> list[IndividualRow]:
+    return browse.active_individuals(ctx.app(), include_retired=include_retired)
 
 
-def _pick(label: str, rows: list[appstate.IndividualRow], key: str) -> appstate.IndividualRow | None:
+def _pick(label: str, rows: list[IndividualRow], key: str) -> IndividualRow | None:
     by_id = {r.id: r for r in rows}
     choice = st.selectbox(
         label,
@@ -84,9 +80,10 @@ def _individuals(user) -> None:
     row = _pick("Individual", _active_rows(include_retired=True), "curate.ind.pick")
     if row is None:
         return
-    with session_scope(ctx.db()) as session:
-        individual = session.get(Individual, row.id)
-    assert individual is not None
+    individual = curation.individual(ctx.app(), row.id)
+    if individual is None:
+        st.warning("That individual no longer exists.")
+        return
     with st.form(f"curate.ind.form.{row.id}"):
         name = st.text_input("Name", value=individual.name or "", max_chars=200, key=f"curate.ind.name.{row.id}")
         code = st.text_input(
@@ -100,18 +97,12 @@ def _individuals(user) -> None:
         notes = st.text_area("Notes", value=individual.notes, max_chars=10_000, key=f"curate.ind.notes.{row.id}")
         save = st.form_submit_button("Save", key=f"curate.ind.save.{row.id}", type="primary")
     if save:
-
-        def action(session: Session):
-            entries = []
-            if (name.strip() or None) != individual.name or code.strip() != individual.code:
-                entries.append(curation.rename(session, user, row.id, name, code=code))
-            if species.strip() != individual.species:
-                entries.append(curation.set_species(session, user, row.id, species))
-            if notes != individual.notes:
-                entries.append(curation.edit_notes(session, user, row.id, notes))
-            return entries
-
-        entries = ctx.write("saving the individual", action)
+        entries = ctx.attempt(
+            "saving the individual",
+            lambda: curation.save_individual(
+                ctx.app(), user, row.id, name=name, code=code, species=species, notes=notes
+            ),
+        )
         if entries is not None:
             if not entries:
                 st.info("Nothing changed.")
@@ -125,20 +116,19 @@ def _individuals(user) -> None:
             )
             sure = st.checkbox(f"Yes, retire {md(individual.code)}", key=f"curate.ind.retire_ok.{row.id}")
             if st.button("Retire", key=f"curate.ind.retire.{row.id}", disabled=not sure):
-                entry = ctx.write("retiring", lambda session: curation.retire(session, user, row.id))
+                entry = ctx.attempt("retiring", lambda: curation.retire(ctx.app(), user, row.id))
                 if entry is not None:
                     _done(entry, f"Retired {md(individual.code)}.")
 
 
-def _portrait(row: appstate.IndividualRow, key: str) -> None:
+def _portrait(row: IndividualRow, key: str) -> None:
     """One side of the merge check: the individual's name, counts and photos."""
     with st.container(border=True):
         st.markdown(f"### {md(row.label)}")
         seen = f"{row.last_seen:%d %b %Y}" if row.last_seen else "—"
         st.caption(f"{row.photos} photos · last seen {seen}")
-        with session_scope(ctx.db()) as session:
-            photos = appstate.photos_of(session, row.id, in_gallery_only=True)
-        store = ctx.store()
+        photos = browse.gallery_photos_of(ctx.app(), row.id, in_gallery_only=True)
+        store = ctx.app().store
         images = [photo_image(str(store.path(p.path)), p.crop, p.rotation, 320) for p in photos[:8]]
         if images:
             st.image(images, caption=[f"photo {p.id} · {p.side}" for p in photos[:8]], width=150)
@@ -173,7 +163,7 @@ def _merge(user) -> None:
     if st.button(
         f"Merge {md(source.code)} into {md(target.code)}", key="curate.merge.go", type="primary", disabled=not sure
     ):
-        entry = ctx.write("merging", lambda session: curation.merge(session, user, source.id, target.id))
+        entry = ctx.attempt("merging", lambda: curation.merge(ctx.app(), user, source.id, target.id))
         if entry is not None:
             _done(entry, f"Merged {md(source.code)} into {md(target.code)} ({source.photos} photos moved).")
 
@@ -182,12 +172,11 @@ def _photos(user) -> None:
     row = _pick("Individual", _active_rows(include_retired=True), "curate.photos.pick")
     if row is None:
         return
-    with session_scope(ctx.db()) as session:
-        photos = appstate.photos_of(session, row.id)
+    photos = browse.gallery_photos_of(ctx.app(), row.id)
     if not photos:
         st.info("This individual has no photos.")
         return
-    store = ctx.store()
+    store = ctx.app().store
     st.image(
         [photo_image(str(store.path(p.path)), p.crop, p.rotation, 320) for p in photos],
         caption=[f"photo {p.id} · {p.side}{'' if p.in_gallery else ' · removed'}" for p in photos],
@@ -203,11 +192,8 @@ def _photos(user) -> None:
         st.markdown("**Split off as a new individual**")
         name = st.text_input("Name of the new individual (optional)", key=f"curate.photos.newname.{row.id}")
         if st.button("Split off", key=f"curate.photos.split.{row.id}", disabled=len(chosen) == len(photos)):
-            entry = ctx.write(
-                "splitting",
-                lambda session: curation.split(
-                    session, user, row.id, chosen, name=name.strip() or None, config=ctx.review_config()
-                ),
+            entry = ctx.attempt(
+                "splitting", lambda: curation.split_off(ctx.app(), user, row.id, chosen, name.strip() or None)
             )
             if entry is not None:
                 _done(entry, f"Split {len(chosen)} photos off {md(row.code)} into {md(entry.payload['target_code'])}.")
@@ -219,32 +205,26 @@ def _photos(user) -> None:
         target = _pick("Move to", others, f"curate.photos.moveto.{row.id}")
         if st.button("Move", key=f"curate.photos.move.{row.id}", disabled=target is None):
             assert target is not None
-
-            def move(session: Session):
-                if len(chosen) == 1:
-                    return curation.move_photo(session, user, chosen[0], target.id)
-                return curation.split(session, user, row.id, chosen, into=target.id)
-
-            entry = ctx.write("moving photos", move)
+            entry = ctx.attempt(
+                "moving photos", lambda: curation.move_photos(ctx.app(), user, row.id, chosen, target.id)
+            )
             if entry is not None:
                 _done(entry, f"Moved {len(chosen)} photo(s) from {md(row.code)} to {md(target.code)}.")
     with remove_tab.container(border=True):
         st.markdown("**Remove from the search**")
         st.caption("The file and its history are kept; undo puts it back.")
         if st.button("Remove", key=f"curate.photos.remove.{row.id}"):
-
-            def remove(session: Session):
-                searchable = {p.id for p in photos if p.in_gallery}
-                return [curation.remove_photo(session, user, pid) for pid in chosen if pid in searchable]
-
-            entries = ctx.write("removing photos", remove)
+            searchable = {p.id for p in photos if p.in_gallery}
+            entries = ctx.attempt(
+                "removing photos",
+                lambda: curation.remove_photos(ctx.app(), user, [pid for pid in chosen if pid in searchable]),
+            )
             if entries is not None:
                 _done(entries[0] if len(entries) == 1 else None, f"Removed {len(entries)} photo(s) from the search.")
 
 
 def _history(user) -> None:
-    with session_scope(ctx.db()) as session:
-        rows = appstate.audit_rows(session, limit=300)
+    rows = curation.history(ctx.app(), limit=300)
     kinds = sorted({r.action.split(".")[0] for r in rows})
     kind = st.segmented_control("Show", ["all", *kinds], default="all", key="curate.history.kind", required=True)
     shown = [r for r in rows if kind in (None, "all") or r.action.startswith(f"{kind}.")]
@@ -281,7 +261,7 @@ def _history(user) -> None:
         key="curate.history.undo_pick",
     )
     if st.button("Undo", key="curate.history.undo", disabled=choice is None):
-        entry = ctx.write("undoing", lambda session: curation.undo(session, user, choice))
+        entry = ctx.attempt("undoing", lambda: curation.undo(ctx.app(), user, choice))
         if entry is not None:
             _done(entry, f"Undone change #{choice}.", undoable=False)
 
@@ -290,11 +270,8 @@ def _prepare_gallery() -> None:
     """Build the search index now, so the first volunteer after an import does not wait for it."""
     bar = st.progress(0.0, text="Preparing the gallery for searching…")
     with ctx.guard("preparing the gallery"):
-        ctx.index_cache().get(
-            ctx.engine(),
-            ctx.db(),
-            ctx.store(),
-            None,
+        catalogue_service.prepare_gallery(
+            ctx.app(),
             lambda done, total: bar.progress(min(1.0, done / max(1, total)), text=f"Preparing: {done} of {total}"),
         )
         bar.progress(1.0, text="The gallery is ready for searching.")
@@ -324,21 +301,14 @@ def _import(user) -> None:
         }.get,
         key="curate.import.how",
     )
-    engine = ctx.engine()
     report = None
     if how == "zip":
         upload = st.file_uploader("Catalogue ZIP", type=["zip"], key="curate.import.zip")
         if st.button("Import", key="curate.import.zip.go", type="primary", disabled=upload is None):
             assert upload is not None
-            from core.catalogue.exchange import import_zip
-
             bar = st.progress(0.0, text="Importing…")
-            with ctx.guard("importing the ZIP"), tempfile.TemporaryDirectory(prefix="scute-upload-") as tmp:
-                path = Path(tmp) / "catalogue.zip"
-                path.write_bytes(upload.getvalue())
-                report = import_zip(
-                    ctx.db(), ctx.store(), engine, path, actor=user, progress=_progress(bar), work_dir=Path(tmp)
-                )
+            with ctx.guard("importing the ZIP"):
+                report = catalogue_service.import_zip_upload(ctx.app(), user, upload.getvalue(), _progress(bar))
     elif how == "csv":
         manifest = st.file_uploader("Manifest (CSV)", type=["csv"], key="curate.import.csv")
         photos = st.file_uploader(
@@ -351,15 +321,9 @@ def _import(user) -> None:
         if st.button("Import", key="curate.import.csv.go", type="primary", disabled=manifest is None or not photos):
             assert manifest is not None
             bar = st.progress(0.0, text="Importing…")
-            with ctx.guard("importing the catalogue"), tempfile.TemporaryDirectory(prefix="scute-upload-") as tmp:
-                report = appstate.import_uploaded_catalogue(
-                    ctx.db(),
-                    ctx.store(),
-                    engine,
-                    manifest.getvalue(),
-                    {f.name: f.getvalue() for f in photos or []},
-                    Path(tmp),
-                    _progress(bar),
+            with ctx.guard("importing the catalogue"):
+                report = catalogue_service.import_uploaded_catalogue(
+                    ctx.app(), manifest.getvalue(), {f.name: f.getvalue() for f in photos or []}, _progress(bar)
                 )
     else:
         location = st.text_input(
@@ -369,14 +333,7 @@ def _import(user) -> None:
             path = Path(location.strip()).expanduser()
             bar = st.progress(0.0, text="Importing…")
             with ctx.guard("importing the catalogue"):
-                if not path.is_file():
-                    st.error(f"There is no file at {md(path)}.")
-                elif path.suffix.lower() == ".zip":
-                    from core.catalogue.exchange import import_zip
-
-                    report = import_zip(ctx.db(), ctx.store(), engine, path, actor=user, progress=_progress(bar))
-                else:
-                    report = appstate.import_server_manifest(ctx.db(), ctx.store(), engine, path, _progress(bar))
+                report = catalogue_service.import_from_server(ctx.app(), user, path, _progress(bar))
     if report is not None:
         _report(report)
         if getattr(report, "added", 0):
@@ -393,16 +350,13 @@ def _progress(bar):
 def _export(user) -> None:
     st.write("Download the catalogue and its history as CSV (for spreadsheets and capture–recapture software).")
     stamp = datetime.now().strftime("%Y%m%d-%H%M")
-    db, store = ctx.db(), ctx.store()
+    app = ctx.app()
 
     def tables() -> bytes:
-        with tempfile.TemporaryDirectory(prefix="scute-export-") as tmp:
-            data, _ = appstate.export_tables_zip(db, store, Path(tmp))
-        return data
+        return catalogue_service.export_tables_zip(app)[0]
 
     def catalogue() -> bytes:
-        with tempfile.TemporaryDirectory(prefix="scute-export-") as tmp:
-            return appstate.export_photos_zip(db, store, Path(tmp))
+        return catalogue_service.export_photos_zip(app)
 
     st.download_button(
         "Tables: individuals, encounters, sightings, votes, audit (CSV in a ZIP)",
@@ -426,8 +380,7 @@ def _export(user) -> None:
     if row is not None:
 
         def one() -> bytes:
-            with tempfile.TemporaryDirectory(prefix="scute-export-") as tmp:
-                return appstate.export_photos_zip(db, store, Path(tmp), code=row.code)
+            return catalogue_service.export_photos_zip(app, code=row.code)
 
         st.download_button(
             f"Photos of {md(row.code)} (ZIP)",
@@ -441,10 +394,9 @@ def _export(user) -> None:
 
 
 def _users(user) -> None:
-    with session_scope(ctx.db()) as session:
-        accounts = users.list_users(session)
+    people = accounts.accounts(ctx.app())
     st.dataframe(
-        [{"User": a.username, "Role": a.role, "Active": a.active, "Since": a.created_at} for a in accounts],
+        [{"User": a.username, "Role": a.role, "Active": a.active, "Since": a.created_at} for a in people],
         hide_index=True,
         width="stretch",
         column_config={"Since": st.column_config.DateColumn(format="D MMM YYYY")},
@@ -456,14 +408,14 @@ def _users(user) -> None:
         role = st.selectbox("Role", ROLES, key="curate.users.role")
         password = st.text_input("First password (tell them to change it)", type="password", key="curate.users.pw")
         if st.form_submit_button("Add account", key="curate.users.add.submit", type="primary"):
-            created = ctx.write(
-                "adding the account", lambda session: users.create_user(session, name, password, role, actor=user)
+            created = ctx.attempt(
+                "adding the account", lambda: accounts.add_account(ctx.app(), user, name, password, role)
             )
             if created is not None:
                 _done(None, f"Added {md(created.username)} ({created.role}).", undoable=False)
     with manage:
         st.markdown("**Change an account**")
-        by_name = {a.username: a for a in accounts}
+        by_name = {a.username: a for a in people}
         chosen = st.selectbox(
             "Account", list(by_name), index=None, key="curate.users.pick", placeholder="Choose an account"
         )
@@ -474,7 +426,7 @@ def _users(user) -> None:
         _account_button(
             "Change role",
             f"curate.users.setrole.{chosen}",
-            lambda session: users.set_role(session, user, chosen, new_role),
+            lambda: accounts.set_role(ctx.app(), user, chosen, new_role),
             f"{md(chosen)} is now {new_role}.",
             disabled=new_role == account.role,
         )
@@ -482,7 +434,7 @@ def _users(user) -> None:
             _account_button(
                 "Disable account",
                 f"curate.users.disable.{chosen}",
-                lambda session: users.disable_user(session, user, chosen),
+                lambda: accounts.set_active(ctx.app(), user, chosen, False),
                 f"Disabled {md(chosen)}; they are signed out.",
                 disabled=account.id == user.id,
             )
@@ -490,21 +442,21 @@ def _users(user) -> None:
             _account_button(
                 "Enable account",
                 f"curate.users.enable.{chosen}",
-                lambda session: users.enable_user(session, user, chosen),
+                lambda: accounts.set_active(ctx.app(), user, chosen, True),
                 f"Enabled {md(chosen)}.",
             )
         new_password = st.text_input("New password", type="password", key=f"curate.users.newpw.{chosen}")
         _account_button(
             "Set password",
             f"curate.users.setpw.{chosen}",
-            lambda session: users.change_password(session, user, chosen, new_password),
+            lambda: accounts.set_password(ctx.app(), user, chosen, new_password),
             f"New password set for {md(chosen)}; their sessions have ended.",
             disabled=not new_password,
         )
 
 
 def _account_button(label: str, key: str, action, message: str, *, disabled: bool = False) -> None:
-    if st.button(label, key=key, disabled=disabled) and ctx.write(label.lower(), action) is not None:
+    if st.button(label, key=key, disabled=disabled) and ctx.attempt(label.lower(), action) is not None:
         _done(None, message, undoable=False)
 
 

@@ -13,21 +13,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.evaluation.protocol import METHODS, EvaluationReport, evaluate, manifest_photo, protocol_split
-from core.service import appstate
-from core.store.db import session_scope
-from core.viz.figures import figures as viz
+from core.service import evaluation
+from core.service.evaluation import EvaluationReport, protocol_split
+from core.viz import charts
 from ui import context as ctx
 from ui.components import match_explorer, md, percent
 
 REPORT = "evaluate.report"
-ROOT = Path("/")  # gallery_manifest gives absolute paths
 
 
 def _run(rows: list) -> EvaluationReport | None:
-    engine = ctx.engine()
-    method = ctx.settings().scoring
-    methods = [method] + [m for m in METHODS if m != method]
     bar = st.progress(0.0, text="Starting…")
     stages = {"gallery": "Preparing the evaluation gallery", "queries": "Identifying the held-back photos"}
 
@@ -36,7 +31,7 @@ def _run(rows: list) -> EvaluationReport | None:
 
     report = None
     with ctx.guard("evaluating"):
-        report = evaluate(rows, ROOT, engine, methods, progress)
+        report = evaluation.run(ctx.app(), rows, progress)
         bar.progress(1.0, text="Done.")
     return report
 
@@ -82,13 +77,13 @@ def _figures(report: EvaluationReport, index) -> None:
     novel = [q.best_probability for q in report.queries_detail if q.novel]
     left, right = st.columns(2, gap="medium")
     with left:
-        st.plotly_chart(viz.roc_figure(known, novel), key="evaluate.roc", config={"displayModeBar": False})
+        st.plotly_chart(charts.roc_figure(known, novel), key="evaluate.roc", config={"displayModeBar": False})
         st.caption("How well the best candidate's probability tells a known turtle from a new one.")
     with right:
         if index is not None:
-            same, different = appstate.pair_scores(index, report.default_method)
+            same, different = evaluation.pair_scores(index, report.default_method)
             st.plotly_chart(
-                viz.histogram_figure(
+                charts.histogram_figure(
                     {"same individual": same, "different individuals": different},
                     title="Scores of gallery photo pairs",
                     x_title="score (standard deviations above the null)",
@@ -98,7 +93,7 @@ def _figures(report: EvaluationReport, index) -> None:
             )
             st.caption("The further apart the two colours, the easier the decision.")
     st.plotly_chart(
-        viz.histogram_figure(
+        charts.histogram_figure(
             {"known individuals": known, "new individuals": novel},
             title="Best candidate's probability per query",
             x_title="probability",
@@ -112,17 +107,15 @@ def _figures(report: EvaluationReport, index) -> None:
 
 def _evaluation_index(rows: list):
     """The protocol's gallery as an index (features and pairs are cached, so this is quick after a run)."""
-    split = protocol_split(rows)
     with ctx.guard("preparing the evaluation gallery"):
-        return ctx.engine().build_index([manifest_photo(ROOT, r) for r in split.gallery])
+        return evaluation.evaluation_index(ctx.app(), rows)
     return None
 
 
 def _queries(report: EvaluationReport, rows: list, index) -> None:
-    with session_scope(ctx.db()) as session:
-        labels = appstate.gallery_photo_labels(session, ctx.store())
-    slowest = appstate.slowest_queries(report, 5)
-    wrongest = appstate.wrongest_queries(report, 5)
+    labels = evaluation.photo_labels(ctx.app())
+    slowest = evaluation.slowest_queries(report, 5)
+    wrongest = evaluation.wrongest_queries(report, 5)
     left, right = st.columns(2, gap="medium")
 
     def table(items):
@@ -160,11 +153,8 @@ def _queries(report: EvaluationReport, rows: list, index) -> None:
     )
     if chosen is None or index is None:
         return
-    engine = ctx.engine()
-    query = manifest_photo(ROOT, next(r for r in rows if r.path == chosen))
     with ctx.guard("matching the query"):
-        result = appstate.search(engine, index, query.path, query.sha256, top_k=ctx.settings().top_k)
-        image = appstate.working_image(engine, query.path)
+        result, image = evaluation.explain_query(ctx.app(), index, next(r for r in rows if r.path == chosen))
         truth = pool[chosen].identity
         match_explorer(
             result, image, key="evaluate.explore", default_identity=truth if result.candidate(truth) else None
@@ -179,8 +169,7 @@ def main() -> None:
         "identifies them against the rest, and reports how often the right individual comes first. "
         "Keep this page open while it runs."
     )
-    with session_scope(ctx.db()) as session:
-        all_rows = appstate.gallery_manifest(session, ctx.store())
+    all_rows = evaluation.current_manifest(ctx.app())
     identities = sorted({r.identity for r in all_rows})
     if len(identities) < 2:
         st.info("The evaluation needs a gallery with at least two individuals.")
@@ -193,7 +182,7 @@ def main() -> None:
     pairs = len(split.gallery) * len(split.queries)
     st.caption(
         f"{len(split.gallery)} gallery photos, {len(split.queries)} queries: {pairs:,} photo pairs to match "
-        f"with {md(ctx.settings().describe())}."
+        f"with {md(ctx.app().settings.engine.describe())}."
     )
     if len(split.gallery) == 0 or len(split.queries) == 0:
         st.warning("Choose individuals with at least two photos each.")
@@ -221,7 +210,7 @@ def main() -> None:
     )
     st.download_button(
         "Download every query (CSV)",
-        appstate.report_csv(report),
+        evaluation.report_csv(report),
         file_name="scute-evaluation-queries.csv",
         mime="text/csv",
         key="evaluate.csv",

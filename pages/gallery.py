@@ -10,9 +10,8 @@ from datetime import UTC, datetime
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.service import appstate
-from core.store.db import session_scope
-from core.store.models import Individual
+from core.service import browse
+from core.service.browse import Encounter, IndividualRow
 from ui import context as ctx
 from ui.components import card_image, md
 
@@ -26,7 +25,7 @@ SIDE_HEADINGS = {
 }
 
 
-def _filters(rows: list[appstate.IndividualRow]) -> list[appstate.IndividualRow]:
+def _filters(rows: list[IndividualRow]) -> list[IndividualRow]:
     text_col, status_col, species_col, since_col = st.columns([3, 2, 2, 2])
     text = text_col.text_input("Search code or name", key="gallery.search", placeholder="e.g. T-0042 or Donatello")
     statuses = status_col.multiselect(
@@ -38,10 +37,10 @@ def _filters(rows: list[appstate.IndividualRow]) -> list[appstate.IndividualRow]
     )
     since = since_col.date_input("Seen since", value=None, key="gallery.since", format="DD/MM/YYYY")
     seen_since = datetime.combine(since, datetime.min.time(), tzinfo=UTC) if since else None
-    return appstate.filter_individuals(rows, text, species=species, statuses=statuses, seen_since=seen_since)
+    return browse.filter_individuals(rows, text, species=species, statuses=statuses, seen_since=seen_since)
 
 
-def _table(rows: list[appstate.IndividualRow]) -> None:
+def _table(rows: list[IndividualRow]) -> None:
     st.dataframe(
         [
             {
@@ -61,7 +60,7 @@ def _table(rows: list[appstate.IndividualRow]) -> None:
     )
 
 
-def _timeline(encounters: list[appstate.Encounter]) -> go.Figure:
+def _timeline(encounters: list[Encounter]) -> go.Figure:
     fig = go.Figure(
         go.Scatter(
             x=[e.when for e in encounters],
@@ -83,21 +82,17 @@ def _timeline(encounters: list[appstate.Encounter]) -> go.Figure:
 
 
 def _individual(individual_id: int) -> None:
-    with session_scope(ctx.db()) as session:
-        individual = session.get(Individual, individual_id)
-        if individual is None:
-            st.warning("That individual no longer exists.")
-            return
-        encounters = appstate.encounters(session, individual_id)
-        photos = appstate.photos_of(session, individual_id)
-        history = appstate.audit_rows(session, individual_id=individual_id, limit=50)
-        merged_into = session.get(Individual, individual.merged_into_id) if individual.merged_into_id else None
+    page = browse.individual_page(ctx.app(), individual_id)
+    if page is None:
+        st.warning("That individual no longer exists.")
+        return
+    individual, encounters, photos, history = page.individual, page.encounters, page.photos, page.history
     title = md(individual.code) + (f" · {md(individual.name)}" if individual.name else "")
     st.header(title, divider="gray")
     status_colour = {"active": "green", "retired": "gray", "merged": "orange"}.get(individual.status, "gray")
     st.badge(STATUS_LABELS.get(individual.status, individual.status), color=status_colour)
-    if merged_into is not None:
-        st.info(f"{md(individual.code)} was merged into {md(merged_into.code)}; its photos are there now.")
+    if page.merged_into is not None:
+        st.info(f"{md(individual.code)} was merged into {md(page.merged_into)}; its photos are there now.")
     in_gallery = [e for e in encounters if e.in_gallery]
     cols = st.columns(3)
     cols[0].metric("Photos in the gallery", len(in_gallery), border=True)
@@ -109,7 +104,7 @@ def _individual(individual_id: int) -> None:
         st.markdown(f"**Notes:** {md(individual.notes)}")
 
     st.subheader("Photos")
-    store = ctx.store()
+    store = ctx.app().store
     sources = {e.photo_id: e for e in encounters}
     by_side: dict[str, list] = {}
     for photo in photos:
@@ -149,8 +144,7 @@ def _individual(individual_id: int) -> None:
 def main() -> None:
     ctx.require()
     st.title("Gallery")
-    with session_scope(ctx.db()) as session:
-        rows = appstate.individual_rows(session, include_merged=True)
+    rows = browse.all_individuals(ctx.app(), include_merged=True)
     if not rows:
         st.info("The gallery is empty. Admins can import a catalogue on the Curate page.")
         return

@@ -13,12 +13,10 @@ from datetime import UTC, date, datetime, time
 import numpy as np
 import streamlit as st
 
-from core.engine.images import crop_and_rotate
 from core.errors import ImageError, ScuteError
-from core.service import appstate
-from core.service.appstate import SIDE_CHOICES, SIDE_LABELS, SearchResult, Upload
-from core.store.db import session_scope
-from core.viz.figures import figures as viz
+from core.service import identify
+from core.service.identify import SIDE_CHOICES, SIDE_LABELS, SearchResult, Upload
+from core.viz import pictures
 from ui import context as ctx
 from ui.components import candidate_cards, match_explorer, md, percent, run_search
 
@@ -59,7 +57,7 @@ def _ingest(files: list) -> None:
     for file in files:
         data = file.getvalue()
         try:
-            upload = appstate.read_upload(file.name, data)
+            upload = identify.read_upload(file.name, data)
         except ImageError as exc:
             rejected.append(f"**{md(file.name)}**: {md(exc)}")
             continue
@@ -139,10 +137,10 @@ def _framing(draft: Draft, key: str) -> None:
             draft.rotation = (draft.rotation + 90) % 360
         if turns.button("Reset", key=f"{key}.rotreset", disabled=draft.rotation == 0):
             draft.rotation = 0
-        compared = crop_and_rotate(upload.preview, draft.crop, draft.rotation)
+        compared = pictures.crop_and_rotate(upload.preview, draft.crop, draft.rotation)
         st.image(compared, caption="What Scute compares", width=260)
     with left:
-        st.image(viz.crop_preview(upload.preview, draft.crop), width="stretch")
+        st.image(pictures.crop_preview(upload.preview, draft.crop), width="stretch")
         st.caption(
             f":material/calendar_month: {md(upload.taken_at_text)} · :material/location_on: {md(upload.place_text)} · "
             f"{upload.info.width}×{upload.info.height} {upload.info.format}"
@@ -152,7 +150,6 @@ def _framing(draft: Draft, key: str) -> None:
 
 
 def _search(draft: Draft) -> None:
-    engine = ctx.engine()
     draft.empty_gallery = False
     result = run_search(
         draft.upload.data,
@@ -160,16 +157,14 @@ def _search(draft: Draft) -> None:
         crop=draft.crop,
         rotation=draft.rotation,
         side=draft.side,
-        top_k=ctx.settings().top_k,
     )
     if result is None:  # run_search has said why; an empty gallery still lets a first sighting be sent
-        with session_scope(ctx.db()) as session:
-            draft.empty_gallery = appstate.gallery_size(session) == 0
+        draft.empty_gallery = identify.gallery_is_empty(ctx.app())
         return
     draft.result = result
     draft.searched_with = draft.settings
     with ctx.guard("preparing the match pictures"):
-        draft.query_image = appstate.working_image(engine, draft.upload.data, draft.crop, draft.rotation)
+        draft.query_image = identify.query_image(ctx.app(), draft.upload.data, draft.crop, draft.rotation)
 
 
 def _results(draft: Draft, key: str) -> None:
@@ -206,9 +201,8 @@ def _proposal(draft: Draft, key: str) -> None:
     """The volunteer's proposal: same as a candidate, another individual, new, or unsure."""
     user = ctx.require()
     result = draft.result
-    with session_scope(ctx.db()) as session:
-        inputs = appstate.candidate_inputs(session, result) if result is not None else []
-        individuals = [row for row in appstate.individual_rows(session) if row.status == "active"]
+    choices = identify.proposal_choices(ctx.app(), result)
+    inputs, individuals = choices.candidates, choices.individuals
     codes = {row.id: row.label for row in individuals}
     probabilities = {c.individual_id: c.probability for c in inputs}
     options: list[tuple[str, int | None]] = [("same", c.individual_id) for c in inputs]
@@ -259,11 +253,10 @@ def _proposal(draft: Draft, key: str) -> None:
     if seen is not None:
         exif = draft.upload.info.taken_at
         taken_at = datetime.combine(seen, exif.time() if exif else time(12, 0), tzinfo=UTC)
-    submission = ctx.write(
+    submission = ctx.attempt(
         "sending your sighting",
-        lambda session: appstate.submit(
-            session,
-            ctx.store(),
+        lambda: identify.send(
+            ctx.app(),
             user,
             draft.upload,
             result,
@@ -275,8 +268,6 @@ def _proposal(draft: Draft, key: str) -> None:
             crop=draft.crop,
             rotation=draft.rotation,
             taken_at=taken_at,
-            config=ctx.review_config(),
-            engine=ctx.engine(),
         ),
     )
     if submission is None:  # the message says why; the photo stays in the list
@@ -296,7 +287,7 @@ def _draft_view(sha: str, draft: Draft) -> None:
     key = f"identify.{sha[:16]}"
     if draft.sighting_id is not None:
         st.success(f"Sent for review as sighting #{draft.sighting_id}. {draft.outcome}", icon="✅")
-        st.image(crop_and_rotate(draft.upload.preview, draft.crop, draft.rotation), width=320)
+        st.image(pictures.crop_and_rotate(draft.upload.preview, draft.crop, draft.rotation), width=320)
         if st.button("Remove from this list", key=f"{key}.done"):
             del _drafts()[sha]
             st.rerun()

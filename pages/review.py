@@ -9,15 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import streamlit as st
-from sqlmodel import Session
 
-from core.review.sightings import SightingDetail, cast_vote, decide, list_sightings, review_queue, sighting_detail
-from core.service import appstate
-from core.store.db import session_scope
-from core.store.models import Individual
-from core.viz.figures import figures as viz
+from core.service import browse, dashboard, review
+from core.service.review import ReviewItem
+from core.viz import pictures
 from ui import context as ctx
-from ui.components import match_explorer, md, percent, photo_image, run_search
+from ui.components import match_explorer, md, percent, photo_image
 
 POSITION = "review.position"
 FLASH = "review.flash"
@@ -35,24 +32,13 @@ def _flash() -> None:
         )
 
 
-def _codes(session, detail: SightingDetail) -> dict[int, str]:
-    ids = {c.individual_id for c in detail.candidates} | {v.individual_id for v in detail.votes if v.individual_id}
-    out = {}
-    for ident in ids:
-        individual = session.get(Individual, ident)
-        if individual is not None:
-            out[ident] = individual.code + (f" {individual.name}" if individual.name else "")
-    return out
-
-
-def _summary(
-    detail: SightingDetail, codes: dict[int, str], users: dict[int, str], voting: Callable[[], None] | None
-) -> None:
+def _summary(item: ReviewItem, voting: Callable[[], None] | None) -> None:
+    detail, codes, users = item.detail, item.codes, item.users
     sighting, photo = detail.sighting, detail.photo
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        image = photo_image(str(ctx.store().path(photo.path)), None, 0, 900)
-        st.image(viz.crop_preview(image, photo.crop), width="stretch")
+        image = photo_image(str(item.photo_path), None, 0, 900)
+        st.image(pictures.crop_preview(image, photo.crop), width="stretch")
         when = sighting.taken_at.strftime("%d %b %Y") if sighting.taken_at else "date unknown"
         place = (
             f"{sighting.latitude:.5f}, {sighting.longitude:.5f}"
@@ -96,68 +82,53 @@ def _summary(
             voting()
 
 
-def _evidence(detail: SightingDetail, default_identity: str | None) -> None:
+def _evidence(item: ReviewItem, default_identity: str | None) -> None:
     """Search the sighting's photo against the current gallery (once per gallery version) and explain."""
-    photo = detail.photo
     searches: dict[int, object] = st.session_state.setdefault(SEARCHES, {})
-    key = detail.sighting.id
-    cached = searches.get(key)
-    if cached is None:
-        path = ctx.store().path(photo.path)
-        result = run_search(
-            path,
-            photo.sha256,
-            crop=photo.crop,
-            rotation=photo.rotation,
-            side=detail.sighting.side,
-            top_k=ctx.settings().top_k,
-        )
-        if result is None:
+    key = item.detail.sighting.id
+    assert key is not None
+    if key not in searches:
+        with st.status("Comparing with the gallery…", expanded=True) as status:
+            bar = st.progress(0.0, text="Preparing the gallery…")
+
+            def progress(done: int, total: int) -> None:
+                bar.progress(
+                    min(1.0, done / max(1, total)),
+                    text=f"Preparing the gallery (only needed after it changed): step {done} of {total}",
+                )
+
+            with ctx.guard("searching the gallery"):
+                searches[key] = review.evidence(ctx.app(), item, progress)
+            found = key in searches
+            status.update(
+                label="Search finished" if found else "The search could not be finished",
+                state="complete" if found else "error",
+                expanded=not found,
+            )
+        if not found:
             return
-        with ctx.guard("preparing the match pictures"):
-            query_image = appstate.working_image(ctx.engine(), path, photo.crop, photo.rotation)
-            searches[key] = (result, query_image)
-        cached = searches.get(key)
-        if cached is None:
-            return
-    result, query_image = cached  # type: ignore[misc]
+    result, query_image = searches[key]  # type: ignore[misc]
     match_explorer(result, query_image, key=f"review.{key}.explore", default_identity=default_identity)
-
-
-def _code(session: Session, individual_id: int | None) -> str:
-    individual = session.get(Individual, individual_id) if individual_id is not None else None
-    return individual.code if individual is not None else "?"
 
 
 def _vote(sighting_id: int, decision: str, individual_id: int | None, comment: str, label: str) -> None:
     user = ctx.require()
-
-    def action(session: Session) -> str:
-        outcome = cast_vote(
-            session,
-            user,
-            sighting_id,
-            decision,
-            individual_id,
-            comment,
-            config=ctx.review_config(),
-            on_gallery_change=appstate.feature_hook(session, ctx.store(), ctx.engine()),
-        )
+    settled = ctx.attempt(
+        "recording your vote", lambda: review.vote(ctx.app(), user, sighting_id, decision, individual_id, comment)
+    )
+    if settled is not None:
         text = f"Your vote on sighting #{sighting_id} ({label}) is recorded."
-        if outcome.applied:
-            text += f" That decided it: the photo joined **{md(_code(session, outcome.individual_id))}**."
-        elif outcome.status == "conflict":
+        if settled.outcome.applied:
+            text += f" That decided it: the photo joined **{md(settled.code)}**."
+        elif settled.outcome.status == "conflict":
             text += " The votes disagree, so an admin will decide."
-        return text
-
-    text = ctx.write("recording your vote", action)
-    if text is not None:
         st.session_state[FLASH] = ("ok", text)
         st.session_state.get(SEARCHES, {}).pop(sighting_id, None)
         st.rerun()
 
 
-def _vote_buttons(detail: SightingDetail, codes: dict[int, str], key: str) -> None:
+def _vote_buttons(item: ReviewItem, key: str) -> None:
+    detail, codes = item.detail, item.codes
     sighting_id = detail.sighting.id
     assert sighting_id is not None
     st.markdown("**Your vote**")
@@ -179,8 +150,7 @@ def _vote_buttons(detail: SightingDetail, codes: dict[int, str], key: str) -> No
     if unsure_col.button("Unsure", key=f"{key}.unsure", shortcut="U", width="stretch", help="Shortcut: U"):
         _vote(sighting_id, "unsure", None, comment, "unsure")
     with st.expander("It is another individual"):
-        with session_scope(ctx.db()) as session:
-            others = [row for row in appstate.individual_rows(session) if row.status == "active"]
+        others = browse.active_individuals(ctx.app())
         choice = st.selectbox(
             "Individual",
             [row.id for row in others],
@@ -194,13 +164,14 @@ def _vote_buttons(detail: SightingDetail, codes: dict[int, str], key: str) -> No
             _vote(sighting_id, "same", choice, comment, f"same as {label}")
 
 
-def _admin_decision(detail: SightingDetail, codes: dict[int, str], key: str) -> None:
+def _admin_decision(item: ReviewItem, key: str) -> None:
     """Admins settle a conflict (or any open sighting) directly; the decision changes the gallery at once."""
     user = ctx.require("admin")
+    detail = item.detail
     sighting_id = detail.sighting.id
+    assert sighting_id is not None
     with st.expander("Decide now (admin)", expanded=detail.sighting.status == "conflict"):
-        with session_scope(ctx.db()) as session:
-            active = [row for row in appstate.individual_rows(session) if row.status == "active"]
+        active = browse.active_individuals(ctx.app())
         options: list[tuple[str, int | None]] = [("same", row.id) for row in active] + [("new", None)]
         labels = {row.id: row.label for row in active}
         default = next(
@@ -219,32 +190,22 @@ def _admin_decision(detail: SightingDetail, codes: dict[int, str], key: str) -> 
             key=f"{key}.decision",
         )
         if st.button("Decide", key=f"{key}.decide", type="primary"):
-
-            def action(session: Session) -> str:
-                outcome = decide(
-                    session,
-                    user,
-                    sighting_id,  # type: ignore[arg-type]
-                    choice[0],
-                    choice[1],
-                    config=ctx.review_config(),
-                    on_gallery_change=appstate.feature_hook(session, ctx.store(), ctx.engine()),
+            settled = ctx.attempt(
+                "deciding the sighting", lambda: review.decide(ctx.app(), user, sighting_id, choice[0], choice[1])
+            )
+            if settled is not None:
+                st.session_state[FLASH] = (
+                    "ok",
+                    f"Sighting #{sighting_id} decided: the photo joined **{md(settled.code)}**.",
                 )
-                code = md(_code(session, outcome.individual_id))
-                return f"Sighting #{sighting_id} decided: the photo joined **{code}**."
-
-            text = ctx.write("deciding the sighting", action)
-            if text is not None:
-                st.session_state[FLASH] = ("ok", text)
                 st.rerun()
 
 
-def _sighting(detail: SightingDetail, *, can_vote: bool, admin: bool) -> None:
-    with session_scope(ctx.db()) as session:
-        codes = _codes(session, detail)
-        users = appstate.usernames(session)
-    key = f"review.{detail.sighting.id}"
-    _summary(detail, codes, users, (lambda: _vote_buttons(detail, codes, key)) if can_vote else None)
+def _sighting(sighting_id: int, *, can_vote: bool, admin: bool) -> None:
+    item = review.item(ctx.app(), sighting_id)
+    detail, codes = item.detail, item.codes
+    key = f"review.{sighting_id}"
+    _summary(item, (lambda: _vote_buttons(item, key)) if can_vote else None)
     proposal = next((v for v in detail.votes if v.user_id == detail.sighting.submitted_by), None)
     default_code = None
     if proposal is not None and proposal.individual_id is not None:
@@ -254,14 +215,13 @@ def _sighting(detail: SightingDetail, *, can_vote: bool, admin: bool) -> None:
     st.session_state.setdefault(EVIDENCE, True)  # on by default; a reviewer on a slow line can turn it off
     if st.toggle("Show the matched points (compares the photo with the gallery again)", key=EVIDENCE):
         st.subheader("Evidence")
-        _evidence(detail, default_code)
+        _evidence(item, default_code)
     if admin and detail.sighting.status in ("pending", "conflict"):
-        _admin_decision(detail, codes, key)
+        _admin_decision(item, key)
 
 
 def _queue(user) -> None:
-    with session_scope(ctx.db()) as session:
-        queue = review_queue(session, user, limit=None)
+    queue = review.queue(ctx.app(), user)
     if not queue:
         st.success("Nothing is waiting for your vote. Thank you!", icon=":material/celebration:")
         return
@@ -292,32 +252,26 @@ def _queue(user) -> None:
         "(oldest first)</div>",
         unsafe_allow_html=True,
     )
-    with session_scope(ctx.db()) as session:
-        detail = sighting_detail(session, queue[position].id)  # type: ignore[arg-type]
-    _sighting(detail, can_vote=True, admin=user.role == "admin")
+    _sighting(queue[position], can_vote=True, admin=user.role == "admin")
 
 
 def _conflicts(user) -> None:
-    with session_scope(ctx.db()) as session:
-        conflicts = list_sightings(session, "conflict")
+    conflicts = review.conflicts(ctx.app())
     if not conflicts:
         st.success("No conflicts.", icon=":material/celebration:")
         return
     chosen = st.selectbox(
         "Conflict",
-        [s.id for s in conflicts],
+        conflicts,
         format_func=lambda i: f"Sighting #{i}",
         key="review.conflict",
     )
-    with session_scope(ctx.db()) as session:
-        detail = sighting_detail(session, chosen)
-        voted = any(v.user_id == user.id for v in detail.votes)
-    _sighting(detail, can_vote=not voted, admin=True)
+    voted = any(v.user_id == user.id for v in review.item(ctx.app(), chosen).detail.votes)
+    _sighting(chosen, can_vote=not voted, admin=True)
 
 
 def _decided() -> None:
-    with session_scope(ctx.db()) as session:
-        rows = appstate.sighting_rows(session, status="decided", limit=30)
+    rows = dashboard.decided_sightings(ctx.app())
     if not rows:
         st.caption("No sighting has been decided yet.")
         return
@@ -342,8 +296,7 @@ def main() -> None:
     user = ctx.require()
     st.title("Review sightings")
     _flash()
-    with session_scope(ctx.db()) as session:
-        counts = appstate.dashboard(session, user)
+    counts = dashboard.counts(ctx.app(), user)
     cols = st.columns(3)
     cols[0].metric("Waiting for your vote", counts.waiting_for_me, border=True)
     cols[1].metric("Pending in total", counts.pending, border=True)

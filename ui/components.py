@@ -9,13 +9,11 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from core.engine.images import crop_and_rotate
-from core.engine.search import Engine
 from core.errors import ScuteError
-from core.service.appstate import SearchResult, working_image
-from core.viz.figures import figures as viz
-from ui.context import engine as get_engine
-from ui.context import guard, index_cache
+from core.service import identify
+from core.service.identify import SearchResult
+from core.viz import charts, overlay, pictures
+from ui.context import app, guard
 
 CARD_WIDTH = 164  # two cards (plus the 1 rem gap) fit a 390 px phone screen
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
@@ -39,9 +37,9 @@ def percent(value: float | None) -> str:
 @st.cache_data(show_spinner=False, max_entries=1024)
 def photo_image(path: str, crop: tuple[float, float, float, float] | None, rotation: int, max_side: int) -> np.ndarray:
     """A stored photo, cropped and turned as the engine sees it, small enough for a card."""
-    pixels = viz.thumbnail(Path(path), max_side * (2 if crop else 1))
+    pixels = pictures.thumbnail(Path(path), max_side * (2 if crop else 1))
     if crop is not None or rotation % 360:
-        pixels = crop_and_rotate(pixels, crop, rotation)
+        pixels = pictures.crop_and_rotate(pixels, crop, rotation)
     return pixels
 
 
@@ -49,12 +47,12 @@ def photo_image(path: str, crop: tuple[float, float, float, float] | None, rotat
 def _working_image(
     path: str, crop: tuple[float, float, float, float] | None, rotation: int, _version: str
 ) -> np.ndarray:
-    return working_image(get_engine(), Path(path), crop, rotation)
+    return identify.query_image(app(), Path(path), crop, rotation)
 
 
-def gallery_working_image(engine: Engine, path: Path, crop: tuple | None, rotation: int) -> np.ndarray:
+def gallery_working_image(path: Path, crop: tuple | None, rotation: int) -> np.ndarray:
     """The gallery photo in the frame its keypoints live in (cached: the overlay redraws on every slider move)."""
-    return _working_image(str(path), crop, rotation, engine.extractor.version)
+    return _working_image(str(path), crop, rotation, app().engine.extractor.version)
 
 
 def run_search(
@@ -64,13 +62,9 @@ def run_search(
     crop: tuple[float, float, float, float] | None,
     rotation: int,
     side: str,
-    top_k: int,
 ) -> SearchResult | None:
     """Prepare the gallery (only after it changed) and search, with a progress display; None on failure."""
-    from core.service.appstate import search
-
     result: SearchResult | None = None
-    engine = get_engine()
     with st.status("Comparing with the gallery…", expanded=True) as status:
         bar = st.progress(0.0, text="Preparing the gallery…")
 
@@ -82,11 +76,10 @@ def run_search(
 
         ok = False
         with guard("searching the gallery"):
-            from ui.context import db, store
-
-            index = index_cache().get(engine, db(), store(), side, gallery_progress)
-            bar.progress(1.0, text=f"Matching your photo against {len(index.photos)} gallery photos…")
-            result = search(engine, index, source, sha256, crop=crop, rotation=rotation, side=side, top_k=top_k)
+            result = identify.find(
+                app(), source, sha256, crop=crop, rotation=rotation, side=side, progress=gallery_progress
+            )
+            bar.progress(1.0, text=f"Matched your photo against {len(result.index.photos)} gallery photos")
             ok = True
         if ok:
             status.update(label="Search finished", state="complete", expanded=False)
@@ -98,7 +91,7 @@ def run_search(
 @st.cache_data(show_spinner=False, max_entries=512)
 def card_image(path: str, crop: tuple[float, float, float, float] | None, rotation: int) -> np.ndarray:
     """A 4:3 tile of a gallery photo, so the cards of a row line up."""
-    return viz.cover(photo_image(path, crop, rotation, 480))
+    return pictures.cover(photo_image(path, crop, rotation, 480))
 
 
 def candidate_cards(result: SearchResult) -> None:
@@ -112,7 +105,7 @@ def candidate_cards(result: SearchResult) -> None:
             st.metric("Probability", percent(c.probability), label_visibility="collapsed")
             st.caption(f"{c.matches} matches · {c.strong_matches} strong")
     with row.container(border=True, width=CARD_WIDTH):
-        st.image(viz.placeholder(480, 360, "?"), width="stretch")
+        st.image(pictures.placeholder(480, 360, "?"), width="stretch")
         st.markdown("**New individual**  \nnot in the gallery")
         st.metric("Probability", percent(result.new_individual_probability), label_visibility="collapsed")
         st.caption("none of these is convincing")
@@ -127,7 +120,7 @@ def match_explorer(
     label_for: Callable[[str], str] | None = None,
 ) -> None:
     """Why Scute thinks so: pick a candidate and one of its photos, see the matches and the CDF."""
-    engine = get_engine()
+    engine = app().engine
     label_for = label_for or (lambda ident: ident)
     options = [c.identity for c in result.candidates]
     if default_identity and default_identity not in options and result.candidate(default_identity):
@@ -176,8 +169,8 @@ def match_explorer(
             help="Each line joins the same point on both photos; green lines are the most confident.",
         )
     with guard("drawing the matches"):
-        gallery = gallery_working_image(engine, chosen.photo.path, chosen.photo.crop, chosen.photo.rotation)
-        overlay = viz.match_overlay(
+        gallery = gallery_working_image(chosen.photo.path, chosen.photo.crop, chosen.photo.rotation)
+        drawn = overlay.match_overlay(
             query_image,
             gallery,
             chosen.match,
@@ -187,9 +180,9 @@ def match_explorer(
             height=560,
         )
         st.image(
-            overlay.image,
+            drawn.image,
             caption=(
-                f"Your photo (left) and {md(label_for(identity))} (right): {overlay.shown} of {overlay.total} "
+                f"Your photo (left) and {md(label_for(identity))} (right): {drawn.shown} of {drawn.total} "
                 "matches shown. Line colour: red = unsure, amber = fair, green = confident."
                 + (
                     f" Your photo matched best turned {chosen.match.turn}° clockwise: it may be sideways or "
@@ -208,7 +201,7 @@ def match_explorer(
         st.markdown("**What the numbers say**")
         st.markdown(
             md(
-                viz.score_sentence(
+                charts.score_sentence(
                     label_for(identity),
                     method=result.method,
                     z=chosen.z,
@@ -225,11 +218,11 @@ def match_explorer(
             "of the grey dashed null (pairs of different turtles); a wrong candidate follows the null."
         )
     with chart_col:
-        others = [viz.Curve(label_for(c.identity), c.confidences) for c in result.candidates if c.identity != identity][
-            :4
-        ]
-        figure = viz.cdf_figure(
-            viz.Curve(label_for(identity), chosen.match.confidence),
+        others = [
+            charts.Curve(label_for(c.identity), c.confidences) for c in result.candidates if c.identity != identity
+        ][:4]
+        figure = charts.cdf_figure(
+            charts.Curve(label_for(identity), chosen.match.confidence),
             result.identification.null_confidences,
             others,
             threshold=threshold_strong,

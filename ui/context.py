@@ -1,9 +1,9 @@
-"""Per-process resources (database, engine, gallery index cache) and per-session sign-in state.
+"""The process's :class:`~core.service.app.App` and each browser session's sign-in state.
 
-Heavy objects are created once per process with ``st.cache_resource`` and keyed by everything they
-depend on (data directory, database URL, engine settings), so tests that point ``SCUTE_HOME``
-elsewhere get their own. The gallery index is not cached here directly: :class:`core.service.appstate.IndexCache`
-follows the gallery's fingerprint, so a decision or an import is seen by the next search.
+The app is created once per process with ``st.cache_resource``, keyed by the settings read from the
+environment, so tests that point ``SCUTE_HOME`` elsewhere get their own. Pages call ``core.service`` with
+it; gallery indexes follow the gallery's fingerprint there, so a decision or an import is seen by the
+next search.
 """
 
 from __future__ import annotations
@@ -16,18 +16,12 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 import streamlit as st
-from sqlalchemy import Engine as SqlEngine
-from sqlmodel import Session
 
-from core.config import database_url, photo_store_dir, scute_home
-from core.engine.search import Engine
 from core.errors import ScuteError
-from core.review import sessions
-from core.review.sightings import ReviewConfig
-from core.service.appstate import EngineSettings, IndexCache
-from core.store.db import get_engine, session_scope
-from core.store.models import User
-from core.store.photos import PhotoStore
+from core.service import accounts
+from core.service.accounts import SESSION_MAX_AGE_S, SessionError, User
+from core.service.app import App
+from core.settings import Settings
 
 log = logging.getLogger("scute.app")
 T = TypeVar("T")
@@ -38,50 +32,20 @@ COOKIE_AT_KEY = "auth.cookie_written_at"
 SIGNED_OUT_KEY = "auth.signed_out"
 COOKIE_NAME = "scute_session"
 COOKIE_REFRESH_S = 600
-_TOKEN_RE = re.compile(r"[A-Za-z0-9_.-]{1,512}")  # what core.sessions issues: safe inside a JS string
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_.-]{1,512}")  # what core.review.sessions issues: safe inside a JS string
 NOTICE_KEY = "auth.notice"
 ROLE_LABELS = {"volunteer": "Volunteer", "reviewer": "Reviewer", "admin": "Admin"}
 
 
-@st.cache_resource(show_spinner=False)
-def _database(url: str) -> SqlEngine:
-    return get_engine(url)
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _app(settings: Settings) -> App:
+    log.info("Opening the gallery in %s", settings.home)
+    return App(settings)
 
 
-def db() -> SqlEngine:
-    """The migrated database engine (created, with its tables, on first use)."""
-    return _database(database_url())
-
-
-def store() -> PhotoStore:
-    return PhotoStore(photo_store_dir())
-
-
-def settings() -> EngineSettings:
-    return EngineSettings.from_env()
-
-
-def review_config() -> ReviewConfig:
-    return ReviewConfig.from_env()
-
-
-@st.cache_resource(show_spinner="Loading the matching models…", max_entries=2)
-def _engine(settings: EngineSettings, home: str) -> Engine:
-    log.info("Loading engine %s (data in %s)", settings, home)
-    return settings.make_engine(cache_dir=scute_home())
-
-
-def engine() -> Engine:
-    return _engine(settings(), str(scute_home()))
-
-
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _index_cache(settings: EngineSettings, home: str, url: str) -> IndexCache:
-    return IndexCache()
-
-
-def index_cache() -> IndexCache:
-    return _index_cache(settings(), str(scute_home()), database_url())
+def app() -> App:
+    """This deployment (database migrated on first use; the models load when a page first needs them)."""
+    return _app(Settings.from_env())
 
 
 # --- signing in ------------------------------------------------------------------------------------
@@ -93,7 +57,7 @@ def start_session(user: User) -> None:
     The token also goes into a cookie, so reloading the page (or a phone browser discarding the tab
     while the camera app is open) does not sign the volunteer out.
     """
-    token = sessions.issue_token(user)
+    token = accounts.issue_token(app(), user)
     st.session_state[TOKEN_KEY] = token
     st.session_state[COOKIE_KEY] = ("set", token)
     log.info("%s signed in", user.username)
@@ -123,10 +87,8 @@ def current_user() -> User | None:
     if token is None:
         return None
     try:
-        with session_scope(db()) as session:
-            user = sessions.verify_token(session, token)
-            refreshed = sessions.refresh_token(session, token)
-    except sessions.SessionError as exc:
+        user, refreshed = accounts.resume(app(), token)
+    except SessionError as exc:
         sign_out(None if from_cookie else str(exc))
         return None
     st.session_state[TOKEN_KEY] = refreshed
@@ -151,7 +113,7 @@ def sync_cookie() -> None:
         return
     action, token = pending
     if action == "set" and _TOKEN_RE.fullmatch(token):
-        value, max_age = token, sessions.DEFAULT_MAX_AGE_S
+        value, max_age = token, SESSION_MAX_AGE_S
         st.session_state[COOKIE_AT_KEY] = time.time()
     else:
         value, max_age = "", 0
@@ -199,14 +161,11 @@ def guard(what: str) -> Iterator[None]:
         )
 
 
-def write(what: str, action: Callable[[Session], T]) -> T | None:
-    """Run ``action`` in one transaction; its result once committed, or None after showing why it failed.
+def attempt(what: str, action: Callable[[], T]) -> T | None:
+    """Run ``action`` (a ``core.service`` call, one transaction); its result, or None after showing why it failed.
 
-    Call ``st.rerun()`` only after this returns: inside the transaction it would roll everything back
-    (``session_scope`` rolls back on any ``BaseException``, and a rerun is one).
+    Call ``st.rerun()`` only after this returns.
     """
     with guard(what):
-        with session_scope(db()) as session:
-            value = action(session)
-        return value
+        return action()
     return None

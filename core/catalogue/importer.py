@@ -8,24 +8,25 @@ reported with a reason and skipped; the rest are imported.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine as SqlEngine
 
+from core.catalogue.manifest import ManifestRow
 from core.engine.images import load_image
 from core.engine.search import Engine
 from core.errors import ScuteError
-from core.evaluation.protocol import ManifestRow
+from core.indexing.gallery import record_photo_features
+from core.io import sha256_hex
+from core.progress import Progress
 from core.store.db import session_scope
-from core.store.gallery import add_photo, get_or_create_individual, record_features
+from core.store.gallery import add_photo, get_or_create_individual
 from core.store.models import SIDES
-from core.store.photos import PhotoStore, sha256_hex
+from core.store.photos import SUFFIX_FOR_FORMAT, PhotoStore
 
 log = logging.getLogger(__name__)
-
-SUFFIX_FOR_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "HEIF": ".heic"}
 
 
 @dataclass
@@ -70,7 +71,7 @@ def import_rows(
     engine: Engine,
     rows: Sequence[ManifestRow],
     root: Path,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> ImportReport:
     report = ImportReport()
     for i, row in enumerate(rows):
@@ -128,13 +129,6 @@ def _import_row(
                 raise ScuteError("the same photo is already in the gallery under another identity")
             report.already_present += 1
             return
-        record_features(
-            session,
-            photo.id,
-            engine.extractor.name,
-            engine.extractor.version,
-            str(engine.feature_cache.path(features.version, sha).relative_to(engine.feature_cache.root)),
-            len(features),
-        )
+        record_photo_features(session, engine, photo, features)
         report.added += 1
         report.individuals_created += int(created)

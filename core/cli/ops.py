@@ -1,8 +1,7 @@
 """Operations commands: ``python -m core backup | restore | check`` (``--help`` on each).
 
-Kept apart from ``core/__main__.py`` so that adding them there is one line. Problems a user can fix
-raise :class:`~core.errors.ScuteError`, which ``core.__main__`` prints as one line (exit 2); ``check``
-exits with 1 when it finds problems.
+Problems a user can fix raise :class:`~core.errors.ScuteError`, which ``core.cli.main`` prints as one
+line (exit 2); ``check`` exits with 1 when it finds problems.
 """
 
 from __future__ import annotations
@@ -12,23 +11,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.config import database_url, feature_cache_dir, photo_store_dir, scute_home
+from core.cli.common import settings
+from core.settings import Settings
 
 __all__ = ["register"]
 
 
-def _home(args: argparse.Namespace) -> Path:
-    return Path(args.home).expanduser().resolve() if args.home else scute_home()
+def _deployment(args: argparse.Namespace) -> Settings:
+    """The settings, on ``--home`` when given (with its own SQLite file unless ``--db`` or ``DATABASE_URL``)."""
+    return settings(args).with_home(Path(args.home)) if args.home else settings(args)
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from core.store.backup import backup
 
-    home = _home(args)
+    deployment = _deployment(args)
     manifest = backup(
-        database_url(args.db, home),
+        deployment.database_url,
         Path(args.out),
-        home=home,
+        home=deployment.home,
         method=args.method,
         include_features=not args.no_features,
     )
@@ -43,10 +44,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from core.store.backup import restore
+    from core.store.restore import restore
 
-    home = _home(args)
-    manifest = restore(Path(args.source), database_url(args.db, home), home=home, force=args.force)
+    deployment = _deployment(args)
+    manifest = restore(Path(args.source), deployment.database_url, home=deployment.home, force=args.force)
     print(f"Restored the backup of {manifest.created_at} ({manifest.method}, {manifest.photos} photos).")
     return 0
 
@@ -61,20 +62,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     )
     from core.store.photos import PhotoStore
 
-    home = _home(args)
-    engine = init_db(database_url(args.db, home))
+    deployment = _deployment(args)
+    engine = init_db(deployment.database_url)
     try:
         with session_scope(engine) as session:
             problems = check_database(session)
-            store = PhotoStore(photo_store_dir(home))
-            problems += check_files(session, store, feature_cache_dir(home), verify_hashes=not args.quick)
+            store = PhotoStore(deployment.photo_dir)
+            problems += check_files(session, store, deployment.feature_dir, verify_hashes=not args.quick)
     finally:
         engine.dispose()
-    leftovers = [p for root in (photo_store_dir(home), feature_cache_dir(home)) for p in leftover_temporary_files(root)]
+    leftovers = [p for root in (deployment.photo_dir, deployment.feature_dir) for p in leftover_temporary_files(root)]
     if args.remove_leftovers:
-        removed = sum(
-            remove_leftover_temporary_files(root) for root in (photo_store_dir(home), feature_cache_dir(home))
-        )
+        removed = sum(remove_leftover_temporary_files(root) for root in (deployment.photo_dir, deployment.feature_dir))
         print(f"removed {removed} leftover temporary files older than an hour")
     if args.json:
         report: dict[str, Any] = {"problems": problems, "leftover_temporary_files": [str(p) for p in leftovers]}

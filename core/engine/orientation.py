@@ -13,7 +13,6 @@ Matches are reported in the frame of the photo as given, so overlays draw on the
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -55,12 +54,9 @@ def default_turns(device: torch.device | str) -> tuple[int, ...]:
     """All four on a GPU, where matching four times costs milliseconds; upright only on a CPU.
 
     On a CPU each extra turn adds a LightGlue pass per compared photo (about 0.7 s each on two cores), so
-    there the volunteer's rotation control on the Identify page does the turning. ``SCUTE_TURNS``
-    overrides either choice.
+    there the volunteer's rotation control on the Identify page does the turning. The ``turns`` setting
+    (``SCUTE_TURNS``, ``--turns``) overrides either choice.
     """
-    chosen = parse_turns(os.environ.get("SCUTE_TURNS"))
-    if chosen is not None:
-        return chosen
     return QUARTER_TURNS if torch.device(device).type == "cuda" else UPRIGHT
 
 

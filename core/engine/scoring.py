@@ -44,13 +44,18 @@ class ScoringConf:
     min_spread: float = 2.0  # floor on a null's spread, in score units: chance alone gives a couple of strong matches
     new_prior: float = 0.5  # prior probability that a submitted photo shows an animal not in the gallery
 
+    @property
+    def strong(self) -> float:
+        """The confidence from which one match counts as strong (the matcher's, once the engine has set it)."""
+        return 0.8 if self.threshold is None else self.threshold
+
 
 def count_score(conf: np.ndarray, _: ScoringConf) -> float:
     return float(len(conf))
 
 
 def confident_score(conf: np.ndarray, sc: ScoringConf) -> float:
-    return float(np.count_nonzero(conf >= (0.8 if sc.threshold is None else sc.threshold)))
+    return float(np.count_nonzero(conf >= sc.strong))
 
 
 def auc_score(conf: np.ndarray, sc: ScoringConf) -> float:
@@ -119,10 +124,10 @@ class NullModel:
         match), which would make one chance match look like overwhelming evidence.
         """
         own, pooled, k = self.per_photo.get(key), self.pooled, self.conf.null_shrinkage
-        n = own.n if own else 0
-        if n == 0:
+        if own is None or own.n == 0:
             mean, var = pooled.mean, pooled.std**2
         else:
+            n = own.n
             mean = (n * own.mean + k * pooled.mean) / (n + k)
             var = (n * own.std**2 + k * pooled.std**2) / (n + k)
         return mean, max(float(np.sqrt(var)), self.conf.min_spread)

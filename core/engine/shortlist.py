@@ -7,7 +7,7 @@ one-vs-many voting (LNBNN, McCann & Lowe's local naive Bayes nearest neighbour):
 
 * every gallery photo contributes its strongest ``gallery_descriptors`` ALIKED descriptors to one bank,
   an ``(N, P, D)`` tensor held in memory (on the GPU when there is one), built once per
-  :class:`~core.engine.search.GalleryIndex`;
+  :class:`~core.engine.index.GalleryIndex`;
 * for each of the query's strongest ``query_descriptors``, an exact blocked matrix product gives its best
   cosine similarity in every photo (``S``, query descriptors x photos) and, by maximum over photos, in
   every individual;
@@ -30,21 +30,17 @@ those not reranked follow in shortlist order, so a ranking still lists every gal
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from core.engine.features import Features
+from core.engine.index import GalleryIndex
 from core.engine.orientation import as_views
-
-if TYPE_CHECKING:
-    from core.engine.search import Engine, GalleryIndex, Identification
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +234,7 @@ class ShortlistIndex:
     def select(self, query: Features | Sequence[Features], exclude: Iterable[str] = ()) -> Shortlist:
         """Rank every individual by votes and pick the photos that LightGlue should see.
 
-        With several views of the query (its turns, core.orientation) each individual and photo keeps the
+        With several views of the query (its turns, core.engine.orientation) each individual and photo keeps the
         votes of the view that suits it best.
         """
         start = time.perf_counter()
@@ -287,37 +283,3 @@ def shortlist_index(index: GalleryIndex, conf: ShortlistConf, device: torch.devi
     if key not in cache:
         cache[key] = ShortlistIndex.build(index, conf, device)
     return cache[key]
-
-
-def identify(
-    engine: Engine,
-    query: Features | Sequence[Features],
-    index: GalleryIndex,
-    conf: ShortlistConf,
-    top_k: int = 5,
-    method: str | None = None,
-    exclude: Iterable[str] = (),
-) -> tuple[Identification, Shortlist]:
-    """Shortlist, match the shortlisted photos with LightGlue, score them exactly as exhaustive search does.
-
-    The reranked individuals come first (by their scores); the others follow in shortlist order.
-    """
-    exclude = set(exclude)
-    bank = shortlist_index(index, conf, engine.device)
-    short = bank.select(query, exclude)
-    if not short.photos:
-        from core.errors import EmptyGalleryError
-
-        raise EmptyGalleryError("The gallery has no other photo to compare this one with.")
-    # A view of the gallery restricted to the shortlisted photos: same null models (shared cache), so a
-    # reranked photo gets exactly the score that exhaustive matching would give it.
-    # In gallery order, so that ties between photos break as in exhaustive search.
-    chosen = sorted(short.photos)
-    view = dataclasses.replace(
-        index, photos=[index.photos[i] for i in chosen], features=[index.features[i] for i in chosen]
-    )
-    results = engine.match_views(query, view.features)
-    identification = engine.rank(results, view, top_k, method, exclude)
-    reranked = set(identification.ranking)
-    identification.ranking = identification.ranking + [i for i in short.ranking if i not in reranked]
-    return identification, short

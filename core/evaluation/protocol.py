@@ -8,57 +8,28 @@ the path order, not at random, keeps the split identical on every machine.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
-import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import mannwhitneyu
 
-from core.engine.search import Engine, GalleryIndex, GalleryPhoto
-from core.errors import ManifestError, ScuteError
-from core.store.photos import sha256_hex
+from core.catalogue.manifest import ManifestRow
+from core.engine.index import GalleryIndex, GalleryPhoto
+from core.engine.search import Engine
+from core.errors import ScuteError
+from core.evaluation.machine import machine
+from core.evaluation.metrics import auroc
+from core.io import sha256_hex
+from core.progress import StageProgress
 
 log = logging.getLogger(__name__)
 
 METHODS = ("confident", "wasserstein", "auc", "count")
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    path: str
-    identity: str
-    side: str = "unknown"
-
-
-def read_manifest(manifest: Path) -> list[ManifestRow]:
-    """Rows of a ``path,identity[,side]`` CSV; a file without those columns is refused."""
-    try:
-        with open(manifest, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            fields = {f.strip().lower() for f in reader.fieldnames or []}
-            if not {"path", "identity"} <= fields:
-                raise ManifestError(
-                    f"{manifest} needs the columns path and identity (found: {', '.join(sorted(fields)) or 'none'})."
-                )
-            rows = []
-            for raw in reader:
-                # Extra fields beyond the header come as a list under the key None: ignore them.
-                row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
-                rows.append(ManifestRow(row.get("path", ""), row.get("identity", ""), row.get("side") or "unknown"))
-            return rows
-    except FileNotFoundError:
-        raise ManifestError(f"The manifest {manifest} does not exist.") from None
-    except UnicodeDecodeError:
-        raise ManifestError(f"The manifest {manifest} is not UTF-8 text.") from None
-    except csv.Error as exc:  # e.g. a field over csv's size limit
-        raise ManifestError(f"The manifest {manifest} cannot be read as CSV ({exc}).") from None
 
 
 @dataclass
@@ -90,12 +61,6 @@ def subset_identities(rows: Sequence[ManifestRow], count: int) -> list[ManifestR
         sizes[r.identity] = sizes.get(r.identity, 0) + 1
     keep = set(sorted(sizes, key=lambda i: (sizes[i], i))[:count])
     return [r for r in rows if r.identity in keep]
-
-
-def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
-    if not positives or not negatives:
-        return float("nan")
-    return float(mannwhitneyu(positives, negatives).statistic / (len(positives) * len(negatives)))
 
 
 @dataclass
@@ -158,21 +123,6 @@ class EvaluationReport:
         return "\n".join(lines)
 
 
-def machine_info(engine: Engine) -> dict[str, Any]:
-    import torch
-
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "device": str(engine.device),
-    }
-    if engine.device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(engine.device)
-    return info
-
-
 def manifest_photo(root: Path, row: ManifestRow) -> GalleryPhoto:
     path = (root / row.path).resolve()
     try:
@@ -187,7 +137,7 @@ def evaluate(
     root: Path,
     engine: Engine,
     methods: Sequence[str] = METHODS,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: StageProgress | None = None,
 ) -> EvaluationReport:
     """Run the protocol once; every scoring method ranks the same match results."""
     split = protocol_split(rows)
@@ -272,6 +222,6 @@ def evaluate(
         extraction_s_per_photo=float(np.mean(extraction)) if extraction else float("nan"),
         index_build_s=index_build_s,
         settings=settings,
-        machine=machine_info(engine),
+        machine=machine(engine.device),
         queries_detail=details,
     )

@@ -14,6 +14,9 @@ Undo restores the state recorded in the entry, provided that state is still what
 behind; otherwise it refuses and says so (undo the later change first). An entry is undone at most
 once (the database enforces it). Codes are never reused: a split that created ``T-0044`` and is
 undone leaves ``T-0044`` retired and empty.
+
+Over 500 lines because each action and its undo are kept side by side: reading one without the other
+is how an undo drifts out of step with what it reverts.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from typing import Any, TypeVar
 from sqlmodel import Session, col, select
 
 from core.errors import ScuteError
-from core.review.sightings import ReviewConfig, create_next_individual, get_individual
+from core.review.individuals import create_next_individual, get_individual
+from core.review.rules import MAX_NAME_LENGTH, MAX_NOTES_LENGTH, ReviewConfig
 from core.review.users import acting_user
 from core.safe_text import check_text
 from core.store.audit import ROW_LOCK, lock_for_write, record
@@ -51,9 +55,6 @@ __all__ = [
 
 IndividualRef = int | str | Individual
 """An individual given by id, by code, or as a row."""
-
-MAX_NAME_LENGTH = 200
-MAX_NOTES_LENGTH = 10_000
 
 
 class CurationError(ScuteError):

@@ -37,7 +37,6 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from core.config import scute_home
 from core.review.users import AuthenticationError, authenticate, require_role
 from core.store.models import User
 
@@ -46,7 +45,6 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_IDLE_S",
     "DEFAULT_MAX_AGE_S",
-    "SECRET_ENV",
     "SessionError",
     "TokenInfo",
     "issue_token",
@@ -57,7 +55,6 @@ __all__ = [
     "verify_token",
 ]
 
-SECRET_ENV = "SCUTE_SESSION_SECRET"
 SECRET_FILE = "session.key"
 MIN_SECRET_BYTES = 32
 DEFAULT_IDLE_S = 2 * 3600
@@ -87,17 +84,19 @@ class TokenInfo:
 # --- the secret ----------------------------------------------------------------------------------------
 
 
-def load_secret(home: Path | None = None) -> bytes:
-    """The signing secret: ``$SCUTE_SESSION_SECRET``, else ``<home>/session.key`` (created when missing)."""
-    from_env = os.environ.get(SECRET_ENV)
-    if from_env is not None:
-        secret = from_env.encode()
+def load_secret(home: Path, configured: bytes | None = None) -> bytes:
+    """The signing secret: the configured one (``SCUTE_SESSION_SECRET``), else ``<home>/session.key``.
+
+    The key file is created when missing.
+    """
+    if configured is not None:
+        secret = configured
         if len(secret) < MIN_SECRET_BYTES:
             raise SessionError(
-                f"{SECRET_ENV} is too short to be safe: use at least {MIN_SECRET_BYTES} random characters."
+                f"SCUTE_SESSION_SECRET is too short to be safe: use at least {MIN_SECRET_BYTES} random characters."
             )
         return secret
-    path = (home or scute_home()) / SECRET_FILE
+    path = Path(home) / SECRET_FILE
     try:
         secret = path.read_bytes()
     except FileNotFoundError:
@@ -161,7 +160,7 @@ def _encode(secret: bytes, info: TokenInfo) -> str:
 def issue_token(
     user: User,
     *,
-    secret: bytes | None = None,
+    secret: bytes,
     idle_s: int = DEFAULT_IDLE_S,
     max_age_s: int = DEFAULT_MAX_AGE_S,
     now: float | None = None,
@@ -176,7 +175,6 @@ def issue_token(
         raise ValueError("cannot issue a session for an unsaved user")
     if idle_s <= 0 or max_age_s <= 0:
         raise ValueError(f"idle_s and max_age_s must be positive, got {idle_s}, {max_age_s}")
-    secret = secret if secret is not None else load_secret()
     moment = _now(now)
     start = moment if signed_in_at is None else signed_in_at
     expires = min(moment + idle_s, start + max_age_s)
@@ -205,7 +203,7 @@ def verify_token(
     session: Session,
     token: object,
     *roles: str,
-    secret: bytes | None = None,
+    secret: bytes,
     now: float | None = None,
     action: str = "continue",
 ) -> User:
@@ -214,7 +212,6 @@ def verify_token(
     ``roles`` (optional) must include the account's current role. Call this on every request that acts
     for a user, and pass the returned ``User`` to the ``core`` function.
     """
-    secret = secret if secret is not None else load_secret()
     info = _decode(secret, token)
     moment = _now(now)
     if moment >= info.expires_at:
@@ -233,22 +230,21 @@ def verify_token(
     return user
 
 
-def token_info(token: str, *, secret: bytes | None = None) -> TokenInfo:
+def token_info(token: str, *, secret: bytes) -> TokenInfo:
     """The signed content of a token (signature checked, expiry not): e.g. to show when it ends."""
-    return _decode(secret if secret is not None else load_secret(), token)
+    return _decode(secret, token)
 
 
 def refresh_token(
     session: Session,
     token: object,
     *,
-    secret: bytes | None = None,
+    secret: bytes,
     idle_s: int = DEFAULT_IDLE_S,
     max_age_s: int = DEFAULT_MAX_AGE_S,
     now: float | None = None,
 ) -> str:
     """A new token for a still valid session: idle time restarts, the sign-in time (and so max age) stays."""
-    secret = secret if secret is not None else load_secret()
     user = verify_token(session, token, secret=secret, now=now)
     info = _decode(secret, token)
     return issue_token(user, secret=secret, idle_s=idle_s, max_age_s=max_age_s, now=now, signed_in_at=info.signed_in_at)
@@ -259,7 +255,7 @@ def sign_in(
     username: str,
     password: str,
     *,
-    secret: bytes | None = None,
+    secret: bytes,
     idle_s: int = DEFAULT_IDLE_S,
     max_age_s: int = DEFAULT_MAX_AGE_S,
     now: float | None = None,

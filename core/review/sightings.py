@@ -25,27 +25,35 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import re
-import string
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from core.engine.images import load_image
-from core.errors import ScuteError
+from core.io import sha256_hex
+from core.review.individuals import get_individual
+from core.review.rules import MAX_NOTES_LENGTH, AlreadyInGallery, ReviewConfig, ReviewError
 from core.review.users import acting_user
+from core.review.votes import (
+    GalleryHook,
+    Tally,
+    VoteOutcome,
+    add_vote,
+    check_vote,
+    locked_sighting,
+    outcome_of,
+    settle,
+    tally,
+    vote_locked,
+)
 from core.safe_text import check_text
-from core.store.audit import ROW_LOCK, lock_for_write, record
-from core.store.gallery import add_photo, normalize_code, resolve_merged
+from core.store.audit import lock_for_write, record
+from core.store.gallery import add_photo
 from core.store.models import (
     SIDES,
-    VOTE_DECISIONS,
     Candidate,
     Crop,
     Individual,
@@ -53,139 +61,21 @@ from core.store.models import (
     Sighting,
     User,
     Vote,
-    utc_now,
 )
-from core.store.photos import PhotoStore, sha256_hex
+from core.store.photos import SUFFIX_FOR_FORMAT, PhotoStore
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ROW_LOCK",
-    "AlreadyDecided",
-    "AlreadyInGallery",
-    "AlreadyVoted",
     "CandidateInput",
-    "GalleryHook",
-    "ReviewConfig",
-    "ReviewError",
     "SightingDetail",
     "Submission",
-    "Tally",
-    "VoteOutcome",
-    "cast_vote",
     "count_sightings",
-    "create_next_individual",
-    "decide",
-    "get_individual",
     "list_sightings",
-    "lock_for_write",
-    "next_code",
     "review_queue",
     "sighting_detail",
     "submit_sighting",
-    "tally",
 ]
-
-GalleryHook = Callable[[Photo], None]
-"""Called with a photo that has just joined the gallery (inside the transaction, after flush)."""
-
-MAX_COMMENT_LENGTH = 2000
-MAX_NOTES_LENGTH = 10_000
-_SUFFIX_FOR_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "HEIF": ".heic"}
-
-
-class ReviewError(ScuteError):
-    """A submission, vote or decision that cannot be carried out as asked."""
-
-
-class AlreadyVoted(ReviewError):
-    """The user has already voted on this sighting (one vote per user and sighting)."""
-
-
-class AlreadyDecided(ReviewError):
-    """The sighting was decided already; nothing was changed."""
-
-
-class AlreadyInGallery(ReviewError):
-    """The submitted photo is already a gallery photo of an individual."""
-
-
-# --- configuration ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReviewConfig:
-    """The consensus rule and the code pattern; every process deciding on one database should agree.
-
-    A sighting is decided when the leading proposal ("same as X" or "new") has ``required_votes``
-    votes from distinct users, strictly more than any other, and the votes for other proposals number
-    at most ``allowed_dissent``; more dissent than that makes it a conflict for an admin. "Unsure"
-    votes are stored but count for nothing.
-    """
-
-    required_votes: int = 2
-    allowed_dissent: int = 0
-    code_pattern: str = "T-{n:04d}"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.required_votes, bool) or not isinstance(self.required_votes, int):
-            raise ValueError(f"required_votes must be an integer, got {self.required_votes!r}")
-        if self.required_votes < 1:
-            raise ValueError(f"required_votes must be at least 1, got {self.required_votes}")
-        if isinstance(self.allowed_dissent, bool) or not isinstance(self.allowed_dissent, int):
-            raise ValueError(f"allowed_dissent must be an integer, got {self.allowed_dissent!r}")
-        if self.allowed_dissent < 0:
-            raise ValueError(f"allowed_dissent must be >= 0, got {self.allowed_dissent}")
-        _CodePattern(self.code_pattern)  # validates
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ReviewConfig:
-        """Read ``SCUTE_REQUIRED_VOTES``, ``SCUTE_ALLOWED_DISSENT`` and ``SCUTE_CODE_PATTERN``."""
-        env = os.environ if environ is None else environ
-        defaults = cls()
-        try:
-            return cls(
-                required_votes=int(env.get("SCUTE_REQUIRED_VOTES", defaults.required_votes)),
-                allowed_dissent=int(env.get("SCUTE_ALLOWED_DISSENT", defaults.allowed_dissent)),
-                code_pattern=env.get("SCUTE_CODE_PATTERN", defaults.code_pattern),
-            )
-        except ValueError as exc:
-            raise ReviewError(f"The review settings in the environment are invalid: {exc}") from exc
-
-
-class _CodePattern:
-    """A ``str.format`` pattern with exactly one integer field ``n``, e.g. ``T-{n:04d}``."""
-
-    def __init__(self, pattern: str) -> None:
-        if not isinstance(pattern, str):
-            raise ValueError(f"code pattern must be text, got {type(pattern).__name__}")
-        try:
-            parts = list(string.Formatter().parse(pattern))
-        except ValueError as exc:
-            raise ValueError(f"code pattern {pattern!r} is not a valid format string: {exc}") from exc
-        fields = [name for _, name, _, _ in parts if name is not None]
-        if fields != ["n"]:
-            raise ValueError(f"code pattern must contain exactly one field {{n}}, e.g. 'T-{{n:04d}}'; got {pattern!r}")
-        self.pattern = pattern
-        self.prefix = parts[0][0]
-        self.regex = re.compile("".join(re.escape(lit) + (r"(\d+)" if name else "") for lit, name, _, _ in parts))
-        for n in (1, 10, 255, 12345):
-            try:
-                sample = self.format(n)
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"code pattern {pattern!r} cannot format a number: {exc}") from exc
-            if self.number(sample) != n:
-                raise ValueError(f"code pattern {pattern!r} makes codes that cannot be read back ({sample!r})")
-
-    def format(self, n: int) -> str:
-        return normalize_code(self.pattern.format(n=n))
-
-    def number(self, code: str) -> int | None:
-        match = self.regex.fullmatch(code)
-        return int(match.group(1)) if match else None
-
-
-# --- inputs and results ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -200,18 +90,6 @@ class CandidateInput:
 
 
 @dataclass(frozen=True)
-class VoteOutcome:
-    """What a vote or decision led to. ``applied`` is True only for the call that changed the gallery."""
-
-    sighting_id: int
-    vote_id: int | None
-    status: str
-    applied: bool
-    decision: str | None
-    individual_id: int | None
-
-
-@dataclass(frozen=True)
 class Submission:
     """A submitted sighting; ``created`` False means the same photo was submitted before and is linked."""
 
@@ -219,36 +97,6 @@ class Submission:
     photo: Photo
     created: bool
     outcome: VoteOutcome | None
-
-
-@dataclass(frozen=True)
-class Tally:
-    """Votes counted per proposal; ``same`` maps the surviving individual's id to its votes."""
-
-    same: dict[int, int] = field(default_factory=dict)
-    new: int = 0
-    unsure: int = 0
-
-    @cached_property
-    def proposals(self) -> Counter[tuple[str, int | None]]:
-        counts: Counter[tuple[str, int | None]] = Counter({("same", ident): n for ident, n in self.same.items()})
-        if self.new:
-            counts[("new", None)] = self.new
-        return counts
-
-    def verdict(self, config: ReviewConfig) -> tuple[str, tuple[str, int | None] | None]:
-        """``("decided", proposal)``, ``("conflict", None)`` or ``("pending", None)``."""
-        ranked = self.proposals.most_common()
-        if not ranked:
-            return "pending", None
-        leader, votes = ranked[0]
-        dissent = sum(self.proposals.values()) - votes
-        if dissent > config.allowed_dissent:
-            return "conflict", None
-        tied = len(ranked) > 1 and ranked[1][1] == votes
-        if votes >= config.required_votes and not tied:
-            return "decided", leader
-        return "pending", None
 
 
 @dataclass(frozen=True)
@@ -260,96 +108,6 @@ class SightingDetail:
     candidates: list[Candidate]
     votes: list[Vote]
     tally: Tally
-
-
-# --- locking ---------------------------------------------------------------------------------------
-
-
-def _locked_sighting(session: Session, sighting_id: int) -> Sighting:
-    sighting = session.get(Sighting, sighting_id, with_for_update=ROW_LOCK, populate_existing=True)
-    if sighting is None:
-        raise ReviewError(f"There is no sighting {sighting_id}.")
-    return sighting
-
-
-# --- individuals and codes -------------------------------------------------------------------------
-
-
-def get_individual(session: Session, ref: int | str, *, follow_merged: bool = False) -> Individual:
-    """The individual with this id (int) or code (str); raises :class:`ReviewError` when unknown."""
-    if isinstance(ref, bool):
-        raise ReviewError(f"{ref!r} is not an individual's id or code.")
-    if isinstance(ref, int):
-        individual = session.get(Individual, ref)
-        label = f"id {ref}"
-    else:
-        code = ref.strip()
-        individual = session.exec(select(Individual).where(Individual.code == code)).first() if code else None
-        label = repr(code)
-    if individual is None:
-        raise ReviewError(f"There is no individual {label}.")
-    return resolve_merged(session, individual) if follow_merged else individual
-
-
-class _InactiveTarget(ReviewError):
-    """The individual a photo should join is retired (or its merge chain ends in one that is)."""
-
-
-def _active_target(session: Session, individual_id: int, *, lock: bool = False) -> Individual:
-    """The active individual ``individual_id`` stands for (following merges), locked when asked.
-
-    Locking re-reads the row; should a merge have committed meanwhile, the survivor is resolved and
-    locked instead, so a concurrent merge never leaves a photo on a merged individual.
-    """
-    individual = get_individual(session, individual_id, follow_merged=True)
-    for _ in range(8 if lock else 0):  # a concurrent merge or retirement must not slip in before commit
-        locked = session.get(Individual, individual.id, with_for_update=ROW_LOCK, populate_existing=True)
-        assert locked is not None
-        individual = locked
-        survivor = resolve_merged(session, individual)
-        if survivor.id == individual.id:
-            break
-        individual = survivor
-    if individual.status != "active":
-        raise _InactiveTarget(
-            f"Individual {individual.code} is {individual.status}; photos can only join an active individual."
-        )
-    return individual
-
-
-def next_code(session: Session, pattern: str) -> str:
-    """The code after the highest existing one of ``pattern``: max + 1 from 1; gaps are never reused."""
-    parsed = _CodePattern(pattern)
-    query = select(Individual.code)
-    if parsed.prefix:
-        query = query.where(col(Individual.code).startswith(parsed.prefix, autoescape=True))
-    numbers = [n for code in session.exec(query).all() if (n := parsed.number(code)) is not None]
-    return parsed.format(max(numbers, default=0) + 1)
-
-
-def create_next_individual(session: Session, pattern: str, *, name: str | None = None) -> Individual:
-    """Create an individual with :func:`next_code`; safe when several processes do it at once.
-
-    The transaction becomes a serialised writer (:func:`lock_for_write`; its callers already are), so
-    two decisions never compute the same next code. A code taken meanwhile (say, by an import) is retried.
-    """
-    lock_for_write(session)
-    for _ in range(5):
-        code = next_code(session, pattern)
-        individual = Individual(code=code, name=name)
-        try:
-            with session.begin_nested():
-                session.add(individual)
-                session.flush()
-        except IntegrityError:
-            log.warning("Code %s was taken meanwhile; trying the next one", code)
-            continue
-        log.info("Created individual %s", code)
-        return individual
-    raise ReviewError("Could not allocate a new individual code; please try again.")
-
-
-# --- validation ------------------------------------------------------------------------------------
 
 
 def _check_probability(value: float | None, what: str) -> float | None:
@@ -376,183 +134,6 @@ def _check_candidates(session: Session, candidates: Sequence[CandidateInput]) ->
         if session.get(Individual, candidate.individual_id) is None:
             raise ReviewError(f"Candidate individual id {candidate.individual_id} does not exist.")
     return sorted(candidates, key=lambda c: c.rank)
-
-
-def _check_vote(decision: str, individual_id: int | None, comment: str) -> None:
-    if decision not in VOTE_DECISIONS:
-        raise ReviewError(f"{decision!r} is not a vote; choose one of {', '.join(VOTE_DECISIONS)}.")
-    if decision == "same" and individual_id is None:
-        raise ReviewError("A vote 'same' must say which individual the photo shows.")
-    if decision != "same" and individual_id is not None:
-        raise ReviewError(f"A vote {decision!r} names no individual; leave the individual out.")
-    if len(comment) > MAX_COMMENT_LENGTH:
-        raise ReviewError(f"The comment is too long: at most {MAX_COMMENT_LENGTH} characters.")
-    check_text(comment, "comment", multiline=True)
-
-
-# --- counting and applying -------------------------------------------------------------------------
-
-
-def tally(session: Session, sighting_id: int) -> Tally:
-    """Count the votes of a sighting, following merges (votes for T-1 and for T-2 merged into T-1 agree)."""
-    same: Counter[int] = Counter()
-    new = unsure = 0
-    for vote in session.exec(select(Vote).where(Vote.sighting_id == sighting_id)).all():
-        if vote.decision == "same" and vote.individual_id is not None:
-            same[get_individual(session, vote.individual_id, follow_merged=True).id] += 1  # type: ignore[index]
-        elif vote.decision == "new":
-            new += 1
-        else:
-            unsure += 1
-    return Tally(same=dict(same), new=new, unsure=unsure)
-
-
-def _call_hook(hook: GalleryHook | None, photo: Photo) -> None:
-    if hook is None:
-        return
-    try:
-        hook(photo)
-    except ScuteError as exc:
-        # The decision stands; the search computes missing features itself the next time.
-        log.warning("Could not cache features of photo %s after it joined the gallery: %s", photo.id, exc)
-
-
-def _apply(
-    session: Session,
-    sighting: Sighting,
-    decision: str,
-    individual_id: int | None,
-    actor: User,
-    config: ReviewConfig,
-    hook: GalleryHook | None,
-    how: str,
-) -> Individual:
-    """Put the sighting's photo into the gallery; the caller holds the lock and has checked the status.
-
-    Locks are taken sighting, individual, photo; curation takes individuals, photos, sightings. The two
-    orders differ, which is why :func:`lock_for_write` serialises writers on PostgreSQL too.
-    """
-    if decision == "same":
-        if individual_id is None:
-            raise ReviewError("A decision 'same' must say which individual the photo shows.")
-        target = _active_target(session, individual_id, lock=True)
-    elif decision == "new":
-        target = create_next_individual(session, config.code_pattern)
-    else:
-        raise ReviewError(f"A sighting is decided as 'same' or 'new', not {decision!r}.")
-    photo = session.get(Photo, sighting.photo_id, with_for_update=ROW_LOCK, populate_existing=True)
-    if photo is None:  # pragma: no cover - the foreign key forbids it
-        raise ReviewError(f"The photo of sighting {sighting.id} is missing.")
-    before = {
-        "status": sighting.status,
-        "photo_individual_id": photo.individual_id,
-        "photo_in_gallery": photo.in_gallery,
-    }
-    photo.individual_id = target.id
-    photo.in_gallery = True
-    sighting.status = "decided"
-    sighting.decision = decision
-    sighting.decided_individual_id = target.id
-    sighting.decided_by = actor.id
-    sighting.decided_at = utc_now()
-    session.add_all([photo, sighting])
-    session.flush()
-    record(
-        session,
-        actor,
-        "sighting.decide",
-        sighting,
-        before=before,
-        after={"status": "decided", "photo_individual_id": target.id, "photo_in_gallery": True},
-        individuals=[target.id],
-        extra={"decision": decision, "code": target.code, "photo_id": photo.id, "how": how},
-    )
-    log.info("Sighting %s decided (%s): photo %s joins %s", sighting.id, how, photo.id, target.code)
-    _call_hook(hook, photo)
-    return target
-
-
-def _evaluate(
-    session: Session, sighting: Sighting, actor: User, config: ReviewConfig, hook: GalleryHook | None
-) -> tuple[bool, int | None]:
-    """Re-count a pending sighting and decide it or flag the conflict; returns (applied, individual id)."""
-    status, proposal = tally(session, sighting.id).verdict(config)  # type: ignore[arg-type]
-    if status == "decided" and proposal is not None:
-        decision, individual_id = proposal
-        try:
-            target = _apply(session, sighting, decision, individual_id, actor, config, hook, how="consensus")
-        except _InactiveTarget as exc:  # retired since the votes were cast: an admin must look at it
-            log.warning("Sighting %s cannot be applied (%s); sending it to an admin", sighting.id, exc)
-            status = "conflict"
-        else:
-            return True, target.id
-    if status == "conflict" and sighting.status != "conflict":
-        sighting.status = "conflict"
-        session.add(sighting)
-        session.flush()
-        record(
-            session,
-            actor,
-            "sighting.conflict",
-            sighting,
-            before={"status": "pending"},
-            after={"status": "conflict"},
-        )
-        log.info("Sighting %s has conflicting votes; an admin must decide", sighting.id)
-    return False, None
-
-
-def _add_vote(
-    session: Session, sighting: Sighting, actor: User, decision: str, individual_id: int | None, comment: str
-) -> Vote:
-    existing = session.exec(select(Vote).where(Vote.sighting_id == sighting.id, Vote.user_id == actor.id)).first()
-    if existing is not None:
-        raise AlreadyVoted(
-            f"{actor.username!r} has already voted {existing.decision!r} on sighting {sighting.id}; "
-            "each person votes once."
-        )
-    if decision == "same":
-        _active_target(session, individual_id)  # type: ignore[arg-type]
-    vote = Vote(
-        sighting_id=sighting.id,  # type: ignore[arg-type]
-        user_id=actor.id,  # type: ignore[arg-type]
-        decision=decision,
-        individual_id=individual_id,
-        comment=comment,
-    )
-    try:
-        with session.begin_nested():
-            session.add(vote)
-            session.flush()
-    except IntegrityError as exc:  # a concurrent double vote that slipped past the check above
-        raise AlreadyVoted(
-            f"{actor.username!r} has already voted on sighting {sighting.id}; each person votes once."
-        ) from exc
-    record(
-        session,
-        actor,
-        "sighting.vote",
-        sighting,
-        before=None,
-        after={"decision": decision, "individual_id": individual_id, "comment": comment},
-        individuals=[individual_id],
-        extra={"vote_id": vote.id, "status": sighting.status},
-    )
-    return vote
-
-
-def _outcome(sighting: Sighting, vote: Vote | None, applied: bool) -> VoteOutcome:
-    return VoteOutcome(
-        sighting_id=sighting.id,  # type: ignore[arg-type]
-        vote_id=vote.id if vote is not None else None,
-        status=sighting.status,
-        applied=applied,
-        decision=sighting.decision,
-        individual_id=sighting.decided_individual_id,
-    )
-
-
-# --- public operations -----------------------------------------------------------------------------
 
 
 def submit_sighting(
@@ -597,14 +178,14 @@ def submit_sighting(
         raise ReviewError(f"The notes are too long: at most {MAX_NOTES_LENGTH} characters.")
     check_text(notes, "notes", multiline=True)
     if proposal is not None:
-        _check_vote(proposal, proposed_individual_id, comment)
+        check_vote(proposal, proposed_individual_id, comment)
     new_individual_probability = _check_probability(new_individual_probability, "new_individual_probability")
     ranked = _check_candidates(session, candidates)
     if latitude is None and longitude is None:
         latitude, longitude = info.latitude, info.longitude
     taken_at = taken_at or info.taken_at
     if taken_at is not None and taken_at.tzinfo is None:
-        # EXIF carries no zone; like every naive time it is taken as UTC (see core.models.UTCDateTime).
+        # EXIF carries no zone; like every naive time it is taken as UTC (see core.store.models.UTCDateTime).
         taken_at = taken_at.replace(tzinfo=UTC)
 
     sha = sha256_hex(data)
@@ -637,7 +218,7 @@ def submit_sighting(
                         session,
                         store,
                         data,
-                        suffix=_SUFFIX_FOR_FORMAT[info.format],
+                        suffix=SUFFIX_FOR_FORMAT[info.format],
                         individual=None,
                         side=side,
                         original_name=original_name,
@@ -704,9 +285,9 @@ def submit_sighting(
     log.info("Sighting %s submitted by %s (photo %s)", sighting.id, actor.username, photo.id)
     outcome = None
     if proposal is not None:
-        vote = _add_vote(session, sighting, actor, proposal, proposed_individual_id, comment)
-        applied, _ = _evaluate(session, sighting, actor, config, on_gallery_change)
-        outcome = _outcome(sighting, vote, applied)
+        vote = add_vote(session, sighting, actor, proposal, proposed_individual_id, comment)
+        applied, _ = settle(session, sighting, actor, config, on_gallery_change)
+        outcome = outcome_of(sighting, vote, applied)
     return Submission(sighting=sighting, photo=photo, created=True, outcome=outcome)
 
 
@@ -721,89 +302,13 @@ def _link_resubmission(
     config: ReviewConfig,
     hook: GalleryHook | None,
 ) -> Submission:
-    sighting = _locked_sighting(session, sighting.id)  # type: ignore[arg-type]
+    sighting = locked_sighting(session, sighting.id)  # type: ignore[arg-type]
     log.info("Photo %s was already submitted as sighting %s; linking", photo.sha256[:12], sighting.id)
     voted = session.exec(select(Vote.id).where(Vote.sighting_id == sighting.id, Vote.user_id == actor.id)).first()
     if proposal is None or voted is not None:
         return Submission(sighting=sighting, photo=photo, created=False, outcome=None)
-    outcome = _vote_locked(session, sighting, actor, proposal, proposed_individual_id, comment, config, hook)
+    outcome = vote_locked(session, sighting, actor, proposal, proposed_individual_id, comment, config, hook)
     return Submission(sighting=sighting, photo=photo, created=False, outcome=outcome)
-
-
-def _vote_locked(
-    session: Session,
-    sighting: Sighting,
-    actor: User,
-    decision: str,
-    individual_id: int | None,
-    comment: str,
-    config: ReviewConfig,
-    hook: GalleryHook | None,
-) -> VoteOutcome:
-    vote = _add_vote(session, sighting, actor, decision, individual_id, comment)
-    applied = False
-    if sighting.status == "pending":
-        applied, _ = _evaluate(session, sighting, actor, config, hook)
-    elif sighting.status == "decided":
-        log.info("Late vote by %s on decided sighting %s stored; the decision stands", actor.username, sighting.id)
-    return _outcome(sighting, vote, applied)
-
-
-def cast_vote(
-    session: Session,
-    user: User,
-    sighting_id: int,
-    decision: str,
-    individual_id: int | None = None,
-    comment: str = "",
-    *,
-    config: ReviewConfig | None = None,
-    on_gallery_change: GalleryHook | None = None,
-) -> VoteOutcome:
-    """Record ``user``'s vote and decide the sighting when the consensus rule is met.
-
-    Any active account may vote, once per sighting (:class:`AlreadyVoted`). A vote on a sighting that
-    was decided meanwhile is still stored (no vote is lost) but changes nothing; on a conflict it is
-    stored for the admin to see. Call inside a transaction that commits afterwards (``session_scope``).
-    """
-    config = config or ReviewConfig()
-    comment = (comment or "").strip()
-    _check_vote(decision, individual_id, comment)
-    lock_for_write(session)
-    actor = acting_user(session, user, action="vote")
-    sighting = _locked_sighting(session, sighting_id)
-    return _vote_locked(session, sighting, actor, decision, individual_id, comment, config, on_gallery_change)
-
-
-def decide(
-    session: Session,
-    user: User,
-    sighting_id: int,
-    decision: str,
-    individual_id: int | None = None,
-    *,
-    config: ReviewConfig | None = None,
-    on_gallery_change: GalleryHook | None = None,
-) -> VoteOutcome:
-    """An admin decides a pending or conflicting sighting directly ('same' with an individual, or 'new')."""
-    config = config or ReviewConfig()
-    lock_for_write(session)
-    actor = acting_user(session, user, "admin", action="decide a sighting directly")
-    sighting = _locked_sighting(session, sighting_id)
-    if sighting.status == "decided":
-        code = session.get(Individual, sighting.decided_individual_id)
-        raise AlreadyDecided(
-            f"Sighting {sighting_id} was already decided ({sighting.decision}"
-            f"{', ' + code.code if code is not None else ''}); use curation to move the photo instead."
-        )
-    _check_vote(decision, individual_id, "")
-    if decision == "unsure":
-        raise ReviewError("A decision must be 'same' or 'new'.")
-    _apply(session, sighting, decision, individual_id, actor, config, on_gallery_change, how="admin")
-    return _outcome(sighting, None, True)
-
-
-# --- reading ---------------------------------------------------------------------------------------
 
 
 def list_sightings(session: Session, status: str | None = None, *, limit: int | None = None) -> list[Sighting]:

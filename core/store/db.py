@@ -24,7 +24,6 @@ from sqlalchemy.engine import Connection, Engine, create_engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
-from core.config import database_url
 from core.errors import ScuteError
 
 log = logging.getLogger(__name__)
@@ -171,9 +170,9 @@ def upgrade_schema(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def init_db(url: str | None = None) -> Engine:
-    """An engine for ``url`` (default: ``core.config.database_url()``) whose schema is at head."""
-    engine = make_engine(database_url(url))
+def init_db(url: str) -> Engine:
+    """An engine for ``url`` whose schema is at head."""
+    engine = make_engine(url)
     upgrade_schema(engine)
     return engine
 
@@ -183,9 +182,9 @@ def _cached_engine(url: str) -> Engine:
     return init_db(url)
 
 
-def get_engine(url: str | None = None) -> Engine:
+def get_engine(url: str) -> Engine:
     """One migrated engine per URL per process: the pool is shared, migration runs once."""
-    return _cached_engine(database_url(url))
+    return _cached_engine(url)
 
 
 @contextmanager

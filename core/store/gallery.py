@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from core.io import sha256_hex
 from core.safe_text import check_text, upload_label
 from core.store.models import (
     SIDES,
@@ -27,7 +28,7 @@ from core.store.models import (
     utc_now,
     validate_crop,
 )
-from core.store.photos import PhotoStore, check_suffix, sha256_hex
+from core.store.photos import PhotoStore, check_suffix
 
 log = logging.getLogger(__name__)
 

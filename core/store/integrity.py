@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from sqlmodel import Session, col, select
 
+from core.io import TEMP_PREFIX
 from core.store.models import AuditLog, FeatureRecord, Individual, Photo, Sighting, Vote
 from core.store.photos import PhotoStore
 
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["check_database", "check_files", "leftover_temporary_files", "remove_leftover_temporary_files"]
 
-TEMP_PREFIX = ".tmp-"
 """Files being written atomically start with this (``core.store.photos``, ``core.engine.features``); never data."""
 _FEATURE_KEYS = frozenset({"keypoints", "descriptors", "scores", "image_size", "meta"})
 

@@ -1,7 +1,7 @@
 """The gallery's tables: individuals, their photos, and the feature files cached for each photo.
 
 The schema is owned by the Alembic migrations in ``core/migrations``; these classes must describe the
-same tables (``tests/test_db.py`` compares them). Constraint and index names are spelled out so that
+same tables (``tests/store/test_db.py`` compares them). Constraint and index names are spelled out so that
 later migrations can refer to them on every backend, SQLite's batch mode included.
 """
 

@@ -6,22 +6,22 @@ hash and an allow-listed suffix, never from what the uploader called the file.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from core.io import atomic_write, sha256_file, sha256_hex
 
 log = logging.getLogger(__name__)
 
 ALLOWED_SUFFIXES: frozenset[str] = frozenset({".jpg", ".png", ".webp", ".tif", ".heic"})
 """Suffixes the caller may choose, from the image format it detected in the bytes."""
 
+#: The suffix a stored photo gets for each image format that :mod:`core.engine.images` detects.
+SUFFIX_FOR_FORMAT: dict[str, str] = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "HEIF": ".heic"}
+
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
-_CHUNK = 1 << 20
 
 
 def check_suffix(suffix: str) -> str:
@@ -29,11 +29,6 @@ def check_suffix(suffix: str) -> str:
     if suffix not in ALLOWED_SUFFIXES:
         raise ValueError(f"suffix {suffix!r} is not one of {sorted(ALLOWED_SUFFIXES)}")
     return suffix
-
-
-def sha256_hex(data: bytes) -> str:
-    """The content address of ``data`` (lowercase hex)."""
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -73,8 +68,7 @@ class PhotoStore:
                 return StoredPhoto(sha, relpath, created=False)
             # Same name, wrong size: damaged on disk (not by us: we replace atomically). Repair it.
             log.warning("Stored photo %s has the wrong size; rewriting it", relpath)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(dest, data)
+        atomic_write(dest, data)
         log.debug("Stored photo %s (%d bytes)", relpath, len(data))
         return StoredPhoto(sha, relpath, created=True)
 
@@ -95,44 +89,7 @@ class PhotoStore:
 
     def verify(self, relpath: str, sha256: str) -> bool:
         """True when the file exists and its bytes still hash to ``sha256`` (detects bit rot, tampering)."""
-        path = self.path(relpath)
-        digest = hashlib.sha256()
         try:
-            with path.open("rb") as handle:
-                while chunk := handle.read(_CHUNK):
-                    digest.update(chunk)
+            return sha256_file(self.path(relpath)) == sha256.lower()
         except FileNotFoundError:
             return False
-        return digest.hexdigest() == sha256.lower()
-
-
-def _atomic_write(dest: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``dest``, fsync, then rename over it: all or nothing."""
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; photos are meant to be read by other tools too
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(dest.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist the rename itself; not possible on every platform, hence best effort."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -2,7 +2,7 @@
 
 ``core.store.db.init_db`` passes an open connection in ``config.attributes["connection"]`` so that the
 migration runs inside its transaction (and under its lock on SQLite). The alembic command line has no
-connection; then the URL comes from ``sqlalchemy.url`` or ``core.config.database_url()``.
+connection; then the URL comes from ``sqlalchemy.url`` or ``-x url=...``.
 No ``fileConfig`` here: the application owns logging.
 """
 
@@ -11,11 +11,18 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 import core.store.models  # noqa: F401  (registers the tables on SQLModel.metadata for autogenerate)
-from core.config import database_url
 from core.store.db import make_engine
 
 config = context.config
 target_metadata = SQLModel.metadata
+
+
+def _url() -> str:
+    """The alembic command line names its database: ``sqlalchemy.url`` in alembic.ini or ``-x url=…``."""
+    url = config.get_main_option("sqlalchemy.url") or context.get_x_argument(as_dictionary=True).get("url")
+    if not url:
+        raise SystemExit("Name the database: alembic -c core/store/migrations/alembic.ini -x url=sqlite:///… …")
+    return url
 
 
 def _configure(connection: Connection) -> None:
@@ -31,7 +38,7 @@ def _configure(connection: Connection) -> None:
 def run_migrations_offline() -> None:
     """``alembic upgrade --sql``: print the SQL instead of running it."""
     context.configure(
-        url=config.get_main_option("sqlalchemy.url") or database_url(),
+        url=_url(),
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
@@ -47,7 +54,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = make_engine(config.get_main_option("sqlalchemy.url") or database_url())
+    engine = make_engine(_url())
     try:
         with engine.connect() as connection:
             _configure(connection)

@@ -1,0 +1,228 @@
+"""The gallery as the engine holds it in memory: photos, their features, and the null pairs' confidences.
+
+Build a :class:`GalleryIndex` once per gallery version and reuse it for every query. Each gallery photo
+gets a few sampled partners (other individuals for its null, its own individual for the calibrator);
+those pairs are matched once and kept on disk in a :class:`PairCache`, so a rebuild after a change
+matches only new pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import zipfile
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.engine.features import Features, photo_key
+from core.engine.matching import Matcher, MatchResult
+from core.engine.orientation import strongest
+from core.engine.scoring import Calibrator, NullModel, ScoringConf
+from core.errors import EmptyGalleryError
+from core.io import atomic_output
+from core.progress import Progress
+
+
+@dataclass(frozen=True)
+class GalleryPhoto:
+    """One gallery photo as the engine sees it: content, framing and who it shows."""
+
+    sha256: str
+    identity: str
+    path: Path
+    crop: tuple[float, float, float, float] | None = None
+    rotation: int = 0
+    photo_id: int | None = None
+    name: str | None = None
+
+    @property
+    def key(self) -> str:
+        return photo_key(self.sha256, self.crop, self.rotation)
+
+    def turned(self, turn: int) -> GalleryPhoto:
+        """The same photo turned a further ``turn`` degrees clockwise (core.engine.orientation)."""
+        return dataclasses.replace(self, rotation=(self.rotation + turn) % 360)
+
+
+@dataclass
+class GalleryIndex:
+    """Gallery features in memory plus the confidences of the sampled null pairs."""
+
+    photos: list[GalleryPhoto]
+    features: list[Features]
+    negatives: dict[str, list[np.ndarray]]  # key -> confidences vs other individuals
+    positives: dict[str, list[np.ndarray]]  # key -> confidences vs the same individual
+    scoring: ScoringConf
+    negative_identities: dict[str, list[str]] = field(default_factory=dict)  # key -> who each negative shows
+    _models: dict[str, tuple[NullModel, Calibrator]] = field(default_factory=dict)
+    shortlists: dict[Any, Any] = field(
+        default_factory=dict, repr=False
+    )  # core.engine.shortlist banks, built on first use
+
+    @property
+    def identities(self) -> list[str]:
+        return sorted({p.identity for p in self.photos})
+
+    def model(self, method: str) -> tuple[NullModel, Calibrator]:
+        """Null and calibrator for one scoring method, fitted on first use."""
+        if method not in self._models:
+            null = NullModel.fit(method, self.negatives, self.scoring)
+            self._models[method] = (null, Calibrator.fit(*self._best_of_individual(null)))
+        return self._models[method]
+
+    def _best_of_individual(self, null: NullModel) -> tuple[list[float], list[float]]:
+        """Calibration samples of the statistic that ranking uses: an individual's best photo.
+
+        Per pair, same-individual photos often show the other side of the head and look like
+        strangers, which flattened the calibrator and put the new-individual probability of
+        animals never seen before at about 0.4. So each photo contributes its best z-score against
+        its own individual and its best against each other individual.
+        """
+        same: list[float] = []
+        different: list[float] = []
+        for key, arrays in self.positives.items():
+            if arrays:
+                same.append(max(null.z(key, null.score(c)) for c in arrays))
+        for key, arrays in self.negatives.items():
+            owners = self.negative_identities.get(key) or [f"pair {i}" for i in range(len(arrays))]
+            best: dict[str, float] = {}
+            for owner, c in zip(owners, arrays, strict=True):
+                best[owner] = max(best.get(owner, -np.inf), null.z(key, null.score(c)))
+            different += best.values()
+        return same, different
+
+
+class PairCache:
+    """Match results of gallery/gallery pairs on disk, so refitting the null only matches new pairs."""
+
+    def __init__(self, root: Path, version: str) -> None:
+        self.root = Path(root) / version
+
+    def _path(self, a: str, b: str) -> Path:
+        return self.root / a[:2] / f"{a}__{b}.npz"
+
+    def get(self, a: str, b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        path = self._path(a, b)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return data["idx0"], data["idx1"], data["conf"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            path.unlink(missing_ok=True)
+            return None
+
+    def put(self, a: str, b: str, result: MatchResult) -> None:
+        with atomic_output(self._path(a, b)) as fh:
+            np.savez(fh, idx0=result.idx0, idx1=result.idx1, conf=result.confidence)
+
+
+def _pair(a: str, b: str) -> tuple[str, str]:
+    """A pair of photo keys in one order, whichever photo is named first."""
+    return (a, b) if a <= b else (b, a)
+
+
+def _pair_rank(a: str, b: str) -> str:
+    """A deterministic pseudo-random order of partners that does not depend on listing order."""
+    lo, hi = sorted((a, b))
+    return hashlib.sha1(f"{lo}|{hi}".encode()).hexdigest()
+
+
+def null_pairs(photos: Sequence[GalleryPhoto], sc: ScoringConf) -> tuple[set[tuple[str, str]], dict, dict]:
+    """Sample each photo's partners: other individuals for its null, its own for calibration."""
+    by_key = {p.key: p for p in photos}
+    keys = sorted(by_key)
+    negatives: dict[str, list[str]] = {}
+    positives: dict[str, list[str]] = {}
+    pairs: set[tuple[str, str]] = set()
+    for a in keys:
+        others = sorted((b for b in keys if b != a), key=lambda b: _pair_rank(a, b))
+        neg = [b for b in others if by_key[b].identity != by_key[a].identity][: sc.null_negatives]
+        pos = [b for b in others if by_key[b].identity == by_key[a].identity][: sc.null_positives]
+        negatives[a], positives[a] = neg, pos
+        pairs.update(_pair(a, b) for b in neg + pos)
+    return pairs, negatives, positives
+
+
+class IndexBuilder:
+    """Features for every photo, then each photo's sampled partners matched in every turn a query may take."""
+
+    def __init__(
+        self,
+        features_of: Callable[[GalleryPhoto], Features],
+        matcher: Matcher,
+        turns: Sequence[int],
+        scoring: ScoringConf,
+        pair_cache: PairCache,
+    ) -> None:
+        self.features_of = features_of
+        self.matcher = matcher
+        self.turns = tuple(turns)
+        self.scoring = scoring
+        self.pair_cache = pair_cache
+
+    def build(self, photos: Iterable[GalleryPhoto], progress: Progress | None = None) -> GalleryIndex:
+        """Features for every photo (cached), then the sampled null pairs (cached); no query needed."""
+        photos = sorted(photos, key=lambda p: p.key)
+        if not photos:
+            raise EmptyGalleryError(
+                "The gallery is empty: import a catalogue or confirm a first sighting before identifying."
+            )
+        pairs, neg_keys, pos_keys = null_pairs(photos, self.scoring)
+        total = len(photos) + len(pairs) * len(self.turns)
+        features: list[Features] = []
+        for i, photo in enumerate(photos):
+            features.append(self.features_of(photo))
+            if progress:
+                progress(i + 1, total)
+        by_key = {p.key: f for p, f in zip(photos, features, strict=True)}
+        by_photo = {p.key: p for p in photos}
+
+        def turned_features(key: str, turn: int) -> Features:
+            return by_key[key] if turn == 0 else self.features_of(by_photo[key].turned(turn))
+
+        # Each pair is matched as a query would be: its second photo turned against its first (turn 0 keeps
+        # the original order). The cache is keyed (first image as matched, second image).
+        tries: dict[tuple[str, str], dict[int, np.ndarray]] = defaultdict(dict)
+        todo: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for a, b in sorted(pairs):
+            for turn in self.turns:
+                first, second = (a, b) if turn == 0 else (b, a)
+                cached = self.pair_cache.get(by_photo[first].turned(turn).key, second)
+                if cached is None:
+                    todo[(first, turn)].append(second)
+                else:
+                    tries[(a, b)][turn] = cached[2]
+        done = sum(len(t) for t in tries.values())
+        for (first, turn), partners in todo.items():
+            results = self.matcher.match_many(turned_features(first, turn), [by_key[p] for p in partners])
+            for second, result in zip(partners, results, strict=True):
+                self.pair_cache.put(by_photo[first].turned(turn).key, second, result)
+                tries[_pair(first, second)][turn] = result.confidence
+            done += len(partners)
+            if progress:
+                progress(len(photos) + done, total)
+        if progress:
+            progress(total, total)
+        confidences: dict[tuple[str, str], np.ndarray] = {}
+        for pair, by_turn in tries.items():
+            arrays = [by_turn[turn] for turn in self.turns]
+            confidences[pair] = arrays[strongest(arrays, self.scoring.strong)]
+
+        def lookup(a: str, partners: list[str]) -> list[np.ndarray]:
+            return [confidences[_pair(a, b)] for b in partners]
+
+        identity = {p.key: p.identity for p in photos}
+        return GalleryIndex(
+            photos,
+            features,
+            {a: lookup(a, bs) for a, bs in neg_keys.items()},
+            {a: lookup(a, bs) for a, bs in pos_keys.items()},
+            self.scoring,
+            {a: [identity[b] for b in bs] for a, bs in neg_keys.items()},
+        )

@@ -1,0 +1,198 @@
+"""Browsing the gallery: individuals with their counts and last sighting, one individual's photos and history."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlmodel import Session, col, select
+
+from core.service.app import App
+from core.service.history import AuditRow, audit_rows, usernames
+from core.store.models import Individual, Photo, Sighting
+
+
+@dataclass(frozen=True)
+class IndividualRow:
+    id: int
+    code: str
+    name: str | None
+    species: str
+    status: str
+    photos: int
+    last_seen: datetime | None
+    merged_into: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.code} · {self.name}" if self.name else self.code
+
+
+def _photo_date(photo: Photo) -> datetime:
+    return photo.taken_at or photo.created_at
+
+
+def individual_rows(session: Session, *, include_merged: bool = False) -> list[IndividualRow]:
+    """Every individual with its photo count and the date it was last seen (photo date, else upload date)."""
+    individuals = session.exec(select(Individual).order_by(col(Individual.code))).all()
+    by_id = {i.id: i for i in individuals}
+    counts: dict[int, int] = defaultdict(int)
+    last: dict[int, datetime] = {}
+    for photo in session.exec(select(Photo).where(col(Photo.individual_id).is_not(None))).all():
+        if not photo.in_gallery:
+            continue
+        individual_id = photo.individual_id
+        counts[individual_id] += 1  # type: ignore[index]
+        seen = _photo_date(photo)
+        if individual_id not in last or seen > last[individual_id]:  # type: ignore[operator]
+            last[individual_id] = seen  # type: ignore[index]
+    rows = []
+    for ind in individuals:
+        if ind.status == "merged" and not include_merged:
+            continue
+        target = by_id.get(ind.merged_into_id) if ind.merged_into_id else None
+        rows.append(
+            IndividualRow(
+                id=ind.id,  # type: ignore[arg-type]
+                code=ind.code,
+                name=ind.name,
+                species=ind.species or "",
+                status=ind.status,
+                photos=counts.get(ind.id, 0),  # type: ignore[arg-type]
+                last_seen=last.get(ind.id),  # type: ignore[arg-type]
+                merged_into=target.code if target is not None else None,
+            )
+        )
+    return rows
+
+
+def filter_individuals(
+    rows: Iterable[IndividualRow],
+    text: str = "",
+    *,
+    species: Sequence[str] = (),
+    statuses: Sequence[str] = (),
+    seen_since: datetime | None = None,
+) -> list[IndividualRow]:
+    """Case-insensitive search in code and name, plus species, status and last-seen filters."""
+    needle = text.strip().lower()
+    out = []
+    for row in rows:
+        if needle and needle not in row.code.lower() and needle not in (row.name or "").lower():
+            continue
+        if species and row.species not in species:
+            continue
+        if statuses and row.status not in statuses:
+            continue
+        if seen_since is not None:
+            if row.last_seen is None:
+                continue
+            since = seen_since if seen_since.tzinfo else seen_since.replace(tzinfo=UTC)
+            if row.last_seen < since:
+                continue
+        out.append(row)
+    return out
+
+
+@dataclass(frozen=True)
+class Encounter:
+    """One photo of an individual as an entry of its history."""
+
+    photo_id: int
+    when: datetime
+    dated_by: str  # "photo" (EXIF date) or "upload"
+    side: str
+    latitude: float | None
+    longitude: float | None
+    source: str  # "imported" or "sighting #12 by alice"
+    in_gallery: bool
+
+
+def encounters(session: Session, individual_id: int) -> list[Encounter]:
+    """The individual's photos in time order, each with where it came from, for the timeline and the map."""
+    photos = session.exec(select(Photo).where(Photo.individual_id == individual_id).order_by(col(Photo.id))).all()
+    sightings = {
+        s.photo_id: s
+        for s in session.exec(select(Sighting).where(col(Sighting.photo_id).in_([p.id for p in photos]))).all()
+    }
+    users = usernames(session)
+    out = []
+    for photo in photos:
+        sighting = sightings.get(photo.id)  # type: ignore[arg-type]
+        latitude = photo.latitude if photo.latitude is not None else (sighting.latitude if sighting else None)
+        longitude = photo.longitude if photo.longitude is not None else (sighting.longitude if sighting else None)
+        taken = photo.taken_at or (sighting.taken_at if sighting else None)
+        out.append(
+            Encounter(
+                photo_id=photo.id,  # type: ignore[arg-type]
+                when=taken or photo.created_at,
+                dated_by="photo" if taken else "upload",
+                side=photo.side,
+                latitude=latitude,
+                longitude=longitude,
+                source=_source(sighting, users),
+                in_gallery=photo.in_gallery,
+            )
+        )
+    return sorted(out, key=lambda e: (e.when, e.photo_id))
+
+
+def _source(sighting: Sighting | None, users: Mapping[int, str]) -> str:
+    if sighting is None:
+        return "imported"
+    return f"sighting #{sighting.id} by {users.get(sighting.submitted_by, '?')}"
+
+
+def photos_of(session: Session, individual_id: int, *, in_gallery_only: bool = False) -> list[Photo]:
+    query = select(Photo).where(Photo.individual_id == individual_id).order_by(col(Photo.side), col(Photo.id))
+    if in_gallery_only:
+        query = query.where(col(Photo.in_gallery).is_(True))
+    return list(session.exec(query).all())
+
+
+# --- what the Gallery page calls -------------------------------------------------------------------
+
+
+def all_individuals(app: App, *, include_merged: bool = False) -> list[IndividualRow]:
+    with app.session() as session:
+        return individual_rows(session, include_merged=include_merged)
+
+
+def active_individuals(app: App, *, include_retired: bool = False) -> list[IndividualRow]:
+    """Individuals a photo can be given to (and, with ``include_retired``, those curation can still edit)."""
+    return [
+        row for row in all_individuals(app) if row.status == "active" or (include_retired and row.status == "retired")
+    ]
+
+
+@dataclass(frozen=True)
+class IndividualPage:
+    """Everything the Gallery page shows about one individual."""
+
+    individual: Individual
+    merged_into: str | None
+    encounters: list[Encounter]
+    photos: list[Photo]
+    history: list[AuditRow]
+
+
+def individual_page(app: App, individual_id: int) -> IndividualPage | None:
+    with app.session() as session:
+        individual = session.get(Individual, individual_id)
+        if individual is None:
+            return None
+        target = session.get(Individual, individual.merged_into_id) if individual.merged_into_id else None
+        return IndividualPage(
+            individual,
+            target.code if target is not None else None,
+            encounters(session, individual_id),
+            photos_of(session, individual_id),
+            audit_rows(session, individual_id=individual_id, limit=50),
+        )
+
+
+def gallery_photos_of(app: App, individual_id: int, *, in_gallery_only: bool = False) -> list[Photo]:
+    with app.session() as session:
+        return photos_of(session, individual_id, in_gallery_only=in_gallery_only)

@@ -1,0 +1,113 @@
+"""Catalogues in and out from the browser: uploaded ZIPs and CSVs, a catalogue already on the server, and
+downloads of the tables and photos."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from core.catalogue.exporter import export_catalogue, write_individual_zip
+from core.catalogue.format import CATALOGUE_ZIP
+from core.catalogue.importer import ImportReport, RowProblem, import_rows
+from core.catalogue.manifest import ManifestRow, parse_manifest, read_manifest
+from core.catalogue.zip_import import ZipImportReport, import_zip
+from core.errors import ManifestError, ScuteError
+from core.progress import Progress
+from core.service.app import App
+from core.store.models import User
+
+
+def import_zip_upload(app: App, user: User, data: bytes, progress: Progress | None = None) -> ZipImportReport:
+    """Import a catalogue ZIP uploaded in the browser (checked before anything is extracted)."""
+    with tempfile.TemporaryDirectory(prefix="scute-upload-") as tmp:
+        path = Path(tmp) / "catalogue.zip"
+        path.write_bytes(data)
+        return import_zip(app.db, app.store, app.engine, path, actor=user, progress=progress, work_dir=Path(tmp))
+
+
+def import_uploaded_catalogue(
+    app: App,
+    manifest: bytes,
+    photos: Mapping[str, bytes],
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import a CSV manifest whose photos were uploaded alongside it (matched by file name).
+
+    Uploaded names are reduced to their last component before touching the disk, so a crafted name
+    cannot write outside ``workdir``. Rows whose photo was not uploaded are reported and skipped.
+    """
+    with tempfile.TemporaryDirectory(prefix="scute-upload-") as tmp:
+        return _import_uploaded(app, manifest, photos, Path(tmp), progress)
+
+
+def _import_uploaded(
+    app: App, manifest: bytes, photos: Mapping[str, bytes], workdir: Path, progress: Progress | None
+) -> ImportReport:
+    rows, _ = parse_manifest(manifest, "The manifest")
+    if not rows:
+        raise ManifestError("The manifest has no rows.")
+    folder = workdir / "photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    stored: dict[str, str] = {}
+    for i, (name, data) in enumerate(photos.items()):
+        base = Path(name.replace("\\", "/")).name
+        if not base or base in (".", ".."):
+            continue
+        safe = f"{i:05d}{Path(base).suffix.lower()[:8]}"
+        (folder / safe).write_bytes(data)
+        stored[base] = safe
+    mapped: list[ManifestRow] = []
+    missing: list[RowProblem] = []
+    for line, row in enumerate(rows, start=2):
+        base = Path(row.path.replace("\\", "/")).name
+        if base in stored:
+            mapped.append(ManifestRow(stored[base], row.identity, row.side))
+        else:
+            missing.append(RowProblem(line, row.path, "the photo was not among the uploaded files"))
+    report = import_rows(app.db, app.store, app.engine, mapped, folder, progress)
+    report.problems.extend(missing)
+    return report
+
+
+def import_from_server(
+    app: App, user: User, path: Path, progress: Progress | None = None
+) -> ImportReport | ZipImportReport:
+    """Import a catalogue that already lies on the server: a ZIP, or a manifest whose paths are relative to it."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ScuteError(f"There is no file at {path}.")
+    if path.suffix.lower() == ".zip":
+        return import_zip(app.db, app.store, app.engine, path, actor=user, progress=progress)
+    rows = read_manifest(path)
+    return import_rows(app.db, app.store, app.engine, rows, path.parent, progress)
+
+
+def prepare_gallery(app: App, progress: Progress | None = None) -> None:
+    """Build the search index now, so the first volunteer after an import does not wait for it."""
+    app.indexes.get(app.engine, app.db, app.store, None, progress)
+
+
+def export_tables_zip(app: App) -> tuple[bytes, str]:
+    """Every CSV table of :func:`core.catalogue.exporter.export_catalogue` in one ZIP, and the export's summary."""
+    with tempfile.TemporaryDirectory(prefix="scute-export-") as tmp:
+        report = export_catalogue(app.db, app.store, Path(tmp))
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+            for path in sorted(report.files):
+                if path.suffix == ".csv":
+                    bundle.write(path, arcname=path.name)
+    return buffer.getvalue(), report.summary()
+
+
+def export_photos_zip(app: App, code: str | None = None) -> bytes:
+    """The catalogue with its photos as an importable ZIP: all of it, or one individual's (``code``)."""
+    with tempfile.TemporaryDirectory(prefix="scute-export-") as tmp:
+        if code is not None:
+            dest = Path(tmp) / "individual.zip"
+            write_individual_zip(app.db, app.store, code, dest)
+            return dest.read_bytes()
+        export_catalogue(app.db, app.store, Path(tmp), photos=True)
+        return (Path(tmp) / CATALOGUE_ZIP).read_bytes()

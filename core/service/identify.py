@@ -1,0 +1,316 @@
+"""Identify: an upload, a search of the gallery with the evidence kept, and the sighting a volunteer sends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlmodel import Session
+
+from core.engine.features import Features
+from core.engine.images import PhotoInfo, load_image, prepare, resize_long_side
+from core.engine.index import GalleryIndex, GalleryPhoto
+from core.engine.matching import MatchResult
+from core.engine.search import Candidate, Engine, Identification
+from core.engine.shortlist import ShortlistConf
+from core.indexing.gallery import features_hook
+from core.io import sha256_hex
+from core.progress import Progress
+from core.review.sightings import CandidateInput, Submission, submit_sighting
+from core.service.app import App
+from core.service.browse import IndividualRow, individual_rows
+from core.store.gallery import resolve_merged
+from core.store.models import SIDES, Individual, Photo, User
+
+#: Sides a volunteer can pick; "unknown" compares with every side.
+SIDE_CHOICES: tuple[str, ...] = ("left", "right", "top", "other", "unknown")
+SIDE_LABELS: dict[str, str] = {
+    "left": "Left side of the head",
+    "right": "Right side of the head",
+    "top": "Top of the head",
+    "other": "Other view",
+    "unknown": "Not sure",
+}
+assert set(SIDE_CHOICES) == set(SIDES)
+
+#: Largest preview kept in memory per upload (the engine re-reads the original bytes).
+PREVIEW_SIDE = 1024
+
+
+@dataclass
+class Upload:
+    """One photo a volunteer uploaded, kept in the session so that a failed step never loses it."""
+
+    name: str
+    data: bytes = field(repr=False)
+    sha256: str
+    info: PhotoInfo
+    preview: np.ndarray = field(repr=False)  # EXIF-oriented RGB, long side at most PREVIEW_SIDE
+
+    @property
+    def taken_at_text(self) -> str:
+        return self.info.taken_at.strftime("%d %b %Y, %H:%M") if self.info.taken_at else "no date in the photo"
+
+    @property
+    def place_text(self) -> str:
+        if self.info.latitude is None or self.info.longitude is None:
+            return "no location in the photo"
+        return f"{self.info.latitude:.5f}, {self.info.longitude:.5f}"
+
+
+def read_upload(name: str, data: bytes) -> Upload:
+    """Check and decode an upload once; raises :class:`~core.errors.ImageError` with a readable reason."""
+    image = load_image(data)
+    preview, _ = resize_long_side(image.pixels, PREVIEW_SIDE)
+    return Upload(name=name, data=data, sha256=sha256_hex(data), info=image.info, preview=np.ascontiguousarray(preview))
+
+
+@dataclass
+class PhotoMatch:
+    """One gallery photo's match with the query, scored against that photo's own null."""
+
+    photo: GalleryPhoto
+    match: MatchResult
+    z: float
+    image_size: tuple[int, int]  # (W, H) of the working image the gallery keypoints live in
+
+
+@dataclass
+class SearchResult:
+    """A ranked identification plus the matches behind it, for the overlay and the CDF.
+
+    ``identification`` ranks every individual of the gallery (so any of them can be explained, e.g. a
+    reviewer's frozen candidate that has dropped since); :attr:`candidates` are the ``top_k`` shown.
+    ``results`` holds the LightGlue match of each gallery photo (by position in ``index.photos``) that
+    was compared: all of them on a small gallery, the shortlisted best photos on a large one. Photos not
+    compared yet are matched on demand by :meth:`photo_matches`, a few at a time.
+    """
+
+    identification: Identification
+    results: dict[int, MatchResult]
+    index: GalleryIndex
+    views: list[Features]  # the query in each turn the engine tried (core.engine.orientation); first: as given
+    crop: tuple[float, float, float, float] | None
+    rotation: int
+    side: str
+    query_sha: str
+    top_k: int = 5
+    shortlisted: bool = False
+
+    @property
+    def query(self) -> Features:
+        """The query's features as given: the frame its matches and overlays are drawn in."""
+        return self.views[0]
+
+    @property
+    def method(self) -> str:
+        return self.identification.method
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        return self.identification.candidates[: self.top_k]
+
+    @property
+    def new_individual_probability(self) -> float:
+        return self.identification.new_individual_probability
+
+    def candidate(self, identity: str) -> Candidate | None:
+        return next((c for c in self.identification.candidates if c.identity == identity), None)
+
+    def photo_matches(self, identity: str, engine: Engine | None = None, fill: int = 3) -> list[PhotoMatch]:
+        """``identity``'s compared gallery photos with their matches, best first.
+
+        With ``engine``, an individual none of whose photos was compared (it missed the shortlist) gets
+        up to ``fill`` of its photos matched now, so any individual can be explained.
+        """
+        members = [
+            i
+            for i, photo in enumerate(self.index.photos)
+            if photo.identity == identity and photo.sha256 != self.query_sha
+        ]
+        if engine is not None and members and not any(i in self.results for i in members):
+            todo = members[:fill]
+            for i, result in zip(
+                todo, engine.match_views(self.views, [self.index.features[i] for i in todo]), strict=True
+            ):
+                self.results[i] = result
+        null, _ = self.index.model(self.method)
+        found = [
+            PhotoMatch(
+                self.index.photos[i],
+                self.results[i],
+                float(null.z(self.index.photos[i].key, null.score(self.results[i].confidence))),
+                self.index.features[i].image_size,
+            )
+            for i in members
+            if i in self.results
+        ]
+        return sorted(found, key=lambda m: (-m.z, m.photo.key))
+
+    def null_stats(self, photo: GalleryPhoto) -> tuple[float, float]:
+        """Mean and spread of the photo's score against other individuals (its own null, or the pooled one)."""
+        null, _ = self.index.model(self.method)
+        return null.reference(photo.key)
+
+
+def search_index(
+    engine: Engine,
+    index: GalleryIndex,
+    source: bytes | Path,
+    sha256: str,
+    *,
+    crop: tuple[float, float, float, float] | None = None,
+    rotation: int = 0,
+    side: str = "unknown",
+    top_k: int = 5,
+    method: str | None = None,
+    shortlist: ShortlistConf | bool | None = None,
+) -> SearchResult:
+    """Extract the query's features (cached by content, crop and rotation), match and rank.
+
+    Small galleries are matched exhaustively; large ones go through the engine's shortlist
+    (``core.engine.shortlist``, ``shortlist=None`` decides by gallery size). A photo that is already in the
+    gallery is compared with the others, never with itself.
+    """
+    views = engine.query_views(source, sha256, crop, rotation)
+    everyone = max(top_k, len(index.identities))
+    outcome = engine.search(views, index, everyone, method, {sha256}, shortlist)
+    return SearchResult(
+        outcome.identification,
+        outcome.results,
+        index,
+        views,
+        crop,
+        rotation,
+        side,
+        sha256,
+        top_k,
+        shortlisted=outcome.shortlist is not None,
+    )
+
+
+def working_image(engine: Engine, source: bytes | Path | np.ndarray, crop: Any = None, rotation: int = 0) -> np.ndarray:
+    """The photo exactly as the extractor saw it (cropped, turned, downscaled): keypoints live in this frame."""
+    return prepare(source, crop=crop, rotation=rotation, max_side=engine.extractor.max_side)
+
+
+def individual_id_for_photo(session: Session, photo_id: int) -> int | None:
+    """The active individual a gallery photo counts for now (following merges)."""
+    photo = session.get(Photo, photo_id)
+    if photo is None or photo.individual_id is None:
+        return None
+    individual = session.get(Individual, photo.individual_id)
+    if individual is None:
+        return None
+    return resolve_merged(session, individual).id
+
+
+def candidate_inputs(session: Session, result: SearchResult) -> list[CandidateInput]:
+    """The ranked candidates as the review workflow stores them (rank 1 is the best)."""
+    inputs = []
+    seen: set[int] = set()
+    for candidate in result.candidates:
+        individual_id = individual_id_for_photo(session, candidate.photo.photo_id) if candidate.photo.photo_id else None
+        if individual_id is None or individual_id in seen:
+            continue
+        seen.add(individual_id)
+        inputs.append(
+            CandidateInput(
+                individual_id=individual_id,
+                rank=len(inputs) + 1,
+                score=float(candidate.score) if np.isfinite(candidate.score) else 0.0,
+                probability=float(min(max(candidate.probability, 0.0), 1.0)),
+                n_matches=int(candidate.matches),
+            )
+        )
+    return inputs
+
+
+# --- what the Identify page calls ------------------------------------------------------------------
+
+
+def find(
+    app: App,
+    source: bytes | Path,
+    sha256: str,
+    *,
+    crop: tuple[float, float, float, float] | None,
+    rotation: int,
+    side: str,
+    progress: Progress | None = None,
+) -> SearchResult:
+    """Search the gallery (preparing its index first when the gallery changed; ``progress`` follows that)."""
+    engine = app.engine
+    index = app.indexes.get(engine, app.db, app.store, side, progress)
+    return search_index(
+        engine, index, source, sha256, crop=crop, rotation=rotation, side=side, top_k=app.settings.engine.top_k
+    )
+
+
+def query_image(app: App, source: bytes | Path | np.ndarray, crop: Any = None, rotation: int = 0) -> np.ndarray:
+    """The photo in the frame its keypoints live in, for the match overlay."""
+    return working_image(app.engine, source, crop, rotation)
+
+
+def gallery_is_empty(app: App) -> bool:
+    from core.service.dashboard import gallery_size
+
+    with app.session() as session:
+        return gallery_size(session) == 0
+
+
+@dataclass(frozen=True)
+class ProposalChoices:
+    """What a volunteer can propose: the candidates as stored with the sighting, or any active individual."""
+
+    candidates: list[CandidateInput]
+    individuals: list[IndividualRow]
+
+
+def proposal_choices(app: App, result: SearchResult | None) -> ProposalChoices:
+    with app.session() as session:
+        candidates = candidate_inputs(session, result) if result is not None else []
+        individuals = [row for row in individual_rows(session) if row.status == "active"]
+    return ProposalChoices(candidates, individuals)
+
+
+def send(
+    app: App,
+    user: User,
+    upload: Upload,
+    result: SearchResult | None,
+    *,
+    proposal: str | None,
+    individual_id: int | None = None,
+    comment: str = "",
+    notes: str = "",
+    side: str = "unknown",
+    crop: tuple[float, float, float, float] | None = None,
+    rotation: int = 0,
+    taken_at: datetime | None = None,
+) -> Submission:
+    """Store the upload as a pending sighting with the candidates shown; the proposal is the first vote."""
+    new_probability = result.identification.new_individual_probability if result is not None else None
+    with app.session() as session:
+        return submit_sighting(
+            session,
+            app.store,
+            user,
+            upload.data,
+            candidates=candidate_inputs(session, result) if result is not None else [],
+            new_individual_probability=None if new_probability is None else min(max(new_probability, 0.0), 1.0),
+            proposal=proposal,
+            proposed_individual_id=individual_id if proposal == "same" else None,
+            comment=comment,
+            side=side,
+            crop=crop,
+            rotation=rotation,
+            taken_at=taken_at,
+            notes=notes,
+            original_name=Path(upload.name).name[:200],
+            config=app.settings.review,
+            on_gallery_change=features_hook(session, app.store, app.engine),
+        )

@@ -1,0 +1,116 @@
+"""Review: the queue of sightings waiting for a vote, each with what the submitter saw, and the votes and
+admin decisions that settle them (a photo joining the gallery gets its features at once)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlmodel import Session
+
+from core.indexing.gallery import features_hook
+from core.progress import Progress
+from core.review import votes
+from core.review.sightings import SightingDetail, list_sightings, review_queue, sighting_detail
+from core.service.app import App
+from core.service.history import usernames
+from core.service.identify import SearchResult, find, query_image
+from core.store.models import Individual, User
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One sighting as a reviewer sees it: the frozen candidates, the votes, and who is who."""
+
+    detail: SightingDetail
+    codes: dict[int, str]  # individual id -> "code name", for candidates and votes (merges followed)
+    users: dict[int, str]  # user id -> name
+    photo_path: Path
+
+    def code(self, individual_id: int | None) -> str:
+        """The individual's code alone ("?" when it is gone)."""
+        return self.codes.get(individual_id, "?").split(" ")[0] if individual_id is not None else "?"
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What a vote or decision did: stored only, decided (and for whom), or sent to an admin."""
+
+    outcome: votes.VoteOutcome
+    code: str  # the decided individual's code, when decided
+
+
+def queue(app: App, user: User) -> list[int]:
+    """Sightings waiting for this user's vote, oldest first."""
+    with app.session() as session:
+        return [s.id for s in review_queue(session, user, limit=None) if s.id is not None]
+
+
+def conflicts(app: App) -> list[int]:
+    with app.session() as session:
+        return [s.id for s in list_sightings(session, "conflict") if s.id is not None]
+
+
+def item(app: App, sighting_id: int) -> ReviewItem:
+    with app.session() as session:
+        detail = sighting_detail(session, sighting_id)
+        ids = {c.individual_id for c in detail.candidates} | {v.individual_id for v in detail.votes if v.individual_id}
+        codes = {}
+        for ident in ids:
+            individual = session.get(Individual, ident)
+            if individual is not None:
+                codes[ident] = individual.code + (f" {individual.name}" if individual.name else "")
+        return ReviewItem(detail, codes, usernames(session), app.store.path(detail.photo.path))
+
+
+def _code(session: Session, individual_id: int | None) -> str:
+    individual = session.get(Individual, individual_id) if individual_id is not None else None
+    return individual.code if individual is not None else "?"
+
+
+def vote(
+    app: App, user: User, sighting_id: int, decision: str, individual_id: int | None, comment: str = ""
+) -> Settled:
+    with app.session() as session:
+        outcome = votes.cast_vote(
+            session,
+            user,
+            sighting_id,
+            decision,
+            individual_id,
+            comment,
+            config=app.settings.review,
+            on_gallery_change=features_hook(session, app.store, app.engine),
+        )
+        return Settled(outcome, _code(session, outcome.individual_id))
+
+
+def decide(app: App, user: User, sighting_id: int, decision: str, individual_id: int | None) -> Settled:
+    """An admin settles a sighting directly; the decision changes the gallery at once."""
+    with app.session() as session:
+        outcome = votes.decide(
+            session,
+            user,
+            sighting_id,
+            decision,
+            individual_id,
+            config=app.settings.review,
+            on_gallery_change=features_hook(session, app.store, app.engine),
+        )
+        return Settled(outcome, _code(session, outcome.individual_id))
+
+
+def evidence(app: App, review: ReviewItem, progress: Progress | None = None) -> tuple[SearchResult, np.ndarray]:
+    """The sighting's photo searched against today's gallery, and the picture its matches are drawn on."""
+    photo = review.detail.photo
+    result = find(
+        app,
+        review.photo_path,
+        photo.sha256,
+        crop=photo.crop,
+        rotation=photo.rotation,
+        side=review.detail.sighting.side,
+        progress=progress,
+    )
+    return result, query_image(app, review.photo_path, photo.crop, photo.rotation)

@@ -1,0 +1,221 @@
+"""core.viz: match overlays, confidence CDFs, ROC curves, histograms and small images, checked by value."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.engine.matching import MatchResult
+from core.evaluation.metrics import auroc, roc_curve
+from core.viz import charts, overlay, pictures
+
+
+def match(points0, points1, confidence, n0: int = 50, n1: int = 50) -> MatchResult:
+    k = len(confidence)
+    return MatchResult(
+        idx0=np.arange(k),
+        idx1=np.arange(k),
+        confidence=np.asarray(confidence, dtype=np.float32),
+        kpts0=np.asarray(points0, dtype=np.float32).reshape(k, 2),
+        kpts1=np.asarray(points1, dtype=np.float32).reshape(k, 2),
+        n0=n0,
+        n1=n1,
+    )
+
+
+def grey(h: int, w: int, value: int = 90) -> np.ndarray:
+    return np.full((h, w, 3), value, dtype=np.uint8)
+
+
+# --- colours and overlays --------------------------------------------------------------------------
+
+
+def test_confidence_colours_run_from_red_through_amber_to_green():
+    colours = overlay.confidence_colours(np.array([0.0, 0.5, 1.0, -3.0, 7.0]))
+    assert colours.dtype == np.uint8 and colours.shape == (5, 3)
+    assert colours[0].tolist() == [220, 38, 38]
+    assert colours[1].tolist() == [245, 158, 11]
+    assert colours[2].tolist() == [22, 163, 74]
+    assert colours[3].tolist() == colours[0].tolist() and colours[4].tolist() == colours[2].tolist()  # clipped
+    ramp = overlay.confidence_colours(np.linspace(0, 0.5, 11))
+    assert np.all(np.diff(ramp[:, 1].astype(int)) >= 0)  # more green as confidence grows
+    assert overlay.confidence_colours(np.zeros(0)).shape == (0, 3)
+
+
+def test_overlay_places_both_photos_side_by_side_at_one_height():
+    query, gallery = grey(100, 200, 40), grey(300, 300, 200)
+    drawn = overlay.match_overlay(query, gallery, match(np.zeros((0, 2)), np.zeros((0, 2)), []), height=150, gap=10)
+    assert drawn.image.shape == (150, 300 + 10 + 150, 3) and drawn.image.dtype == np.uint8
+    assert (drawn.shown, drawn.total) == (0, 0)
+    assert np.all(drawn.image[:, :300] == 40)
+    assert np.all(drawn.image[:, 300:310] == 255)  # the white gap
+    assert np.all(drawn.image[:, 310:] == 200)
+
+
+def test_overlay_draws_lines_between_scaled_keypoints_and_respects_the_threshold():
+    query, gallery = grey(200, 200), grey(200, 200)
+    # Keypoints live in a 100x100 working frame; the photos are shown at 200x200.
+    m = match([[20, 50], [80, 80]], [[20, 50], [80, 80]], [0.95, 0.3])
+    drawn = overlay.match_overlay(
+        query,
+        gallery,
+        m,
+        query_size=(100, 100),
+        gallery_size=(100, 100),
+        threshold=0.5,
+        height=200,
+        gap=0,
+        line_opacity=1.0,
+    )
+    assert (drawn.shown, drawn.total) == (1, 2)
+    image = drawn.image.astype(int)
+    green = [22, 163, 74]
+    # The confident match: (40, 100) on the left to (240, 100) on the right, a horizontal green line.
+    assert np.abs(image[100, 140] - green).sum() < 40
+    assert np.abs(image[100, 40] - green).sum() < 40 and np.abs(image[100, 240] - green).sum() < 40
+    # The weak one (below the threshold) is not drawn: its keypoint at (160, 160) stays grey.
+    assert image[160, 160].tolist() == [90, 90, 90]
+
+    everything = overlay.match_overlay(
+        query, gallery, m, query_size=(100, 100), gallery_size=(100, 100), threshold=0.0, height=200, gap=0
+    )
+    assert everything.shown == 2 and not np.array_equal(everything.image[160, 160], [90, 90, 90])
+
+
+def test_overlay_keeps_the_most_confident_lines_when_capped():
+    k = 10
+    points = np.stack([np.full(k, 10.0), np.linspace(5, 95, k)], axis=1)
+    confidence = np.linspace(0.1, 1.0, k)
+    drawn = overlay.match_overlay(grey(100, 100), grey(100, 100), match(points, points, confidence), max_lines=3)
+    assert (drawn.shown, drawn.total) == (3, 10)
+    with pytest.raises(ValueError, match="RGB"):
+        overlay.match_overlay(np.zeros((10, 10), np.float32), grey(10, 10), match(points, points, confidence))
+    with pytest.raises(ValueError, match="height"):
+        overlay.match_overlay(grey(100, 100), grey(100, 100), match(points, points, confidence), height=8)
+
+
+def test_colour_legend_is_a_strip_from_red_to_green():
+    legend = overlay.colour_legend(width=50, height=4)
+    assert legend.shape == (4, 50, 3)
+    assert legend[0, 0].tolist() == [220, 38, 38] and legend[3, 49].tolist() == [22, 163, 74]
+
+
+# --- CDF and explanation ---------------------------------------------------------------------------
+
+
+def test_empirical_cdf_counts_the_share_at_or_below_each_point():
+    grid, y = charts.empirical_cdf(np.array([0.2, 0.4, 0.4, 0.9]), np.array([0.0, 0.2, 0.4, 0.5, 1.0]))
+    assert grid.tolist() == [0.0, 0.2, 0.4, 0.5, 1.0]
+    assert y.tolist() == [0.0, 0.25, 0.75, 0.75, 1.0]
+    _, empty = charts.empirical_cdf(np.zeros(0))
+    assert empty.shape == (101,) and not empty.any()
+
+
+def test_cdf_figure_has_the_null_the_others_and_the_candidate_last():
+    null = np.random.default_rng(0).uniform(0.0, 0.5, 1000)
+    candidate = charts.Curve("T-0042 Donatello", np.array([0.9, 0.95, 0.3, 0.85]))
+    others = [charts.Curve("T-0007", np.array([0.2, 0.3])), charts.Curve("<b>x</b>", np.array([0.1]))]
+    fig = charts.cdf_figure(candidate, null, others, threshold=0.8)
+    names = [trace.name for trace in fig.data]
+    assert names[0].startswith("non-matching pairs (null, 1,000 matches)")
+    assert names[1:] == ["T-0007 (2 matches)", "&lt;b&gt;x&lt;/b&gt; (1 matches)", "T-0042 Donatello (4 matches)"]
+    last = fig.data[-1]
+    x, y = np.asarray(last.x), np.asarray(last.y)
+    assert y[np.searchsorted(x, 0.5)] == pytest.approx(0.25)  # one of four matches is at or below 0.5
+    assert "&lt;b&gt;" in fig.data[2].hovertemplate  # user-typed names never become markup
+    assert [shape.x0 for shape in fig.layout.shapes] == [0.8]
+
+
+def test_score_sentence_states_the_evidence_in_the_method_units():
+    sentence = charts.score_sentence(
+        "T-0042",
+        method="confident",
+        z=8.42,
+        probability=0.64,
+        matches=57,
+        strong_matches=31,
+        null_mean=2.0,
+        threshold=0.8,
+    )
+    assert sentence.startswith("T-0042: 31 of 57 matches are at least 80% confident")
+    assert "about 2.0" in sentence and "8.4 standard deviations above" in sentence and sentence.endswith("64%.")
+    capped = charts.score_sentence(
+        "T-1", method="count", z=300.0, probability=None, matches=5, strong_matches=0, null_mean=3, threshold=0.8
+    )
+    assert "more than 20 standard deviations" in capped and capped.endswith("get.")
+    weak = charts.score_sentence(
+        "T-2", method="wasserstein", z=0.3, probability=0.01, matches=9, strong_matches=0, null_mean=1, threshold=0.8
+    )
+    assert "close to the null" in weak and "no better than chance" in weak
+
+
+# --- evaluation figures ----------------------------------------------------------------------------
+
+
+def test_roc_curve_area_matches_the_rank_statistic():
+    fpr, tpr, auc = roc_curve([0.9, 0.8, 0.7], [0.1, 0.2])
+    assert auc == 1.0 and fpr[0] == tpr[0] == 0.0 and fpr[-1] == tpr[-1] == 1.0
+    assert roc_curve([0.1], [0.9])[2] == 0.0
+    assert roc_curve([0.5, 0.5], [0.5])[2] == pytest.approx(0.5)  # ties count half
+    rng = np.random.default_rng(1)
+    pos, neg = rng.normal(1, 1, 200), rng.normal(0, 1, 150)
+    assert roc_curve(pos, neg)[2] == pytest.approx(auroc(list(pos), list(neg)), abs=1e-9)
+    assert np.isnan(roc_curve([], [0.3])[2])
+
+
+def test_roc_figure_reports_the_auroc():
+    fig = charts.roc_figure([0.9, 0.7], [0.8, 0.1])
+    assert fig.layout.title.text == "Known vs new individual · AUROC 0.750"
+    assert fig.data[0].name == "chance" and fig.data[1].name == "Scute (AUROC 0.750)"
+
+
+def test_histograms_share_bins_and_show_shares():
+    fig = charts.histogram_figure({"same": [3.0, 4.0, 5.0, 5.0], "different": [0.0, 0.1, np.nan]}, bins=5)
+    same, different = fig.data
+    assert np.asarray(same.x).tolist() == np.asarray(different.x).tolist()
+    assert sum(same.y) == pytest.approx(1.0) and sum(different.y) == pytest.approx(1.0)
+    assert same.name == "same (4)" and different.name == "different (2)"  # nan left out
+    assert charts.histogram_figure({"only": [2.0, 2.0]}).data[0].y.sum() == pytest.approx(1.0)
+
+
+# --- small images ----------------------------------------------------------------------------------
+
+
+def test_cover_crops_to_the_aspect_around_the_centre():
+    wide = np.zeros((100, 400, 3), np.uint8)
+    wide[:, 200] = 255
+    tile = pictures.cover(wide, 4 / 3)
+    assert tile.shape == (100, 133, 3) and int(tile[0, :, 0].argmax()) == 200 - (400 - 133) // 2
+    assert pictures.cover(np.zeros((400, 100, 3), np.uint8), 1.0).shape == (100, 100, 3)
+
+
+def test_placeholder_and_crop_preview():
+    tile = pictures.placeholder(120, 90, "?")
+    assert tile.shape == (90, 120, 3) and tile[0, 0].tolist() == [238, 246, 245]
+    assert (tile != tile[0, 0]).any()  # the mark is drawn
+    photo = grey(100, 200, 200)
+    preview = pictures.crop_preview(photo, (0.25, 0.2, 0.75, 0.8))
+    assert preview[50, 100].tolist() == [200, 200, 200]  # inside the crop: untouched
+    assert preview[5, 5].tolist() == [70, 70, 70]  # outside: dimmed
+    assert np.array_equal(pictures.crop_preview(photo, None), photo)
+
+
+def test_thumbnail_is_small_and_upright(tmp_path: Path):
+    pixels = np.zeros((300, 600, 3), np.uint8)
+    pixels[:, :300] = (255, 0, 0)  # left half red
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera was turned: display rotated 90° clockwise
+    path = tmp_path / "turned.jpg"
+    Image.fromarray(pixels).save(path, format="JPEG", exif=exif, quality=95)
+    thumb = pictures.thumbnail(path, 120)
+    assert thumb.shape == (120, 60, 3)  # upright: portrait
+    assert thumb[5, 30, 0] > 200 and thumb[-5, 30, 0] < 60  # red (the old left half) is now on top
+
+
+def test_png_bytes_round_trip():
+    image = np.random.default_rng(2).integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(pictures.png_bytes(image)))), image)
