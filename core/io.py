@@ -49,6 +49,31 @@ def atomic_write(path: Path, data: bytes, *, mode: int = SHARED_FILE_MODE) -> No
         handle.write(data)
 
 
+def write_once(path: Path, data: bytes, *, mode: int = 0o600) -> bool:
+    """Create ``path`` with ``data`` unless it exists; whether this call created it.
+
+    The data is written under a temporary name and hard-linked into place, which fails if the name
+    exists: no reader ever sees half a file, and of two processes racing, exactly one wins.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, mode)
+        try:
+            os.link(tmp_name, path)
+        except FileExistsError:
+            return False
+        fsync_dir(path.parent)
+        return True
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+
+
 def atomic_copy(source: Path, dest: Path, *, mode: int = SHARED_FILE_MODE) -> None:
     """Copy ``source`` over ``dest``, all or nothing."""
     with atomic_output(dest, mode=mode) as handle, Path(source).open("rb") as original:

@@ -24,19 +24,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import logging
-import os
 import secrets
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlmodel import Session
 
+from core.io import write_once
 from core.review.users import AuthenticationError, authenticate, require_role
 from core.store.models import User
 
@@ -107,23 +105,9 @@ def load_secret(home: Path, configured: bytes | None = None) -> bytes:
 
 
 def _create_secret(path: Path) -> bytes:
-    """Write 32 random bytes to ``path`` unless another process got there first; returns what is there.
-
-    The file is written under a temporary name and hard-linked into place, which fails if the name
-    exists: so no reader ever sees a half-written key and two processes never end up with two keys.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-session-")  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(secrets.token_bytes(MIN_SECRET_BYTES))
-            handle.flush()
-            os.fsync(handle.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp_name, path)
-            log.info("Created a new session key at %s", path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    """Write 32 random bytes to ``path`` unless another process got there first; returns what is there."""
+    if write_once(path, secrets.token_bytes(MIN_SECRET_BYTES), mode=0o600):
+        log.info("Created a new session key at %s", path)
     return path.read_bytes()
 
 
