@@ -83,32 +83,54 @@ def _summary(item: ReviewItem, voting: Callable[[], None] | None) -> None:
 
 
 def _evidence(item: ReviewItem, default_identity: str | None) -> None:
-    """Search the sighting's photo against the current gallery (once per gallery version) and explain."""
-    searches: dict[int, object] = st.session_state.setdefault(SEARCHES, {})
+    """What the submitter saw, at once; a search against today's gallery only when the reviewer asks."""
     key = item.detail.sighting.id
     assert key is not None
-    if key not in searches:
-        with st.status("Comparing with the gallery…", expanded=True) as status:
-            bar = st.progress(0.0, text="Preparing the gallery…")
+    searches: dict[int, object] = st.session_state.setdefault(SEARCHES, {})
+    live = searches.get(key)
+    if live is not None:
+        st.caption("Matched against today's gallery (the probabilities may differ from what the submitter saw).")
+        result, query_image = live  # type: ignore[misc]
+        match_explorer(result, query_image, key=f"review.{key}.live", default_identity=default_identity)
+        return
+    kept = None
+    with ctx.guard("showing the matches the submitter saw"):
+        kept = review.stored_evidence(item)
+    if kept is not None:
+        st.caption("The matches the submitter saw when they sent this sighting.")
+        match_explorer(kept[0], kept[1], key=f"review.{key}.explore", default_identity=default_identity)
+    else:
+        st.caption("This sighting was sent without a search, so there are no matches to show yet.")
+    if st.button(
+        "Search again against today's gallery",
+        icon=":material/refresh:",
+        key=f"review.{key}.again",
+        help="Compares the photo with every photo the gallery holds now (this takes a while on a laptop).",
+    ):
+        _search_again(item)
+        st.rerun()
 
-            def progress(done: int, total: int) -> None:
-                bar.progress(
-                    min(1.0, done / max(1, total)),
-                    text=f"Preparing the gallery (only needed after it changed): step {done} of {total}",
-                )
 
-            with ctx.guard("searching the gallery"):
-                searches[key] = review.evidence(ctx.app(), item, progress)
-            found = key in searches
-            status.update(
-                label="Search finished" if found else "The search could not be finished",
-                state="complete" if found else "error",
-                expanded=not found,
+def _search_again(item: ReviewItem) -> None:
+    key = item.detail.sighting.id
+    with st.status("Comparing with the gallery…", expanded=True) as status:
+        bar = st.progress(0.0, text="Preparing the gallery…")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(
+                min(1.0, done / max(1, total)),
+                text=f"Preparing the gallery (only needed after it changed): step {done} of {total}",
             )
-        if not found:
-            return
-    result, query_image = searches[key]  # type: ignore[misc]
-    match_explorer(result, query_image, key=f"review.{key}.explore", default_identity=default_identity)
+
+        found = False
+        with ctx.guard("searching the gallery"):
+            st.session_state.setdefault(SEARCHES, {})[key] = review.search_again(ctx.app(), item, progress)
+            found = True
+        status.update(
+            label="Search finished" if found else "The search could not be finished",
+            state="complete" if found else "error",
+            expanded=not found,
+        )
 
 
 def _vote(sighting_id: int, decision: str, individual_id: int | None, comment: str, label: str) -> None:
@@ -213,7 +235,7 @@ def _sighting(sighting_id: int, *, can_vote: bool, admin: bool) -> None:
     elif detail.candidates:
         default_code = codes.get(detail.candidates[0].individual_id, "").split(" ")[0] or None
     st.session_state.setdefault(EVIDENCE, True)  # on by default; a reviewer on a slow line can turn it off
-    if st.toggle("Show the matched points (compares the photo with the gallery again)", key=EVIDENCE):
+    if st.toggle("Show the matched points", key=EVIDENCE):
         st.subheader("Evidence")
         _evidence(item, default_code)
     if admin and detail.sighting.status in ("pending", "conflict"):

@@ -11,6 +11,7 @@ import streamlit as st
 
 from core.errors import ScuteError
 from core.service import identify
+from core.service.evidence import Evidence
 from core.service.identify import SearchResult
 from core.viz import charts, overlay, pictures
 from ui.context import app, guard
@@ -44,15 +45,11 @@ def photo_image(path: str, crop: tuple[float, float, float, float] | None, rotat
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _working_image(
-    path: str, crop: tuple[float, float, float, float] | None, rotation: int, _version: str
+def gallery_working_image(
+    path: str, crop: tuple[float, float, float, float] | None, rotation: int, size: tuple[int, int]
 ) -> np.ndarray:
-    return identify.query_image(app(), Path(path), crop, rotation)
-
-
-def gallery_working_image(path: Path, crop: tuple | None, rotation: int) -> np.ndarray:
-    """The gallery photo in the frame its keypoints live in (cached: the overlay redraws on every slider move)."""
-    return _working_image(str(path), crop, rotation, app().engine.extractor.version)
+    """A gallery photo in the frame its keypoints live in (cached: the overlay redraws on every slider move)."""
+    return pictures.working_frame(Path(path), crop, rotation, size)
 
 
 def run_search(
@@ -94,7 +91,7 @@ def card_image(path: str, crop: tuple[float, float, float, float] | None, rotati
     return pictures.cover(photo_image(path, crop, rotation, 480))
 
 
-def candidate_cards(result: SearchResult) -> None:
+def candidate_cards(result: SearchResult | Evidence) -> None:
     """The top candidates as cards (photo, code, name, probability, matches) and a 'new individual' card."""
     # Fixed-width cards in a wrapping row: one line on a laptop, two per line on a phone.
     row = st.container(horizontal=True, gap="small", wrap=True)
@@ -112,15 +109,17 @@ def candidate_cards(result: SearchResult) -> None:
 
 
 def match_explorer(
-    result: SearchResult,
+    result: SearchResult | Evidence,
     query_image: np.ndarray,
     *,
     key: str,
     default_identity: str | None = None,
     label_for: Callable[[str], str] | None = None,
 ) -> None:
-    """Why Scute thinks so: pick a candidate and one of its photos, see the matches and the CDF."""
-    engine = app().engine
+    """Why Scute thinks so: pick a candidate and one of its photos, see the matches and the CDF.
+
+    ``result`` is a live search or the evidence stored with a sighting (``core.service.evidence``).
+    """
     label_for = label_for or (lambda ident: ident)
     options = [c.identity for c in result.candidates]
     if default_identity and default_identity not in options and result.candidate(default_identity):
@@ -137,7 +136,7 @@ def match_explorer(
         required=True,
     )
     identity = identity or options[0]
-    matches = result.photo_matches(identity, engine)
+    matches = result.photo_matches(identity)
     candidate = result.candidate(identity)
     if not matches:
         st.info(f"{md(identity)} has no photo in the gallery to compare with.")
@@ -169,12 +168,14 @@ def match_explorer(
             help="Each line joins the same point on both photos; green lines are the most confident.",
         )
     with guard("drawing the matches"):
-        gallery = gallery_working_image(chosen.photo.path, chosen.photo.crop, chosen.photo.rotation)
+        gallery = gallery_working_image(
+            str(chosen.photo.path), chosen.photo.crop, chosen.photo.rotation, chosen.image_size
+        )
         drawn = overlay.match_overlay(
             query_image,
             gallery,
             chosen.match,
-            query_size=result.query.image_size,
+            query_size=result.query_size,
             gallery_size=chosen.image_size,
             threshold=threshold,
             height=560,
@@ -195,7 +196,7 @@ def match_explorer(
         )
     text_col, chart_col = st.columns([2, 3], gap="medium")
     null_mean, _ = result.null_stats(chosen.photo)
-    threshold_strong = engine.scoring.threshold
+    threshold_strong = result.strong_confidence
     strong = int(np.count_nonzero(chosen.match.confidence >= threshold_strong))
     with text_col:
         st.markdown("**What the numbers say**")
@@ -223,7 +224,7 @@ def match_explorer(
         ][:4]
         figure = charts.cdf_figure(
             charts.Curve(label_for(identity), chosen.match.confidence),
-            result.identification.null_confidences,
+            result.null_confidences,
             others,
             threshold=threshold_strong,
         )

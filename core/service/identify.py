@@ -22,6 +22,7 @@ from core.progress import Progress
 from core.review.sightings import CandidateInput, Submission, submit_sighting
 from core.service.app import App
 from core.service.browse import IndividualRow, individual_rows
+from core.service.evidence import Evidence, EvidenceCandidate, EvidencePhoto, PhotoMatch, keep
 from core.store.gallery import resolve_merged
 from core.store.models import SIDES, Individual, Photo, User
 
@@ -69,16 +70,6 @@ def read_upload(name: str, data: bytes) -> Upload:
 
 
 @dataclass
-class PhotoMatch:
-    """One gallery photo's match with the query, scored against that photo's own null."""
-
-    photo: GalleryPhoto
-    match: MatchResult
-    z: float
-    image_size: tuple[int, int]  # (W, H) of the working image the gallery keypoints live in
-
-
-@dataclass
 class SearchResult:
     """A ranked identification plus the matches behind it, for the overlay and the CDF.
 
@@ -97,6 +88,7 @@ class SearchResult:
     rotation: int
     side: str
     query_sha: str
+    engine: Engine = field(repr=False)
     top_k: int = 5
     shortlisted: bool = False
 
@@ -104,6 +96,23 @@ class SearchResult:
     def query(self) -> Features:
         """The query's features as given: the frame its matches and overlays are drawn in."""
         return self.views[0]
+
+    @property
+    def query_size(self) -> tuple[int, int]:
+        return self.query.image_size
+
+    @property
+    def strong_confidence(self) -> float:
+        """From which confidence one match counts as strong (the matcher's)."""
+        return self.index.scoring.strong
+
+    @property
+    def null_confidences(self) -> np.ndarray:
+        return self.identification.null_confidences
+
+    @property
+    def engine_version(self) -> str:
+        return f"{self.engine.extractor.version}-{self.engine.matcher.version}"
 
     @property
     def method(self) -> str:
@@ -120,18 +129,53 @@ class SearchResult:
     def candidate(self, identity: str) -> Candidate | None:
         return next((c for c in self.identification.candidates if c.identity == identity), None)
 
-    def photo_matches(self, identity: str, engine: Engine | None = None, fill: int = 3) -> list[PhotoMatch]:
+    def evidence(self) -> Evidence:
+        """What the volunteer is shown of this search, ready to be stored with their sighting."""
+        candidates = []
+        for c in self.candidates:
+            if c.match is None:
+                continue
+            position = next((i for i, p in enumerate(self.index.photos) if p.key == c.photo.key), None)
+            size = self.index.features[position].image_size if position is not None else self.query_size
+            mean, spread = self.null_stats(c.photo)
+            photo = EvidencePhoto(c.photo.path, c.photo.crop, c.photo.rotation, c.photo.sha256, c.photo.photo_id)
+            candidates.append(
+                EvidenceCandidate(
+                    c.identity,
+                    c.name,
+                    c.probability,
+                    c.score,
+                    c.matches,
+                    c.strong_matches,
+                    photo,
+                    c.match,
+                    size,
+                    mean,
+                    spread,
+                )
+            )
+        return Evidence(
+            self.method,
+            self.strong_confidence,
+            self.query_size,
+            self.new_individual_probability,
+            np.asarray(self.null_confidences, dtype=np.float32),
+            candidates,
+        )
+
+    def photo_matches(self, identity: str, fill: int = 3) -> list[PhotoMatch]:
         """``identity``'s compared gallery photos with their matches, best first.
 
-        With ``engine``, an individual none of whose photos was compared (it missed the shortlist) gets
-        up to ``fill`` of its photos matched now, so any individual can be explained.
+        An individual none of whose photos was compared (it missed the shortlist) gets up to ``fill`` of
+        its photos matched now, so any individual can be explained.
         """
+        engine = self.engine
         members = [
             i
             for i, photo in enumerate(self.index.photos)
             if photo.identity == identity and photo.sha256 != self.query_sha
         ]
-        if engine is not None and members and not any(i in self.results for i in members):
+        if members and not any(i in self.results for i in members):
             todo = members[:fill]
             for i, result in zip(
                 todo, engine.match_views(self.views, [self.index.features[i] for i in todo]), strict=True
@@ -187,6 +231,7 @@ def search_index(
         rotation,
         side,
         sha256,
+        engine,
         top_k,
         shortlisted=outcome.shortlist is not None,
     )
@@ -295,7 +340,7 @@ def send(
     """Store the upload as a pending sighting with the candidates shown; the proposal is the first vote."""
     new_probability = result.identification.new_individual_probability if result is not None else None
     with app.session() as session:
-        return submit_sighting(
+        submission = submit_sighting(
             session,
             app.store,
             user,
@@ -314,3 +359,6 @@ def send(
             config=app.settings.review,
             on_gallery_change=features_hook(session, app.store, app.engine),
         )
+        if result is not None and submission.created and submission.sighting.id is not None:
+            keep(session, submission.sighting.id, result.evidence(), result.engine_version)
+        return submission

@@ -14,9 +14,11 @@ from core.progress import Progress
 from core.review import votes
 from core.review.sightings import SightingDetail, list_sightings, review_queue, sighting_detail
 from core.service.app import App
+from core.service.evidence import Evidence, stored
 from core.service.history import usernames
 from core.service.identify import SearchResult, find, query_image
 from core.store.models import Individual, User
+from core.viz.pictures import working_frame
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class ReviewItem:
     codes: dict[int, str]  # individual id -> "code name", for candidates and votes (merges followed)
     users: dict[int, str]  # user id -> name
     photo_path: Path
+    evidence: Evidence | None  # what the submitter saw (None: sent without a search)
 
     def code(self, individual_id: int | None) -> str:
         """The individual's code alone ("?" when it is gone)."""
@@ -61,7 +64,8 @@ def item(app: App, sighting_id: int) -> ReviewItem:
             individual = session.get(Individual, ident)
             if individual is not None:
                 codes[ident] = individual.code + (f" {individual.name}" if individual.name else "")
-        return ReviewItem(detail, codes, usernames(session), app.store.path(detail.photo.path))
+        kept = stored(session, app.store, sighting_id)
+        return ReviewItem(detail, codes, usernames(session), app.store.path(detail.photo.path), kept)
 
 
 def _code(session: Session, individual_id: int | None) -> str:
@@ -101,7 +105,15 @@ def decide(app: App, user: User, sighting_id: int, decision: str, individual_id:
         return Settled(outcome, _code(session, outcome.individual_id))
 
 
-def evidence(app: App, review: ReviewItem, progress: Progress | None = None) -> tuple[SearchResult, np.ndarray]:
+def stored_evidence(review: ReviewItem) -> tuple[Evidence, np.ndarray] | None:
+    """What the submitter saw, and the picture its matches are drawn on; no model is loaded, nothing matched."""
+    if review.evidence is None:
+        return None
+    photo = review.detail.photo
+    return review.evidence, working_frame(review.photo_path, photo.crop, photo.rotation, review.evidence.query_size)
+
+
+def search_again(app: App, review: ReviewItem, progress: Progress | None = None) -> tuple[SearchResult, np.ndarray]:
     """The sighting's photo searched against today's gallery, and the picture its matches are drawn on."""
     photo = review.detail.photo
     result = find(

@@ -9,7 +9,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, LargeBinary, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -250,6 +250,25 @@ class Candidate(SQLModel, table=True):
     score: float
     probability: float | None = None
     n_matches: int = Field(default=0)
+
+
+class SightingEvidence(SQLModel, table=True):
+    """What the submitter saw, kept with the sighting so that a reviewer sees it at once, never matched again:
+    the matches of the top candidates and the null they were read against (``core.service.evidence``)."""
+
+    __tablename__ = "sighting_evidence"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sighting_id: int = Field(
+        unique=True,
+        index=True,
+        sa_column_args=[
+            ForeignKey("sighting.id", name="fk_sighting_evidence_sighting_id_sighting", ondelete="CASCADE")
+        ],
+    )
+    engine_version: str = Field(default="")
+    payload: bytes = Field(sa_type=LargeBinary)
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
 
 
 class Vote(SQLModel, table=True):

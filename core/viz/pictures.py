@@ -9,9 +9,18 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from core.engine.images import crop_and_rotate  # the same framing as the engine's, for previews
+from core.engine.images import crop_and_rotate, prepare  # the engine's framing, for previews and overlays
 
-__all__ = ["as_rgb", "cover", "crop_and_rotate", "crop_preview", "placeholder", "png_bytes", "thumbnail"]
+__all__ = [
+    "as_rgb",
+    "cover",
+    "crop_and_rotate",
+    "crop_preview",
+    "placeholder",
+    "png_bytes",
+    "thumbnail",
+    "working_frame",
+]
 
 
 def as_rgb(image: np.ndarray, what: str) -> np.ndarray:
@@ -80,3 +89,10 @@ def png_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(as_rgb(image, "image")).save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+def working_frame(
+    source: Path | bytes, crop: tuple[float, float, float, float] | None, rotation: int, size: tuple[int, int]
+) -> np.ndarray:
+    """The photo in the frame its keypoints live in: cropped, turned and scaled to the working ``size`` (W, H)."""
+    return prepare(source, crop=crop, rotation=rotation, max_side=max(size))

@@ -18,8 +18,11 @@ from PIL import Image
 from sqlmodel import Session, col, select
 from streamlit.testing.v1 import AppTest
 
+from core.engine.matchers import LightGlueMatcher
+from core.engine.search import Engine
 from core.review import users
 from core.review.sightings import CandidateInput, submit_sighting
+from core.service.evidence import stored
 from core.store.db import init_db, session_scope
 from core.store.models import AuditLog, Candidate, FeatureRecord, Individual, Photo, Sighting, User, Vote
 from core.store.photos import PhotoStore
@@ -153,7 +156,7 @@ def test_pages_follow_the_role(home: Path):
 # --- identify --------------------------------------------------------------------------------------
 
 
-def test_identify_a_real_turtle_and_propose_it(home: Path, db, app_gallery: AppGallery):
+def test_identify_a_real_turtle_and_propose_it(home: Path, db, app_gallery: AppGallery, monkeypatch):
     at = signed_in("alice")
     at.switch_page("pages/identify.py").run()
     data = app_gallery.query.read_bytes()
@@ -197,6 +200,24 @@ def test_identify_a_real_turtle_and_propose_it(home: Path, db, app_gallery: AppG
     assert candidates[0].code == app_gallery.query_identity
     assert len(candidates) == 3 and candidates[0].probability > 0.9
     assert [(v.decision, v.individual_id, v.comment) for v in votes] == [("same", t006, "clear scute pattern")]
+
+    # What alice saw is kept with the sighting, and a reviewer sees it at once: nothing is matched again.
+    with session_scope(db) as session:
+        kept = stored(session, PhotoStore(home / "photos"), sighting.id)
+    assert kept is not None and kept.candidates[0].identity == app_gallery.query_identity
+    assert [round(c.probability, 6) for c in kept.candidates] == [round(c.probability, 6) for c in candidates]
+
+    def no_matching(*args, **kwargs):
+        raise AssertionError("Review must show the stored evidence, not match again")
+
+    monkeypatch.setattr(Engine, "match_views", no_matching)
+    monkeypatch.setattr(LightGlueMatcher, "match_many", no_matching)
+    reviewer = signed_in("bob")
+    reviewer.switch_page("pages/review.py").run()
+    assert not reviewer.exception, reviewer.exception
+    assert any("The matches the submitter saw" in c.value for c in reviewer.caption)
+    assert any("matches shown" in c for c in image_captions(reviewer))  # the overlay, from the stored matches
+    assert len(reviewer.get("plotly_chart")) == 1  # and the CDF
 
 
 def test_a_bad_upload_is_explained_and_a_failed_search_keeps_the_photo(home: Path, db):
