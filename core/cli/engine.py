@@ -8,7 +8,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from core.cli.common import engine_options, make_engine, open_database, progress_bar, read_photo, settings
+from core.cli.common import (
+    engine_options,
+    engine_settings,
+    make_engine,
+    open_database,
+    progress_bar,
+    read_photo,
+    settings,
+)
 from core.evaluation.protocol import METHODS
 from core.indexing.gallery import gallery_photos
 from core.progress import Progress
@@ -51,7 +59,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     rows = read_manifest(manifest)
     if args.identities:
         rows = subset_identities(rows, args.identities)
-    methods = [args.scoring] + [m for m in METHODS if m != args.scoring]
+    scoring = engine_settings(args).scoring
+    methods = [scoring] + [m for m in METHODS if m != scoring]
     with tempfile.TemporaryDirectory(prefix="scute-eval-") as tmp:
         engine = make_engine(args, Path(args.cache_dir) if args.cache_dir else Path(tmp))
         bars: dict[str, Progress] = {}

@@ -160,3 +160,21 @@ def test_a_bad_photo_in_a_subprocess_shows_no_traceback(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def test_evaluate_reports_every_scoring_the_deployments_first(
+    small_catalogue, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --scoring the deployment's scoring (SCUTE_SCORING) leads the table and the report."""
+    root, rows, _ = small_catalogue
+    two = [r for r in rows if r.identity in sorted({r.identity for r in rows})[:2]]
+    manifest = _write_manifest(tmp_path / "manifest.csv", two)
+    monkeypatch.setenv("SCUTE_SCORING", "auc")
+    out = tmp_path / "report.json"
+    argv = ["evaluate", "--manifest", str(manifest), "--root", str(root), "--extractor", "sift"]
+    assert main([*argv, "--max-side", "256", "--device", "cpu", "--json", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[0] == "scoring"
+    assert [line.split()[0] for line in lines[1:5]] == ["auc", "confident", "wasserstein", "count"]
+    report = json.loads(out.read_text())
+    assert report["default_method"] == "auc" and report["settings"]["extractor"] == "sift"
