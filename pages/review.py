@@ -14,7 +14,7 @@ from core.service import browse, dashboard, review
 from core.service.review import ReviewItem
 from core.viz import pictures
 from ui import context as ctx
-from ui.components import match_explorer, md, percent, photo_image
+from ui.components import match_explorer, md, percent, photo_image, with_progress
 
 POSITION = "review.position"
 FLASH = "review.flash"
@@ -113,24 +113,9 @@ def _evidence(item: ReviewItem, default_identity: str | None) -> None:
 
 def _search_again(item: ReviewItem) -> None:
     key = item.detail.sighting.id
-    with st.status("Comparing with the gallery…", expanded=True) as status:
-        bar = st.progress(0.0, text="Preparing the gallery…")
-
-        def progress(done: int, total: int) -> None:
-            bar.progress(
-                min(1.0, done / max(1, total)),
-                text=f"Preparing the gallery (only needed after it changed): step {done} of {total}",
-            )
-
-        found = False
-        with ctx.guard("searching the gallery"):
-            st.session_state.setdefault(SEARCHES, {})[key] = review.search_again(ctx.app(), item, progress)
-            found = True
-        status.update(
-            label="Search finished" if found else "The search could not be finished",
-            state="complete" if found else "error",
-            expanded=not found,
-        )
+    found = with_progress("searching the gallery", lambda progress: review.search_again(ctx.app(), item, progress))
+    if found is not None:
+        st.session_state.setdefault(SEARCHES, {})[key] = found
 
 
 def _vote(sighting_id: int, decision: str, individual_id: int | None, comment: str, label: str) -> None:

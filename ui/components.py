@@ -5,16 +5,20 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import streamlit as st
 
 from core.errors import ScuteError
+from core.progress import Progress
 from core.service import identify
 from core.service.evidence import Evidence
 from core.service.identify import SearchResult
 from core.viz import charts, overlay, pictures
 from ui.context import app, guard
+
+T = TypeVar("T")
 
 CARD_WIDTH = 164  # two cards (plus the 1 rem gap) fit a 390 px phone screen
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
@@ -52,16 +56,9 @@ def gallery_working_image(
     return pictures.working_frame(Path(path), crop, rotation, size)
 
 
-def run_search(
-    source: bytes | Path,
-    sha256: str,
-    *,
-    crop: tuple[float, float, float, float] | None,
-    rotation: int,
-    side: str,
-) -> SearchResult | None:
-    """Prepare the gallery (only after it changed) and search, with a progress display; None on failure."""
-    result: SearchResult | None = None
+def with_progress(what: str, search: Callable[[Progress], T]) -> T | None:
+    """Run a search under a status box whose bar follows the gallery's preparation; None after a failure."""
+    result: T | None = None
     with st.status("Comparing with the gallery…", expanded=True) as status:
         bar = st.progress(0.0, text="Preparing the gallery…")
 
@@ -72,17 +69,32 @@ def run_search(
             )
 
         ok = False
-        with guard("searching the gallery"):
-            result = identify.find(
-                app(), source, sha256, crop=crop, rotation=rotation, side=side, progress=gallery_progress
-            )
-            bar.progress(1.0, text=f"Matched your photo against {len(result.index.photos)} gallery photos")
+        with guard(what):
+            result = search(gallery_progress)
+            bar.progress(1.0, text="Matched")
             ok = True
         if ok:
             status.update(label="Search finished", state="complete", expanded=False)
         else:
             status.update(label="The search could not be finished", state="error", expanded=True)
     return result
+
+
+def run_search(
+    source: bytes | Path,
+    sha256: str,
+    *,
+    crop: tuple[float, float, float, float] | None,
+    rotation: int,
+    side: str,
+) -> SearchResult | None:
+    """Prepare the gallery (only after it changed) and search, with a progress display; None on failure."""
+    return with_progress(
+        "searching the gallery",
+        lambda progress: identify.find(
+            app(), source, sha256, crop=crop, rotation=rotation, side=side, progress=progress
+        ),
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=512)

@@ -336,6 +336,19 @@ def test_a_second_vote_decides_and_the_photo_joins_the_gallery(home: Path, db, a
     assert len(features) == 1  # cached when it joined, so the next search is quick
 
 
+def test_review_searches_today_s_gallery_only_when_asked(home: Path, db, app_gallery: AppGallery):
+    sighting_id, _ = _pending_sighting(db, home, app_gallery)  # sent without a search: no evidence kept
+    at = signed_in("bob")
+    at.switch_page("pages/review.py").run()
+    assert not at.exception, at.exception
+    assert any("sent without a search" in c.value for c in at.caption)
+    assert not any("matches shown" in c for c in image_captions(at))
+    at.button(key=f"review.{sighting_id}.again").click().run()
+    assert not at.exception, at.exception
+    assert any("Matched against today's gallery" in c.value for c in at.caption)
+    assert any("matches shown" in c for c in image_captions(at))
+
+
 def test_a_volunteer_cannot_vote_twice(home: Path, db, app_gallery: AppGallery):
     _pending_sighting(db, home, app_gallery)
     at = signed_in("alice")
