@@ -62,6 +62,7 @@ class EngineSettings:
     scoring: str = ScoringConf.method
     top_k: int = 5
     weights_dir: Path | None = None
+    prior: str = "shipped"  # "shipped" (the one for these settings, if any), "none", or a prior file's path
 
     def __post_init__(self) -> None:
         if self.extractor not in EXTRACTORS:
@@ -80,6 +81,7 @@ class EngineSettings:
             scoring=env.get("SCUTE_SCORING", "").strip() or ScoringConf.method,
             top_k=_whole(env, "SCUTE_TOP_K") or 5,
             weights_dir=_path(env, "SCUTE_WEIGHTS_DIR"),
+            prior=env.get("SCUTE_PRIOR", "").strip() or "shipped",
         )
 
     def replace(self, **changes: Any) -> EngineSettings:
@@ -119,6 +121,7 @@ class EngineSettings:
             cache_dir=cache_dir,
             turns=self.turns,
             weights_dir=self.weights_dir,
+            prior={"shipped": True, "none": False}.get(self.prior, Path(self.prior).expanduser()),
         )
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 
 from core.errors import ScuteError
-from core.progress import Progress
+from core.progress import StageProgress
 from core.service import identify
 from core.service.evidence import Evidence
 from core.service.identify import SearchResult
@@ -56,21 +56,27 @@ def gallery_working_image(
     return pictures.working_frame(Path(path), crop, rotation, size)
 
 
-def with_progress(what: str, search: Callable[[Progress], T]) -> T | None:
-    """Run a search under a status box whose bar follows the gallery's preparation; None after a failure."""
+#: What the bar says in each stage of a search (core.service.identify.search_index).
+SEARCH_STAGES = {
+    "gallery": "Preparing the gallery after a change: photo {done} of {total}",
+    "features": "Finding the keypoints of your photo…",
+    "matching": "Matching with the most likely gallery photos: pair {done} of {total}",
+}
+
+
+def with_progress(what: str, search: Callable[[StageProgress], T]) -> T | None:
+    """Run a search under a status box whose bar follows each stage of the work; None after a failure."""
     result: T | None = None
     with st.status("Comparing with the gallery…", expanded=True) as status:
-        bar = st.progress(0.0, text="Preparing the gallery…")
+        bar = st.progress(0.0, text="Starting…")
 
-        def gallery_progress(done: int, total: int) -> None:
-            bar.progress(
-                min(1.0, done / max(1, total)),
-                text=f"Preparing the gallery (only needed after it changed): step {done} of {total}",
-            )
+        def stage_progress(stage: str, done: int, total: int) -> None:
+            text = SEARCH_STAGES.get(stage, stage).format(done=done, total=total)
+            bar.progress(min(1.0, done / max(1, total)), text=text)
 
         ok = False
         with guard(what):
-            result = search(gallery_progress)
+            result = search(stage_progress)
             bar.progress(1.0, text="Matched")
             ok = True
         if ok:

@@ -155,6 +155,10 @@ def engine_options(parser: argparse.ArgumentParser) -> None:
         help="quarter-turns each query is tried in: all, none or degrees such as 0,180 "
         "(default: all on a GPU, none on a CPU, or $SCUTE_TURNS)",
     )
+    group.add_argument(
+        "--prior",
+        help="null and calibration prior: shipped (default, or $SCUTE_PRIOR), none, or a file from `core prior`",
+    )
 
 
 def engine_settings(args: argparse.Namespace) -> EngineSettings:
@@ -168,6 +172,7 @@ def engine_settings(args: argparse.Namespace) -> EngineSettings:
         device=args.device,
         scoring=args.scoring,
         turns=parse_turns(args.turns),
+        prior=args.prior,
     )
 
 

@@ -76,6 +76,45 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prior(args: argparse.Namespace) -> int:
+    """Fit the null and calibration prior on labelled catalogues (one index per catalogue: no cross-species pairs)."""
+    import dataclasses
+
+    from core.catalogue.manifest import read_manifest
+    from core.engine.index import fit_prior
+    from core.evaluation.protocol import manifest_photo, protocol_split
+
+    with tempfile.TemporaryDirectory(prefix="scute-prior-") as tmp:
+        engine = (
+            engine_settings(args)
+            .replace(prior="none")
+            .make_engine(Path(args.cache_dir) if args.cache_dir else Path(tmp))
+        )
+        engine.scoring = dataclasses.replace(
+            engine.scoring, null_negatives=args.negatives, null_positives=args.positives
+        )
+        indexes, source = [], {"catalogues": [], "split": args.split}
+        for manifest in args.manifest:
+            path = Path(manifest)
+            rows = read_manifest(path)
+            if args.split == "gallery":
+                rows = protocol_split(rows).gallery
+            photos = [manifest_photo(path.parent, r) for r in rows]
+            indexes.append(engine.build_index(photos, progress_bar(path.parent.name)))
+            source["catalogues"].append(
+                {"name": path.parent.name, "photos": len(photos), "identities": len({r.identity for r in rows})}
+            )
+        source.update(negatives_per_photo=args.negatives, positives_per_photo=args.positives)
+        prior = fit_prior(indexes, METHODS, engine.signature, source)
+    prior.save(Path(args.out))
+    for method, p in prior.methods.items():
+        print(
+            f"{method:<12} null {p.null_mean:.3f} ± {p.null_std:.3f}; calibrator slope {p.slope:.3f} offset {p.offset:.3f}"
+        )
+    print(f"prior for {prior.signature} written to {args.out}")
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add ``identify`` and ``evaluate`` to the main parser's subcommands."""
     p = sub.add_parser("identify", help="rank the gallery's individuals for one photo")
@@ -95,3 +134,15 @@ def register(sub: Any) -> None:
     p.add_argument("--cache-dir", help="reuse features from this folder (default: a fresh temporary one)")
     engine_options(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("prior", help="fit the null and calibration prior on labelled catalogues")
+    p.add_argument("--manifest", required=True, action="append", help="CSV with path,identity (repeat per catalogue)")
+    p.add_argument("--out", required=True, help="the prior file to write (JSON)")
+    p.add_argument(
+        "--split", choices=("all", "gallery"), default="all", help="gallery: only the evaluation protocol's gallery"
+    )
+    p.add_argument("--negatives", type=int, default=24, help="other-individual pairs sampled per photo")
+    p.add_argument("--positives", type=int, default=4, help="same-individual pairs sampled per photo")
+    p.add_argument("--cache-dir", help="reuse features and pairs from this folder")
+    engine_options(p)
+    p.set_defaults(func=cmd_prior)

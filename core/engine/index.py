@@ -1,9 +1,10 @@
 """The gallery as the engine holds it in memory: photos, their features, and the null pairs' confidences.
 
-Build a :class:`GalleryIndex` once per gallery version and reuse it for every query. Each gallery photo
-gets a few sampled partners (other individuals for its null, its own individual for the calibrator);
-those pairs are matched once and kept on disk in a :class:`PairCache`, so a rebuild after a change
-matches only new pairs.
+Build a :class:`GalleryIndex` once per gallery version and reuse it for every query. With a shipped prior
+(core.engine.prior) that is only reading features. Without one, or when a deployment asks for them, each
+gallery photo gets a few sampled partners (other individuals for its null, its own individual for the
+calibrator); those pairs are matched once and kept on disk in a :class:`PairCache`, so a rebuild after a
+change matches only new pairs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from core.engine.features import Features, photo_key
 from core.engine.matching import Matcher, MatchResult
 from core.engine.orientation import strongest
+from core.engine.prior import Prior, null_quantiles
 from core.engine.scoring import Calibrator, NullModel, ScoringConf
 from core.errors import EmptyGalleryError
 from core.io import atomic_output
@@ -59,6 +61,7 @@ class GalleryIndex:
     positives: dict[str, list[np.ndarray]]  # key -> confidences vs the same individual
     scoring: ScoringConf
     negative_identities: dict[str, list[str]] = field(default_factory=dict)  # key -> who each negative shows
+    prior: Prior | None = None
     _models: dict[str, tuple[NullModel, Calibrator]] = field(default_factory=dict)
     shortlists: dict[Any, Any] = field(
         default_factory=dict, repr=False
@@ -71,11 +74,18 @@ class GalleryIndex:
     def model(self, method: str) -> tuple[NullModel, Calibrator]:
         """Null and calibrator for one scoring method, fitted on first use."""
         if method not in self._models:
-            null = NullModel.fit(method, self.negatives, self.scoring)
-            self._models[method] = (null, Calibrator.fit(*self._best_of_individual(null)))
+            prior = self.prior.methods.get(method) if self.prior else None
+            if prior is None:
+                null = NullModel.fit(method, self.negatives, self.scoring)
+                calibrator = Calibrator.fit(*self.calibration_samples(null))
+            else:
+                assert self.prior is not None
+                null = NullModel.fit(method, self.negatives, self.scoring, prior, self.prior.null_confidences)
+                calibrator = Calibrator.from_prior(prior)
+            self._models[method] = (null, calibrator)
         return self._models[method]
 
-    def _best_of_individual(self, null: NullModel) -> tuple[list[float], list[float]]:
+    def calibration_samples(self, null: NullModel) -> tuple[list[float], list[float]]:
         """Calibration samples of the statistic that ranking uses: an individual's best photo.
 
         Per pair, same-individual photos often show the other side of the head and look like
@@ -140,10 +150,14 @@ def null_pairs(photos: Sequence[GalleryPhoto], sc: ScoringConf) -> tuple[set[tup
     negatives: dict[str, list[str]] = {}
     positives: dict[str, list[str]] = {}
     pairs: set[tuple[str, str]] = set()
+    n_neg, n_pos = sc.null_negatives or 0, sc.null_positives or 0
     for a in keys:
+        if not n_neg and not n_pos:
+            negatives[a], positives[a] = [], []
+            continue
         others = sorted((b for b in keys if b != a), key=lambda b: _pair_rank(a, b))
-        neg = [b for b in others if by_key[b].identity != by_key[a].identity][: sc.null_negatives]
-        pos = [b for b in others if by_key[b].identity == by_key[a].identity][: sc.null_positives]
+        neg = [b for b in others if by_key[b].identity != by_key[a].identity][:n_neg]
+        pos = [b for b in others if by_key[b].identity == by_key[a].identity][:n_pos]
         negatives[a], positives[a] = neg, pos
         pairs.update(_pair(a, b) for b in neg + pos)
     return pairs, negatives, positives
@@ -159,12 +173,14 @@ class IndexBuilder:
         turns: Sequence[int],
         scoring: ScoringConf,
         pair_cache: PairCache,
+        prior: Prior | None = None,
     ) -> None:
         self.features_of = features_of
         self.matcher = matcher
         self.turns = tuple(turns)
         self.scoring = scoring
         self.pair_cache = pair_cache
+        self.prior = prior
 
     def build(self, photos: Iterable[GalleryPhoto], progress: Progress | None = None) -> GalleryIndex:
         """Features for every photo (cached), then the sampled null pairs (cached); no query needed."""
@@ -225,4 +241,37 @@ class IndexBuilder:
             {a: lookup(a, bs) for a, bs in pos_keys.items()},
             self.scoring,
             {a: [identity[b] for b in bs] for a, bs in neg_keys.items()},
+            self.prior,
         )
+
+
+def fit_prior(indexes: Sequence[GalleryIndex], methods: Sequence[str], sig: str, source: dict[str, Any]) -> Prior:
+    """A prior from indexes built with sampled pairs and no prior (one per data set: pairs never mix species).
+
+    The calibrator is fitted on z-scores against the pooled null alone, as a gallery with the prior and no
+    pairs of its own computes them.
+    """
+    from core.engine.prior import MethodPrior
+
+    negatives = {k: v for index in indexes for k, v in index.negatives.items()}
+    if not any(negatives.values()):
+        raise ValueError("a prior needs indexes built with sampled null pairs")
+    methods_out: dict[str, MethodPrior] = {}
+    for method in methods:
+        null = NullModel.fit(method, negatives, indexes[0].scoring)
+        null.per_photo = {}  # z against the pooled null only
+        same: list[float] = []
+        different: list[float] = []
+        for index in indexes:
+            s, d = index.calibration_samples(null)
+            same += s
+            different += d
+        calibrator = Calibrator.fit(same, different)
+        profile = None
+        if method == "wasserstein" and null.null_profile is not None:
+            profile = tuple(round(float(v), 5) for v in null.null_profile)
+        methods_out[method] = MethodPrior(
+            null.pooled.mean, null.pooled.std, calibrator.slope, calibrator.offset, profile
+        )
+    arrays = [c for cs in negatives.values() for c in cs]
+    return Prior(sig, methods_out, null_quantiles(arrays), source)

@@ -110,6 +110,11 @@ class Matcher:
         blob = json.dumps({"name": self.name, "conf": self.conf, "weights": self.weights}, sort_keys=True, default=str)
         return f"{self.name}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
 
+    @property
+    def batch_size(self) -> int:
+        """Pairs worth handing over at once; progress is reported after each batch."""
+        return 64
+
     def match(self, f0: Features, f1: Features) -> MatchResult:
         return self.match_many(f0, [f1])[0]
 

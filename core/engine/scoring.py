@@ -27,7 +27,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import minimize
 
+from core.engine.prior import MethodPrior
+
 log = logging.getLogger(__name__)
+
+#: Sampled pairs per photo when no prior ships for the settings: enough for a rough null, O(1) per photo.
+FALLBACK_NEGATIVES = 8
+FALLBACK_POSITIVES = 2
+#: Pseudo-pairs a prior's pooled null weighs against a gallery's own sampled pairs.
+PRIOR_WEIGHT = 200
 
 #: Profile length of the Wasserstein score: enough slots for every strong match of a true pair.
 PROFILE_SLOTS = 256
@@ -38,8 +46,10 @@ class ScoringConf:
     method: str = "confident"
     threshold: float | None = None  # ``confident``: a strong match; None: the matcher's (Engine fills it in)
     auc_floor: float = 0.5  # ``auc``: confidences below this are treated as noise
-    null_negatives: int = 24  # other-individual partners sampled per gallery photo for its null
-    null_positives: int = 4  # same-individual partners per photo for the calibrator
+    #: Other-individual partners sampled per gallery photo for its null, and same-individual partners for the
+    #: calibrator; None: none when a prior ships for the engine's settings (core.engine.prior), else a few.
+    null_negatives: int | None = None
+    null_positives: int | None = None
     null_shrinkage: float = 12.0  # pseudo-pairs of the pooled null mixed into each photo's own
     min_spread: float = 2.0  # floor on a null's spread, in score units: chance alone gives a couple of strong matches
     new_prior: float = 0.5  # prior probability that a submitted photo shows an animal not in the gallery
@@ -142,29 +152,50 @@ class NullModel:
         method: str,
         negatives: dict[str, list[np.ndarray]],
         sc: ScoringConf,
+        prior: MethodPrior | None = None,
+        prior_confidences: Sequence[float] = (),
     ) -> NullModel:
-        """``negatives[key]``: confidence arrays of that photo against other individuals' photos."""
+        """``negatives[key]``: confidence arrays of that photo against other individuals' photos.
+
+        With a ``prior`` the pooled null starts from the prior's (weighing :data:`PRIOR_WEIGHT` pairs) and
+        the Wasserstein profile is the prior's, the one its calibrator was fitted with.
+        """
         per_photo: dict[str, PhotoNull] = {}
         pooled_scores: list[float] = []
         pooled_conf: list[np.ndarray] = []
         all_arrays = [c for arrays in negatives.values() for c in arrays]
-        null_profile = (
-            np.mean([confidence_profile(c) for c in all_arrays], axis=0) if all_arrays else np.zeros(PROFILE_SLOTS)
-        )
+        if prior is not None and prior.null_profile is not None:
+            null_profile = np.asarray(prior.null_profile, dtype=np.float64)
+        elif all_arrays:
+            null_profile = np.mean([confidence_profile(c) for c in all_arrays], axis=0)
+        else:
+            null_profile = np.zeros(PROFILE_SLOTS)
         for key, arrays in negatives.items():
             scores = [pair_score(c, sc, method, null_profile) for c in arrays]
             pooled_scores += scores
             pooled_conf += arrays
             if scores:
                 per_photo[key] = PhotoNull(float(np.mean(scores)), float(np.std(scores)), len(scores))
-        if pooled_scores:
+        if prior is not None:
+            pooled = _blend(pooled_scores, prior)
+        elif pooled_scores:
             pooled = PhotoNull(float(np.mean(pooled_scores)), float(np.std(pooled_scores)), len(pooled_scores))
         else:  # a gallery of one individual has no null yet: assume nothing beyond chance
             pooled = PhotoNull(0.0, 1.0, 0)
-        sample = np.concatenate(pooled_conf) if pooled_conf else np.zeros(0, np.float32)
+        sample = np.concatenate(pooled_conf) if pooled_conf else np.asarray(prior_confidences, dtype=np.float32)
         if len(sample) > 20_000:
             sample = np.random.default_rng(0).choice(sample, 20_000, replace=False)
         return cls(method, per_photo, pooled, np.sort(sample.astype(np.float32)), sc, null_profile)
+
+
+def _blend(scores: Sequence[float], prior: MethodPrior) -> PhotoNull:
+    """The prior's pooled null updated with a gallery's own null scores (a conjugate-style weighted mean)."""
+    n, k = len(scores), PRIOR_WEIGHT
+    if n == 0:
+        return PhotoNull(prior.null_mean, prior.null_std, k)
+    mean = (float(np.sum(scores)) + k * prior.null_mean) / (n + k)
+    second = (float(np.sum(np.square(scores))) + k * (prior.null_std**2 + prior.null_mean**2)) / (n + k)
+    return PhotoNull(mean, float(np.sqrt(max(second - mean**2, 0.0))), n + k)
 
 
 def evidence(z: np.ndarray | float) -> np.ndarray:
@@ -191,6 +222,10 @@ class Calibrator:
     def predict(self, z: np.ndarray | float) -> np.ndarray:
         """P(same individual) for one pair at even prior odds."""
         return 1.0 / (1.0 + np.exp(-self.log_likelihood_ratio(z)))
+
+    @classmethod
+    def from_prior(cls, prior: MethodPrior) -> Calibrator:
+        return cls(prior.slope, prior.offset, True)
 
     @classmethod
     def fit(cls, positives: Sequence[float], negatives: Sequence[float], min_each: int = 5) -> Calibrator:

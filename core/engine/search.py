@@ -23,10 +23,13 @@ from core.engine.index import GalleryIndex, GalleryPhoto, IndexBuilder, PairCach
 from core.engine.matchers import matcher_for
 from core.engine.matching import MatchResult
 from core.engine.orientation import as_views, best_turn, default_turns, parse_turns
-from core.engine.scoring import ScoringConf, identity_probabilities
+from core.engine.prior import Prior
+from core.engine.prior import shipped as shipped_prior
+from core.engine.prior import signature as prior_signature
+from core.engine.scoring import FALLBACK_NEGATIVES, FALLBACK_POSITIVES, ScoringConf, identity_probabilities
 from core.engine.shortlist import Shortlist, ShortlistConf, shortlist_index
 from core.engine.shortlist import resolve as resolve_shortlist
-from core.errors import EmptyGalleryError
+from core.errors import EmptyGalleryError, ScuteError
 from core.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -96,7 +99,10 @@ class Engine:
         cache_dir: Path,
         turns: Sequence[int] | str | None = None,
         weights_dir: Path | None = None,
+        prior: Prior | Path | bool = True,
     ) -> None:
+        """``prior``: True uses the prior shipped for these settings if there is one (core.engine.prior),
+        False none (each gallery fits its own from sampled pairs), a path or a Prior that one."""
         self.extractor = make_extractor(extractor, extractor_conf, device, weights_dir)
         self.matcher = matcher_for(extractor, matcher_conf, self.extractor.device, weights_dir)
         #: Clockwise quarter-turns each query is tried in (core.engine.orientation); None: the device's default.
@@ -104,6 +110,14 @@ class Engine:
         self.scoring = scoring or ScoringConf()
         if self.scoring.threshold is None:  # what counts as a strong match depends on the matcher
             self.scoring = dataclasses.replace(self.scoring, threshold=self.matcher.strong_confidence)
+        self.prior = self._prior(prior)
+        if self.scoring.null_negatives is None or self.scoring.null_positives is None:
+            negatives, positives = (0, 0) if self.prior else (FALLBACK_NEGATIVES, FALLBACK_POSITIVES)
+            self.scoring = dataclasses.replace(
+                self.scoring,
+                null_negatives=negatives if self.scoring.null_negatives is None else self.scoring.null_negatives,
+                null_positives=positives if self.scoring.null_positives is None else self.scoring.null_positives,
+            )
         root = Path(cache_dir)
         self.feature_cache = FeatureCache(root / "features")
         self.pair_cache = PairCache(root / "matches", f"{self.extractor.version}-{self.matcher.version}")
@@ -111,6 +125,23 @@ class Engine:
     @property
     def device(self) -> torch.device:
         return self.extractor.device
+
+    @property
+    def signature(self) -> str:
+        """What a prior must have been fitted with to serve this engine."""
+        return prior_signature(self.extractor.version, self.matcher.version, self.turns)
+
+    def _prior(self, prior: Prior | Path | bool) -> Prior | None:
+        if prior is False:
+            return None
+        if prior is True:
+            return shipped_prior(self.signature)
+        loaded = prior if isinstance(prior, Prior) else Prior.load(Path(prior))
+        if loaded.signature != self.signature:
+            raise ScuteError(
+                f"The prior was fitted for other engine settings ({loaded.signature}), not these ({self.signature})."
+            )
+        return loaded
 
     def features(
         self,
@@ -137,10 +168,28 @@ class Engine:
     def photo_views(self, photo: GalleryPhoto) -> list[Features]:
         return [self.photo_features(photo.turned(turn)) for turn in self.turns]
 
-    def match_views(self, query: Features | Sequence[Features], gallery: Sequence[Features]) -> list[MatchResult]:
-        """Match every view of a query with each gallery photo and keep, per photo, the best turn."""
+    def match_views(
+        self,
+        query: Features | Sequence[Features],
+        gallery: Sequence[Features],
+        progress: Progress | None = None,
+    ) -> list[MatchResult]:
+        """Match every view of a query with each gallery photo and keep, per photo, the best turn.
+
+        ``progress(pairs matched, pairs in all)`` after each of the matcher's batches (one pair on a CPU).
+        """
         views = as_views(query)
-        tries = [self.matcher.match_many(view, gallery) for view in views]
+        step, total, done = max(1, self.matcher.batch_size), len(views) * len(gallery), 0
+        tries: list[list[MatchResult]] = []
+        for view in views:
+            results: list[MatchResult] = []
+            for start in range(0, len(gallery), step):
+                chunk = gallery[start : start + step]
+                results += self.matcher.match_many(view, chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done, total)
+            tries.append(results)
         return tries[0] if len(tries) == 1 else self.best_of_turns(views, tries)
 
     def best_of_turns(self, views: Sequence[Features], tries: Sequence[Sequence[MatchResult]]) -> list[MatchResult]:
@@ -150,12 +199,14 @@ class Engine:
 
     def build_index(self, photos: Iterable[GalleryPhoto], progress: Progress | None = None) -> GalleryIndex:
         """Features for every photo (cached), then the sampled null pairs (cached); no query needed."""
-        builder = IndexBuilder(self.photo_features, self.matcher, self.turns, self.scoring, self.pair_cache)
+        builder = IndexBuilder(self.photo_features, self.matcher, self.turns, self.scoring, self.pair_cache, self.prior)
         return builder.build(photos, progress)
 
-    def match_gallery(self, query: Features | Sequence[Features], index: GalleryIndex) -> list[MatchResult]:
+    def match_gallery(
+        self, query: Features | Sequence[Features], index: GalleryIndex, progress: Progress | None = None
+    ) -> list[MatchResult]:
         """``query``: one Features (as given) or the views from :meth:`query_views` (every turn tried)."""
-        return self.match_views(query, index.features)
+        return self.match_views(query, index.features, progress)
 
     def rank(
         self,
@@ -215,17 +266,18 @@ class Engine:
         method: str | None = None,
         exclude: Iterable[str] = (),
         shortlist: ShortlistConf | bool | None = None,
+        progress: Progress | None = None,
     ) -> SearchOutcome:
         """Match and rank: every photo of a small gallery, a shortlist's photos of a large one.
 
-        ``shortlist``: None shortlists large galleries only (core.engine.shortlist), False matches every photo,
-        True or a conf always shortlists.
+        ``shortlist``: None follows the device's preset (core.engine.shortlist), False matches every photo,
+        True or a conf always shortlists. ``progress`` follows the matched pairs.
         """
         conf = resolve_shortlist(shortlist, len(index.photos), self.device)
         if conf is None:
-            matched = self.match_gallery(query, index)
+            matched = self.match_gallery(query, index, progress)
             return SearchOutcome(self.rank(matched, index, top_k, method, exclude), dict(enumerate(matched)))
-        return self._shortlisted(query, index, conf, top_k, method, set(exclude))
+        return self._shortlisted(query, index, conf, top_k, method, set(exclude), progress)
 
     def identify(
         self,
@@ -247,6 +299,7 @@ class Engine:
         top_k: int,
         method: str | None,
         exclude: set[str],
+        progress: Progress | None = None,
     ) -> SearchOutcome:
         """Shortlist, match the shortlisted photos, score them exactly as exhaustive search does.
 
@@ -262,7 +315,7 @@ class Engine:
         view = dataclasses.replace(
             index, photos=[index.photos[i] for i in chosen], features=[index.features[i] for i in chosen]
         )
-        results = self.match_views(query, view.features)
+        results = self.match_views(query, view.features, progress)
         identification = self.rank(results, view, top_k, method, exclude)
         reranked = set(identification.ranking)
         identification.ranking = identification.ranking + [i for i in short.ranking if i not in reranked]

@@ -71,19 +71,22 @@ class ShortlistConf:
             raise ValueError("shortlist share must be in (0, 1]")
 
 
-#: Presets by device type, tuned with ``python -m core bench`` on the turtle photos (README, "Speed at scale").
-#: A 2-core CPU affords about three LightGlue pairs within a 5-second query (0.7 s per pair at 1,024 keypoints,
-#: plus 1.6 s for the query's own features), so it reranks the three best-voted individuals on their best photo;
-#: a GPU matches 40 pairs in a few tens of milliseconds, so it looks at eight photos of each of five individuals.
-#: Reranking more individuals on few photos each does not help: their scores get noisier than the votes.
+#: Presets by device type, tuned with ``python -m core bench`` and ``python -m core evaluate`` on the turtle and
+#: nyala photos (README, "Speed at scale" and "Accuracy on a laptop").
+#: A 2-core CPU spends 1.5 s per LightGlue pair at 1,024 keypoints plus 2.4 s on the query's own features, so a
+#: search in under ten seconds affords four pairs, whatever the gallery's size (a 16-photo gallery matched
+#: exhaustively took 25 s): the two best-voted individuals on their two best-voted photos, with more descriptors
+#: voting (cheap next to LightGlue), which beat three individuals on one photo each on both species.
+#: A GPU matches 40 pairs in a few tens of milliseconds, so it looks at eight photos of each of five individuals.
 SHORTLIST_CONFS: dict[str, ShortlistConf] = {
     "cpu": ShortlistConf(
-        query_descriptors=512,
-        min_individuals=3,
-        max_individuals=3,
-        photos_per_individual=1,
-        max_pairs=3,
-        auto_min_photos=24,
+        gallery_descriptors=512,
+        query_descriptors=1024,
+        min_individuals=2,
+        max_individuals=2,
+        photos_per_individual=2,
+        max_pairs=4,
+        auto_min_photos=0,
     ),
     "cuda": ShortlistConf(min_individuals=5, max_individuals=5, photos_per_individual=8, max_pairs=40),
 }

@@ -20,7 +20,8 @@ import numpy as np
 
 from core.catalogue.manifest import ManifestRow
 from core.engine.index import GalleryIndex, GalleryPhoto
-from core.engine.search import Engine
+from core.engine.search import Engine, Identification
+from core.engine.shortlist import ShortlistConf
 from core.errors import ScuteError
 from core.evaluation.machine import machine
 from core.evaluation.metrics import auroc
@@ -100,6 +101,8 @@ class EvaluationReport:
     settings: dict[str, Any]
     machine: dict[str, Any]
     queries_detail: list[QueryOutcome] = field(default_factory=list)
+    search: MethodReport | None = None  # the app's search (shortlisted where it would be), default scoring
+    exhaustive_latency_median_s: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,9 +111,11 @@ class EvaluationReport:
         lines = [
             f"{'scoring':<12} {'top-1':>6} {'top-3':>6} {'top-5':>6} {'novelty AUROC':>14} {'new-decision acc':>17}"
         ]
-        for m in self.methods.values():
+        rows = list(self.methods.values()) + ([self.search] if self.search else [])
+        for m in rows:
+            label = f"search ({m.method})" if m is self.search else m.method
             lines.append(
-                f"{m.method:<12} {m.top1:>6.3f} {m.top3:>6.3f} {m.top5:>6.3f} {m.novelty_auroc:>14.3f} "
+                f"{label:<12} {m.top1:>6.3f} {m.top3:>6.3f} {m.top5:>6.3f} {m.novelty_auroc:>14.3f} "
                 f"{m.new_decision_accuracy:>17.3f}"
             )
         lines.append(
@@ -132,14 +137,54 @@ def manifest_photo(root: Path, row: ManifestRow) -> GalleryPhoto:
     return GalleryPhoto(sha256=sha256_hex(data), identity=row.identity, path=path)
 
 
+class _Tally:
+    """Hits, best probabilities and new/known decisions of one way of ranking, over all queries."""
+
+    def __init__(self) -> None:
+        self.hits = np.zeros(3)
+        self.best_known: list[float] = []
+        self.best_novel: list[float] = []
+        self.decisions: list[bool] = []
+
+    def add(self, outcome: Identification, identity: str, novel: bool) -> None:
+        best_p = outcome.candidates[0].probability
+        if novel:
+            self.best_novel.append(best_p)
+        else:
+            rank = outcome.ranking.index(identity) if identity in outcome.ranking else len(outcome.ranking)
+            self.hits += [rank < 1, rank < 3, rank < 5]
+            self.best_known.append(best_p)
+        self.decisions.append((outcome.new_individual_probability >= 0.5) == novel)
+
+    def report(self, method: str) -> MethodReport:
+        known = max(1, len(self.best_known))
+        return MethodReport(
+            method,
+            float(self.hits[0] / known),
+            float(self.hits[1] / known),
+            float(self.hits[2] / known),
+            auroc(self.best_known, self.best_novel),
+            float(np.mean(self.decisions)) if self.decisions else float("nan"),
+            len(self.best_known),
+            len(self.best_novel),
+        )
+
+
 def evaluate(
     rows: Sequence[ManifestRow],
     root: Path,
     engine: Engine,
     methods: Sequence[str] = METHODS,
     progress: StageProgress | None = None,
+    shortlist: ShortlistConf | bool | None = None,
+    exhaustive: bool = True,
 ) -> EvaluationReport:
-    """Run the protocol once; every scoring method ranks the same match results."""
+    """Run the protocol once; every scoring method ranks the same exhaustive match results.
+
+    The search the app runs (shortlisted where the engine would shortlist, ``shortlist`` as in
+    :meth:`Engine.search`) is reported beside them as ``search``, on the same queries. ``exhaustive=False``
+    skips the exhaustive matching (hours on a CPU for a large gallery) and reports the search alone.
+    """
     split = protocol_split(rows)
     gallery = [manifest_photo(root, r) for r in split.gallery]
     queries = [(r, manifest_photo(root, r)) for r in split.queries]
@@ -148,60 +193,42 @@ def evaluate(
     index_build_s = time.perf_counter() - t0
 
     novel = set(split.novel)
-    hits = {m: np.zeros(3) for m in methods}
-    best_known: dict[str, list[float]] = {m: [] for m in methods}
-    best_novel: dict[str, list[float]] = {m: [] for m in methods}
-    decisions: dict[str, list[bool]] = {m: [] for m in methods}
+    tallies = {m: _Tally() for m in methods}
+    searched = _Tally()
     latencies: list[float] = []
+    search_latencies: list[float] = []
     extraction: list[float] = []
     details: list[QueryOutcome] = []
     for qi, (row, photo) in enumerate(queries):
         start = time.perf_counter()
         views = engine.photo_views(photo)
         extracted = time.perf_counter()
-        results = engine.match_gallery(views, index)
-        outcomes = {m: engine.rank(results, index, method=m) for m in methods}
-        latencies.append(time.perf_counter() - start)
+        deployed = engine.search(views, index, method=methods[0], shortlist=shortlist).identification
+        search_latencies.append(time.perf_counter() - start)
+        searched.add(deployed, row.identity, row.identity in novel)
         extraction.append(extracted - start)
-        for m, out in outcomes.items():
-            best_p = out.candidates[0].probability
-            if row.identity in novel:
-                best_novel[m].append(best_p)
-            else:
-                rank = out.ranking.index(row.identity) if row.identity in out.ranking else len(out.ranking)
-                hits[m] += [rank < 1, rank < 3, rank < 5]
-                best_known[m].append(best_p)
-            predicted_new = out.new_individual_probability >= 0.5
-            decisions[m].append(predicted_new == (row.identity in novel))
-        first = outcomes[methods[0]]
+        if exhaustive:
+            start_exhaustive = time.perf_counter()
+            results = engine.match_gallery(views, index)
+            outcomes = {m: engine.rank(results, index, method=m) for m in methods}
+            latencies.append(extracted - start + time.perf_counter() - start_exhaustive)
+            for m, out in outcomes.items():
+                tallies[m].add(out, row.identity, row.identity in novel)
         details.append(
             QueryOutcome(
                 row.path,
                 row.identity,
                 row.identity in novel,
-                first.ranking[:5],
-                first.candidates[0].probability,
-                first.new_individual_probability,
-                latencies[-1],
+                deployed.ranking[:5],
+                deployed.candidates[0].probability,
+                deployed.new_individual_probability,
+                search_latencies[-1],
             )
         )
         if progress:
             progress("queries", qi + 1, len(queries))
 
-    known = max(1, sum(1 for r, _ in queries if r.identity not in novel))
-    reports = {
-        m: MethodReport(
-            m,
-            float(hits[m][0] / known),
-            float(hits[m][1] / known),
-            float(hits[m][2] / known),
-            auroc(best_known[m], best_novel[m]),
-            float(np.mean(decisions[m])) if decisions[m] else float("nan"),
-            len(best_known[m]),
-            len(best_novel[m]),
-        )
-        for m in methods
-    }
+    reports = {m: tallies[m].report(m) for m in methods} if exhaustive else {}
     settings = {
         "extractor": engine.extractor.name,
         "extractor_conf": engine.extractor.conf,
@@ -210,6 +237,8 @@ def evaluate(
         "scoring": asdict(engine.scoring),
         "device": str(engine.device),
         "turns": list(engine.turns),
+        "prior": dict(engine.prior.source, signature=engine.prior.signature) if engine.prior else None,
+        "shortlist": str(shortlist) if shortlist is not None else "the engine's default for the device",
     }
     return EvaluationReport(
         methods=reports,
@@ -217,8 +246,10 @@ def evaluate(
         gallery_photos=len(gallery),
         queries=len(queries),
         novel_identities=sorted(novel),
-        latency_median_s=float(np.median(latencies)) if latencies else float("nan"),
-        latency_p95_s=float(np.percentile(latencies, 95)) if latencies else float("nan"),
+        latency_median_s=float(np.median(search_latencies)) if search_latencies else float("nan"),
+        latency_p95_s=float(np.percentile(search_latencies, 95)) if search_latencies else float("nan"),
+        search=searched.report(methods[0]),
+        exhaustive_latency_median_s=float(np.median(latencies)) if latencies else float("nan"),
         extraction_s_per_photo=float(np.mean(extraction)) if extraction else float("nan"),
         index_build_s=index_build_s,
         settings=settings,

@@ -18,7 +18,7 @@ from core.engine.search import Candidate, Engine, Identification
 from core.engine.shortlist import ShortlistConf
 from core.indexing.gallery import features_hook
 from core.io import sha256_hex
-from core.progress import Progress
+from core.progress import Progress, StageProgress
 from core.review.sightings import CandidateInput, Submission, submit_sighting
 from core.service.app import App
 from core.service.browse import IndividualRow, individual_rows
@@ -212,16 +212,22 @@ def search_index(
     top_k: int = 5,
     method: str | None = None,
     shortlist: ShortlistConf | bool | None = None,
+    progress: StageProgress | None = None,
 ) -> SearchResult:
     """Extract the query's features (cached by content, crop and rotation), match and rank.
 
-    Small galleries are matched exhaustively; large ones go through the engine's shortlist
-    (``core.engine.shortlist``, ``shortlist=None`` decides by gallery size). A photo that is already in the
-    gallery is compared with the others, never with itself.
+    The engine's shortlist (``core.engine.shortlist``, ``shortlist=None``: the device's preset) picks the photos
+    worth matching. A photo that is already in the gallery is compared with the others, never with itself.
+    ``progress`` hears "features" (0 of 1, then 1 of 1), then "matching" with pairs matched of pairs in all.
     """
+    if progress:
+        progress("features", 0, 1)
     views = engine.query_views(source, sha256, crop, rotation)
+    if progress:
+        progress("features", 1, 1)
     everyone = max(top_k, len(index.identities))
-    outcome = engine.search(views, index, everyone, method, {sha256}, shortlist)
+    matching: Progress | None = (lambda done, total: progress("matching", done, total)) if progress else None
+    outcome = engine.search(views, index, everyone, method, {sha256}, shortlist, matching)
     return SearchResult(
         outcome.identification,
         outcome.results,
@@ -285,13 +291,23 @@ def find(
     crop: tuple[float, float, float, float] | None,
     rotation: int,
     side: str,
-    progress: Progress | None = None,
+    progress: StageProgress | None = None,
 ) -> SearchResult:
-    """Search the gallery (preparing its index first when the gallery changed; ``progress`` follows that)."""
+    """Search the gallery; ``progress`` hears "gallery" (only while its index is prepared), then as in
+    :func:`search_index`."""
     engine = app.engine
-    index = app.indexes.get(engine, app.db, app.store, side, progress)
+    preparing: Progress | None = (lambda done, total: progress("gallery", done, total)) if progress else None
+    index = app.indexes.get(engine, app.db, app.store, side, preparing)
     return search_index(
-        engine, index, source, sha256, crop=crop, rotation=rotation, side=side, top_k=app.settings.engine.top_k
+        engine,
+        index,
+        source,
+        sha256,
+        crop=crop,
+        rotation=rotation,
+        side=side,
+        top_k=app.settings.engine.top_k,
+        progress=progress,
     )
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from sqlmodel import Session
 
 from core.indexing.gallery import features_hook
-from core.progress import Progress
+from core.progress import StageProgress
 from core.review import votes
 from core.review.sightings import SightingDetail, list_sightings, review_queue, sighting_detail
 from core.service.app import App
@@ -113,7 +113,9 @@ def stored_evidence(review: ReviewItem) -> tuple[Evidence, np.ndarray] | None:
     return review.evidence, working_frame(review.photo_path, photo.crop, photo.rotation, review.evidence.query_size)
 
 
-def search_again(app: App, review: ReviewItem, progress: Progress | None = None) -> tuple[SearchResult, np.ndarray]:
+def search_again(
+    app: App, review: ReviewItem, progress: StageProgress | None = None
+) -> tuple[SearchResult, np.ndarray]:
     """The sighting's photo searched against today's gallery, and the picture its matches are drawn on."""
     photo = review.detail.photo
     result = find(

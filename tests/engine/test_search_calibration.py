@@ -74,7 +74,7 @@ def test_a_stranger_is_more_likely_new_than_known(gallery: tuple[Engine, Gallery
 def test_calibration_samples_take_the_best_photo_of_each_individual(gallery: tuple[Engine, GalleryIndex]) -> None:
     _, index = gallery
     null, _ = index.model("confident")
-    same, different = index._best_of_individual(null)
+    same, different = index.calibration_samples(null)
     assert len(same) == len(index.photos)  # one best same-individual pair per photo
     per_photo_owners = [len(set(owners)) for owners in index.negative_identities.values()]
     assert len(different) == sum(per_photo_owners)  # one best pair per (photo, other individual)

@@ -355,12 +355,30 @@ def test_identify_with_small_shortlist(sift_gallery) -> None:
     assert agree >= 2  # SIFT at 384 px finds a clear winner for a few of the five queries only
 
 
-def test_identify_defaults_to_exhaustive_on_small_galleries(sift_gallery, monkeypatch) -> None:
+def test_a_cpu_shortlists_every_gallery_and_a_gpu_matches_small_ones_exhaustively(sift_gallery, monkeypatch) -> None:
+    """Matching all 16 photos of a small gallery took 25 s on two CPU cores: the CPU preset always shortlists."""
+    from core.engine.shortlist import SHORTLIST_CONFS, resolve
+
+    assert resolve(None, 16, "cpu") == SHORTLIST_CONFS["cpu"]
+    assert resolve(None, 16, "cuda") is None
+    assert resolve(None, 5000, "cuda") == SHORTLIST_CONFS["cuda"]
+    assert resolve(False, 5000, "cpu") is None
     engine, index, queries = sift_gallery
     import core.engine.shortlist
 
+    original = core.engine.shortlist.ShortlistIndex.select
     called = []
-    monkeypatch.setattr(core.engine.shortlist.ShortlistIndex, "select", lambda *a, **k: called.append(1))
+
+    def spy(self, *a, **k):
+        called.append(1)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(core.engine.shortlist.ShortlistIndex, "select", spy)
     query = engine.features(queries[0][1], sha256_hex(queries[0][1].read_bytes()))
-    engine.identify(query, index)  # 20 photos: below auto_min_photos
-    assert not called
+    pairs: list[tuple[int, int]] = []
+    outcome = engine.search(query, index, progress=lambda done, total: pairs.append((done, total)))
+    assert called and outcome.shortlist is not None
+    assert len(outcome.results) == len(outcome.shortlist.photos) <= SHORTLIST_CONFS["cpu"].max_pairs
+    # The progress follows the pairs matched, up to all of them.
+    assert pairs[-1] == (len(outcome.results), len(outcome.results))
+    assert [d for d, _ in pairs] == sorted(d for d, _ in pairs)
