@@ -108,9 +108,8 @@ def cmd_prior(args: argparse.Namespace) -> int:
         prior = fit_prior(indexes, METHODS, engine.signature, source)
     prior.save(Path(args.out))
     for method, p in prior.methods.items():
-        print(
-            f"{method:<12} null {p.null_mean:.3f} ± {p.null_std:.3f}; calibrator slope {p.slope:.3f} offset {p.offset:.3f}"
-        )
+        null = f"null {p.null_mean:.3f} ± {p.null_std:.3f}"
+        print(f"{method:<12} {null}; calibrator slope {p.slope:.3f} offset {p.offset:.3f}")
     print(f"prior for {prior.signature} written to {args.out}")
     return 0
 
