@@ -83,7 +83,25 @@ def with_progress(what: str, search: Callable[[StageProgress], T]) -> T | None:
             status.update(label="Search finished", state="complete", expanded=False)
         else:
             status.update(label="The search could not be finished", state="error", expanded=True)
+    gallery_update_notice()
     return result
+
+
+def gallery_update_notice() -> None:
+    """Say when a search used the gallery as it was before a recent change (it is updated in the background)."""
+    deployment = app()
+    if deployment.gallery_updating:
+        st.info(
+            "The gallery is updating after a recent change (an import, a decision or a merge); this search used "
+            "the previous version. Search again in a moment to include the newest photos.",
+            icon=":material/sync:",
+        )
+    elif deployment.gallery_update_error:
+        st.warning(
+            "Updating the gallery after the last change failed, so searches use the version before it: "
+            f"{deployment.gallery_update_error}. An admin can run `python -m core check`.",
+            icon=":material/warning:",
+        )
 
 
 def run_search(

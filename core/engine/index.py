@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -25,9 +26,11 @@ from core.engine.matching import Matcher, MatchResult
 from core.engine.orientation import strongest
 from core.engine.prior import Prior, null_quantiles
 from core.engine.scoring import Calibrator, NullModel, ScoringConf
-from core.errors import EmptyGalleryError
+from core.errors import EmptyGalleryError, ScuteError
 from core.io import atomic_output
 from core.progress import Progress
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class GalleryIndex:
     scoring: ScoringConf
     negative_identities: dict[str, list[str]] = field(default_factory=dict)  # key -> who each negative shows
     prior: Prior | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # photo key -> why it was left out
     _models: dict[str, tuple[NullModel, Calibrator]] = field(default_factory=dict)
     shortlists: dict[Any, Any] = field(
         default_factory=dict, repr=False
@@ -182,22 +186,47 @@ class IndexBuilder:
         self.pair_cache = pair_cache
         self.prior = prior
 
-    def build(self, photos: Iterable[GalleryPhoto], progress: Progress | None = None) -> GalleryIndex:
-        """Features for every photo (cached), then the sampled null pairs (cached); no query needed."""
+    def build(
+        self,
+        photos: Iterable[GalleryPhoto],
+        progress: Progress | None = None,
+        previous: GalleryIndex | None = None,
+    ) -> GalleryIndex:
+        """Features for every photo (from ``previous``, else cached on disk), then the sampled null pairs (cached).
+
+        A photo whose features cannot be had (unreadable since it was accepted, or no keypoints in its crop) is
+        left out and listed in :attr:`GalleryIndex.skipped`: one bad gallery photo must not stop every search.
+        """
         photos = sorted(photos, key=lambda p: p.key)
         if not photos:
             raise EmptyGalleryError(
                 "The gallery is empty: import a catalogue or confirm a first sighting before identifying."
             )
+        known = dict(zip((p.key for p in previous.photos), previous.features, strict=True)) if previous else {}
         pairs, neg_keys, pos_keys = null_pairs(photos, self.scoring)
         total = len(photos) + len(pairs) * len(self.turns)
+        usable: list[GalleryPhoto] = []
         features: list[Features] = []
+        skipped: dict[str, str] = {}
         for i, photo in enumerate(photos):
-            features.append(self.features_of(photo))
+            try:
+                features.append(known[photo.key] if photo.key in known else self.features_of(photo))
+                usable.append(photo)
+            except (ScuteError, OSError) as exc:
+                log.warning("Gallery photo %s left out of the index: %s", photo.path, exc)
+                skipped[photo.key] = str(exc)
             if progress:
                 progress(i + 1, total)
+        if not usable:
+            raise EmptyGalleryError("No gallery photo could be read: " + "; ".join(sorted(set(skipped.values()))))
+        if skipped:
+            photos = usable
+            pairs, neg_keys, pos_keys = null_pairs(photos, self.scoring)
+            total = len(photos) + len(skipped) + len(pairs) * len(self.turns)
         by_key = {p.key: f for p, f in zip(photos, features, strict=True)}
         by_photo = {p.key: p for p in photos}
+
+        first_pair_step = total - len(pairs) * len(self.turns)
 
         def turned_features(key: str, turn: int) -> Features:
             return by_key[key] if turn == 0 else self.features_of(by_photo[key].turned(turn))
@@ -222,7 +251,7 @@ class IndexBuilder:
                 tries[_pair(first, second)][turn] = result.confidence
             done += len(partners)
             if progress:
-                progress(len(photos) + done, total)
+                progress(first_pair_step + done, total)
         if progress:
             progress(total, total)
         confidences: dict[tuple[str, str], np.ndarray] = {}
@@ -242,6 +271,7 @@ class IndexBuilder:
             self.scoring,
             {a: [identity[b] for b in bs] for a, bs in neg_keys.items()},
             self.prior,
+            skipped=skipped,
         )
 
 

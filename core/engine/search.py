@@ -197,10 +197,20 @@ class Engine:
         turns, sizes = self.turns[: len(views)], [view.image_size for view in views]
         return [best_turn([t[i] for t in tries], turns, sizes, self.scoring.strong) for i in range(len(tries[0]))]
 
-    def build_index(self, photos: Iterable[GalleryPhoto], progress: Progress | None = None) -> GalleryIndex:
-        """Features for every photo (cached), then the sampled null pairs (cached); no query needed."""
+    def build_index(
+        self,
+        photos: Iterable[GalleryPhoto],
+        progress: Progress | None = None,
+        previous: GalleryIndex | None = None,
+    ) -> GalleryIndex:
+        """Features for every photo (reused from ``previous``, else cached), the sampled null pairs if any, and
+        the shortlist's bank when searches will use one: everything a search needs, so none waits for it."""
         builder = IndexBuilder(self.photo_features, self.matcher, self.turns, self.scoring, self.pair_cache, self.prior)
-        return builder.build(photos, progress)
+        index = builder.build(photos, progress, previous)
+        conf = resolve_shortlist(None, len(index.photos), self.device)
+        if conf is not None:
+            shortlist_index(index, conf, self.device)
+        return index
 
     def match_gallery(
         self, query: Features | Sequence[Features], index: GalleryIndex, progress: Progress | None = None

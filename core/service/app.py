@@ -46,6 +46,20 @@ class App:
     def engine_loaded(self) -> bool:
         return self._engine is not None
 
+    def gallery_changed(self) -> None:
+        """After a change to the gallery: the indexes built so far are updated in the background."""
+        self.indexes.refresh(self._engine, self.db, self.store)
+
+    @property
+    def gallery_updating(self) -> bool:
+        """Whether searches are using the previous version of the gallery while its index is updated."""
+        return self.indexes.updating()
+
+    @property
+    def gallery_update_error(self) -> str | None:
+        """Why the last background update of the gallery failed, while it stays failed."""
+        return next(iter(self.indexes.errors.values()), None)
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back on any error."""

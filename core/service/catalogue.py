@@ -25,7 +25,9 @@ def import_zip_upload(app: App, user: User, data: bytes, progress: Progress | No
     with tempfile.TemporaryDirectory(prefix="scute-upload-") as tmp:
         path = Path(tmp) / "catalogue.zip"
         path.write_bytes(data)
-        return import_zip(app.db, app.store, app.engine, path, actor=user, progress=progress, work_dir=Path(tmp))
+        report = import_zip(app.db, app.store, app.engine, path, actor=user, progress=progress, work_dir=Path(tmp))
+    app.gallery_changed()
+    return report
 
 
 def import_uploaded_catalogue(
@@ -40,7 +42,9 @@ def import_uploaded_catalogue(
     cannot write outside ``workdir``. Rows whose photo was not uploaded are reported and skipped.
     """
     with tempfile.TemporaryDirectory(prefix="scute-upload-") as tmp:
-        return _import_uploaded(app, manifest, photos, Path(tmp), progress)
+        report = _import_uploaded(app, manifest, photos, Path(tmp), progress)
+    app.gallery_changed()
+    return report
 
 
 def _import_uploaded(
@@ -80,13 +84,20 @@ def import_from_server(
     if not path.is_file():
         raise ScuteError(f"There is no file at {path}.")
     if path.suffix.lower() == ".zip":
-        return import_zip(app.db, app.store, app.engine, path, actor=user, progress=progress)
-    rows = read_manifest(path)
-    return import_rows(app.db, app.store, app.engine, rows, path.parent, progress)
+        report: ImportReport | ZipImportReport = import_zip(
+            app.db, app.store, app.engine, path, actor=user, progress=progress
+        )
+    else:
+        report = import_rows(app.db, app.store, app.engine, read_manifest(path), path.parent, progress)
+    app.gallery_changed()
+    return report
 
 
 def prepare_gallery(app: App, progress: Progress | None = None) -> None:
-    """Build the search index now, so the first volunteer after an import does not wait for it."""
+    """Build the search index now if none exists yet, so the first volunteer after an import does not wait.
+
+    Later imports are picked up by the background update that the import started.
+    """
     app.indexes.get(app.engine, app.db, app.store, None, progress)
 
 

@@ -50,36 +50,49 @@ def save_individual(
 
 def retire(app: App, user: User, individual_id: int) -> AuditLog:
     with app.session() as session:
-        return curation.retire(session, user, individual_id)
+        result = curation.retire(session, user, individual_id)
+    app.gallery_changed()
+    return result
 
 
 def merge(app: App, user: User, source_id: int, target_id: int) -> AuditLog:
     with app.session() as session:
-        return curation.merge(session, user, source_id, target_id)
+        result = curation.merge(session, user, source_id, target_id)
+    app.gallery_changed()
+    return result
 
 
 def split_off(app: App, user: User, individual_id: int, photo_ids: Sequence[int], name: str | None) -> AuditLog:
     """The photos become a new individual (the next code)."""
     with app.session() as session:
-        return curation.split(session, user, individual_id, list(photo_ids), name=name, config=app.settings.review)
+        result = curation.split(session, user, individual_id, list(photo_ids), name=name, config=app.settings.review)
+    app.gallery_changed()
+    return result
 
 
 def move_photos(app: App, user: User, individual_id: int, photo_ids: Sequence[int], target_id: int) -> AuditLog:
     """One photo is moved; several are split into the other individual (one undoable entry either way)."""
     with app.session() as session:
         if len(photo_ids) == 1:
-            return curation.move_photo(session, user, photo_ids[0], target_id)
-        return curation.split(session, user, individual_id, list(photo_ids), into=target_id)
+            result = curation.move_photo(session, user, photo_ids[0], target_id)
+        else:
+            result = curation.split(session, user, individual_id, list(photo_ids), into=target_id)
+    app.gallery_changed()
+    return result
 
 
 def remove_photos(app: App, user: User, photo_ids: Sequence[int]) -> list[AuditLog]:
     with app.session() as session:
-        return [curation.remove_photo(session, user, photo_id) for photo_id in photo_ids]
+        result = [curation.remove_photo(session, user, photo_id) for photo_id in photo_ids]
+    app.gallery_changed()
+    return result
 
 
 def undo(app: App, user: User, entry_id: int) -> AuditLog:
     with app.session() as session:
-        return curation.undo(session, user, entry_id)
+        result = curation.undo(session, user, entry_id)
+    app.gallery_changed()
+    return result
 
 
 def history(app: App, limit: int = 300) -> list[AuditRow]:

@@ -87,7 +87,9 @@ def vote(
             config=app.settings.review,
             on_gallery_change=features_hook(session, app.store, app.engine),
         )
-        return Settled(outcome, _code(session, outcome.individual_id))
+        result = Settled(outcome, _code(session, outcome.individual_id))
+    app.gallery_changed()
+    return result
 
 
 def decide(app: App, user: User, sighting_id: int, decision: str, individual_id: int | None) -> Settled:
@@ -102,7 +104,9 @@ def decide(app: App, user: User, sighting_id: int, decision: str, individual_id:
             config=app.settings.review,
             on_gallery_change=features_hook(session, app.store, app.engine),
         )
-        return Settled(outcome, _code(session, outcome.individual_id))
+        result = Settled(outcome, _code(session, outcome.individual_id))
+    app.gallery_changed()
+    return result
 
 
 def stored_evidence(review: ReviewItem) -> tuple[Evidence, np.ndarray] | None:

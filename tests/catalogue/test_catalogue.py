@@ -928,3 +928,46 @@ def test_cli_help_and_argument_errors(capsys) -> None:
             cli.main(argv)
         assert exited.value.code == 2
         assert expected in capsys.readouterr().err
+
+
+# --- an interrupted import resumes ---------------------------------------------------------------------
+
+
+class Interrupted(Exception):
+    """The admin closed the tab, or the process was stopped, part-way through an import."""
+
+
+def test_an_interrupted_import_resumes_without_redoing_finished_photos(db, store: PhotoStore, tmp_path: Path) -> None:
+    from core.catalogue.importer import import_rows
+    from core.catalogue.manifest import ManifestRow
+
+    folder = tmp_path / "catalogue"
+    folder.mkdir()
+    rows = []
+    for i in range(6):
+        (folder / f"p{i}.jpg").write_bytes(photo_bytes(700 + i))
+        rows.append(ManifestRow(f"p{i}.jpg", f"T-{i % 2}", "left"))
+    engine = SearchEngine("sift", dict(SIFT_CONF), device="cpu", cache_dir=tmp_path / "engine")
+    extracted: list[int] = []
+    extract = engine.extractor.extract
+
+    def counting(rgb):
+        extracted.append(1)
+        return extract(rgb)
+
+    engine.extractor.extract = counting  # type: ignore[method-assign]
+
+    def stop_after_three(done: int, total: int) -> None:
+        if done == 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        import_rows(db, store, engine, rows, folder, stop_after_three)
+    assert len(extracted) == 3
+    with session_scope(db) as session:
+        assert count(session, Photo) == 3
+    report = import_rows(db, store, engine, rows, folder)
+    # The second run adds the other three and extracts only theirs; the first three are recognised.
+    assert (report.added, report.already_present, len(extracted)) == (3, 3, 6)
+    with session_scope(db) as session:
+        assert count(session, Photo) == 6 and count(session, FeatureRecord) == 6
