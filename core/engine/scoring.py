@@ -10,11 +10,12 @@ confidence distribution stands against the null distribution of non-matching pai
 * ``wasserstein`` upward Wasserstein-1 distance from the null's sorted-confidence profile;
 * ``auc``         area under the pair's survival curve above a floor.
 
-Every gallery photo has its own null (mean and spread of its score against photos of other
-individuals), because some photos attract matches from everybody. A pair's score becomes a
-z-score against that null (shrunk towards the pooled null, since a photo has only a few sampled
-partners); a logistic calibrator, fitted on the gallery's own same/different pairs, turns z-scores
-into likelihood ratios, and a "one of these individuals or a new one" model turns those into
+The pooled null (mean and spread of a pair's score between different individuals) and the calibrator
+come from a prior fitted once on labelled photos (core.engine.prior). Where a gallery samples pairs of
+its own (no prior for the settings, or asked for), every photo also gets its own null, because some
+photos attract matches from everybody, shrunk towards the pooled null since a photo has only a few
+sampled partners. A pair's score becomes a z-score against that null; a logistic calibrator turns
+z-scores into likelihood ratios, and a "one of these individuals or a new one" model turns those into
 probabilities that sum to one with the probability that the query is a new individual.
 """
 

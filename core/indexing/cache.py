@@ -117,7 +117,7 @@ class IndexCache:
                     break
                 self._build(engine, db, store, key)
             self.errors.pop(key, None)
-        except Exception as exc:  # noqa: BLE001 - a failed background build must be reported, not kill the app
+        except Exception as exc:  # a failed background build must be reported, not kill the app
             log.exception("Updating the gallery index (%s) failed", key)
             self.errors[key] = str(exc) or type(exc).__name__
 
