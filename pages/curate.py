@@ -266,17 +266,6 @@ def _history(user) -> None:
             _done(entry, f"Undone change #{choice}.", undoable=False)
 
 
-def _prepare_gallery() -> None:
-    """Build the search index now, so the first volunteer after an import does not wait for it."""
-    bar = st.progress(0.0, text="Preparing the gallery for searching…")
-    with ctx.guard("preparing the gallery"):
-        catalogue_service.prepare_gallery(
-            ctx.app(),
-            lambda done, total: bar.progress(min(1.0, done / max(1, total)), text=f"Preparing: {done} of {total}"),
-        )
-        bar.progress(1.0, text="The gallery is ready for searching.")
-
-
 def _report(report) -> None:
     st.success(report.summary(), icon=":material/download_done:")
     if report.problems:
@@ -291,6 +280,10 @@ def _report(report) -> None:
 
 
 def _import(user) -> None:
+    st.caption(
+        "Imports run in the background: you may leave this page or close the tab, and come back to see how far "
+        "an import got. A stopped import can be resumed; photos already imported are recognised and skipped."
+    )
     how = st.radio(
         "What do you have?",
         ["zip", "csv", "server"],
@@ -301,14 +294,12 @@ def _import(user) -> None:
         }.get,
         key="curate.import.how",
     )
-    report = None
+    app = ctx.app()
     if how == "zip":
         upload = st.file_uploader("Catalogue ZIP", type=["zip"], key="curate.import.zip")
         if st.button("Import", key="curate.import.zip.go", type="primary", disabled=upload is None):
             assert upload is not None
-            bar = st.progress(0.0, text="Importing…")
-            with ctx.guard("importing the ZIP"):
-                report = catalogue_service.import_zip_upload(ctx.app(), user, upload.getvalue(), _progress(bar))
+            ctx.attempt("starting the import", lambda: catalogue_service.start_zip_import(app, user, upload.getvalue()))
     elif how == "csv":
         manifest = st.file_uploader("Manifest (CSV)", type=["csv"], key="curate.import.csv")
         photos = st.file_uploader(
@@ -320,31 +311,69 @@ def _import(user) -> None:
         st.caption("Photos are matched to the manifest's rows by file name.")
         if st.button("Import", key="curate.import.csv.go", type="primary", disabled=manifest is None or not photos):
             assert manifest is not None
-            bar = st.progress(0.0, text="Importing…")
-            with ctx.guard("importing the catalogue"):
-                report = catalogue_service.import_uploaded_catalogue(
-                    ctx.app(), manifest.getvalue(), {f.name: f.getvalue() for f in photos or []}, _progress(bar)
-                )
+            files = {f.name: f.getvalue() for f in photos or []}
+            ctx.attempt(
+                "starting the import",
+                lambda: catalogue_service.start_uploaded_import(app, user, manifest.getvalue(), files),
+            )
     else:
         location = st.text_input(
             "Path on the server", key="curate.import.path", placeholder="/data/catalogue/manifest.csv"
         )
         if st.button("Import", key="curate.import.server.go", type="primary", disabled=not location.strip()):
             path = Path(location.strip()).expanduser()
-            bar = st.progress(0.0, text="Importing…")
-            with ctx.guard("importing the catalogue"):
-                report = catalogue_service.import_from_server(ctx.app(), user, path, _progress(bar))
-    if report is not None:
-        _report(report)
-        if getattr(report, "added", 0):
-            _prepare_gallery()
+            ctx.attempt("starting the import", lambda: catalogue_service.start_server_import(app, user, path))
+    _import_jobs()
 
 
-def _progress(bar):
-    def update(done: int, total: int) -> None:
-        bar.progress(min(1.0, done / max(1, total)), text=f"Importing: {done} of {total} rows")
+#: What an import job's bar says in each stage.
+JOB_STAGES = {
+    "waiting": "Starting…",
+    "importing": "Importing: {done} of {total} rows (reading each photo and finding its keypoints)",
+    "preparing": "Preparing the gallery for searching: photo {done} of {total}",
+}
 
-    return update
+
+def _import_jobs() -> None:
+    """Every import this app is running or has run; refreshed each second while one runs."""
+    if any(job.running for job in catalogue_service.import_jobs(ctx.app())):
+        _live_import_jobs()
+    else:
+        _import_job_list()
+
+
+@st.fragment(run_every=1.0)
+def _live_import_jobs() -> None:
+    if not any(job.running for job in catalogue_service.import_jobs(ctx.app())):
+        st.rerun()  # the last one finished: show the results, and stop refreshing
+    _import_job_list()
+
+
+def _import_job_list() -> None:
+    jobs = catalogue_service.import_jobs(ctx.app())
+    if not jobs:
+        return
+    st.subheader("Imports")
+    for job in jobs[:5]:
+        with st.container(border=True):
+            st.markdown(f"**#{job.id} · {md(job.label)}** · started by {md(job.user)} at {job.started:%H:%M:%S} UTC")
+            if job.running:
+                text = JOB_STAGES.get(job.stage, job.stage).format(done=job.done, total=job.total)
+                st.progress(job.fraction, text=text)
+                if st.button("Stop", key=f"curate.import.stop.{job.id}"):
+                    catalogue_service.stop_import(ctx.app(), job.id)
+            elif job.state == "finished":
+                _report(job.result)
+                st.success("The gallery is ready for searching.", icon=":material/check_circle:")
+            else:
+                what = "was stopped" if job.state == "stopped" else f"failed: {job.error}"
+                st.warning(f"This import {what} after {job.done} of {job.total} rows.", icon=":material/pause:")
+                if st.button("Resume", key=f"curate.import.resume.{job.id}") and _resume(job.id):
+                    st.rerun()
+
+
+def _resume(job_id: int) -> bool:
+    return ctx.attempt("resuming the import", lambda: catalogue_service.resume_import(ctx.app(), job_id)) is not None
 
 
 def _export(user) -> None:

@@ -17,6 +17,7 @@ from sqlmodel import Session
 from core.engine.search import Engine
 from core.indexing.cache import IndexCache
 from core.review.sessions import load_secret
+from core.service.jobs import Jobs
 from core.settings import Settings
 from core.store.db import get_engine, session_scope
 from core.store.photos import PhotoStore
@@ -30,6 +31,7 @@ class App:
         self.db: SqlEngine = get_engine(settings.database_url)
         self.store = PhotoStore(settings.photo_dir)
         self.indexes = IndexCache()
+        self.jobs = Jobs()
         self.secret = load_secret(settings.home, settings.session_secret)
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()

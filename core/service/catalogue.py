@@ -15,8 +15,9 @@ from core.catalogue.importer import ImportReport, RowProblem, import_rows
 from core.catalogue.manifest import ManifestRow, parse_manifest, read_manifest
 from core.catalogue.zip_import import ZipImportReport, import_zip
 from core.errors import ManifestError, ScuteError
-from core.progress import Progress
+from core.progress import Progress, StageProgress
 from core.service.app import App
+from core.service.jobs import Job
 from core.store.models import User
 
 
@@ -122,3 +123,81 @@ def export_photos_zip(app: App, code: str | None = None) -> bytes:
             return dest.read_bytes()
         export_catalogue(app.db, app.store, Path(tmp), photos=True)
         return (Path(tmp) / CATALOGUE_ZIP).read_bytes()
+
+
+# --- imports as background jobs (core.service.jobs): the admin may leave the page while they run ---------
+
+
+def _job_folder(app: App) -> Path:
+    root = app.settings.home / "jobs"
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="import-", dir=root))
+
+
+def _then_prepare(app: App, report: ImportReport | ZipImportReport, progress: StageProgress) -> None:
+    """After the rows: the search index, so the first volunteer does not wait for it either."""
+    if getattr(report, "added", 0):
+        prepare_gallery(app, lambda done, total: progress("preparing", done, total))
+
+
+def start_zip_import(app: App, user: User, data: bytes) -> Job:
+    folder = _job_folder(app)
+    (folder / "catalogue.zip").write_bytes(data)
+
+    def work(progress: StageProgress) -> ZipImportReport:
+        report = import_zip(
+            app.db,
+            app.store,
+            app.engine,
+            folder / "catalogue.zip",
+            actor=user,
+            progress=lambda done, total: progress("importing", done, total),
+            work_dir=folder,
+        )
+        app.gallery_changed()
+        _then_prepare(app, report, progress)
+        return report
+
+    return app.jobs.start("Catalogue ZIP", user.username, work, folder)
+
+
+def start_uploaded_import(app: App, user: User, manifest: bytes, photos: Mapping[str, bytes]) -> Job:
+    folder = _job_folder(app)
+    rows, _ = parse_manifest(manifest, "The manifest")  # a malformed manifest is refused before the job starts
+    if not rows:
+        raise ManifestError("The manifest has no rows.")
+
+    def work(progress: StageProgress) -> ImportReport:
+        report = _import_uploaded(app, manifest, photos, folder, lambda done, total: progress("importing", done, total))
+        app.gallery_changed()
+        _then_prepare(app, report, progress)
+        return report
+
+    return app.jobs.start(f"CSV manifest, {len(rows)} rows", user.username, work, folder)
+
+
+def start_server_import(app: App, user: User, path: Path) -> Job:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ScuteError(f"There is no file at {path}.")
+
+    def work(progress: StageProgress) -> ImportReport | ZipImportReport:
+        report = import_from_server(app, user, path, lambda done, total: progress("importing", done, total))
+        _then_prepare(app, report, progress)
+        return report
+
+    return app.jobs.start(str(path), user.username, work)
+
+
+def import_jobs(app: App) -> list[Job]:
+    return app.jobs.all()
+
+
+def stop_import(app: App, job_id: int) -> None:
+    job = app.jobs.get(job_id)
+    if job is not None:
+        job.stop()
+
+
+def resume_import(app: App, job_id: int) -> Job:
+    return app.jobs.resume(job_id)
