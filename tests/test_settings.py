@@ -13,7 +13,7 @@ from core.settings import EngineSettings, Settings, sqlite_url
 
 def test_the_footer_says_how_queries_are_matched():
     cpu = EngineSettings(device="cpu")
-    assert cpu.describe() == "aliked, 1024 px, 2048 keypoints, confident scoring, device cpu"
+    assert cpu.describe() == "aliked, 1024 px, 1024 keypoints, confident scoring, device cpu"
     turning = EngineSettings.from_env({"SCUTE_TURNS": "all", "SCUTE_DEVICE": "cpu"})
     assert "confident scoring, queries tried in 4 turns, device cpu" in turning.describe()
 
@@ -26,7 +26,9 @@ def test_engine_settings_come_from_the_environment():
     assert (small.extractor, small.max_side, small.keypoints, small.top_k) == ("sift", 512, 256, 3)
     assert small.extractor_conf() == {"max_side": 512, "max_keypoints": 256}
     assert EngineSettings().extractor_conf() is None
-    assert EngineSettings(max_side=512).describe().startswith("aliked, 512 px, 2048 keypoints")
+    assert EngineSettings(max_side=512, device="cpu").describe().startswith("aliked, 512 px, 1024 keypoints")
+    assert EngineSettings.from_env({}).prior == "shipped"
+    assert EngineSettings.from_env({"SCUTE_PRIOR": " none "}).prior == "none"
     with pytest.raises(ScuteError, match="SCUTE_MAX_SIDE must be a whole number"):
         EngineSettings.from_env({"SCUTE_MAX_SIDE": "big"})
     with pytest.raises(ScuteError, match="SCUTE_KEYPOINTS must be positive"):

@@ -60,7 +60,7 @@ def gallery_working_image(
 SEARCH_STAGES = {
     "gallery": "Preparing the gallery after a change: photo {done} of {total}",
     "features": "Finding the keypoints of your photo…",
-    "matching": "Matching with the most likely gallery photos: pair {done} of {total}",
+    "matching": "Comparing with the best-voted gallery photos: pair {done} of {total}",
 }
 
 

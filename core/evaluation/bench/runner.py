@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -62,6 +63,7 @@ class Bench:
             turns=conf.turns,
         )
         self.device = self.engine.device
+        self.extracted = 0  # photos whose features the last gallery build had to extract
         self.batch = getattr(self.engine.matcher, "batch_size", 1)  # what the matcher uses
         on_gpu = self.device.type == "cuda"
         self.throughput_pairs = conf.throughput_pairs if conf.throughput_pairs is not None else 4096 if on_gpu else 16
@@ -90,28 +92,34 @@ class Bench:
             self.progress(stage, done, total)
 
     def features(self, photos: Sequence[GalleryPhoto]) -> list[Features]:
-        """Gallery features from the cache, extracting the missing ones while threads decode the next photos."""
+        """Gallery features from the cache; the missing ones decoded by a thread per core and extracted in
+        chunks (batched through the network on a GPU, :meth:`Extractor.extract_many`)."""
         from core.engine.images import prepare
 
         engine, cache = self.engine, self.engine.feature_cache
         version = engine.extractor.version
         out: list[Features | None] = [cache.get(version, p.key) for p in photos]
         missing = [i for i, f in enumerate(out) if f is None]
+        self.extracted = len(missing)
         max_side = engine.extractor.max_side
+        chunk = 64 if self.device.type == "cuda" else 1
 
         def load(i: int) -> np.ndarray:
             return prepare(photos[i].path, max_side=max_side)
 
-        with ThreadPoolExecutor(4) as pool:
-            window = 16
-            pending = {i: pool.submit(load, i) for i in missing[:window]}
-            for n, i in enumerate(missing):
-                if n + window < len(missing):
-                    j = missing[n + window]
-                    pending[j] = pool.submit(load, j)
-                cache.put(engine.extractor.extract(pending.pop(i).result()), photos[i].key)
-                out[i] = cache.get(version, photos[i].key)
-                self._tick("features", n + 1, len(missing))
+        with ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:
+            decoded = pool.map(load, missing)  # runs ahead of the network, in order
+            done = 0
+            for start in range(0, len(missing), chunk):
+                indices = missing[start : start + chunk]
+                images = [next(decoded) for _ in indices]
+                for i, result in zip(indices, engine.extractor.extract_many(images), strict=True):
+                    if isinstance(result, Exception):
+                        raise result
+                    cache.put(result, photos[i].key)
+                    out[i] = cache.get(version, photos[i].key)
+                done += len(indices)
+                self._tick("features", done, len(missing))
         assert all(f is not None for f in out)
         return out  # type: ignore[return-value]
 
@@ -178,8 +186,12 @@ class Bench:
         photos = grow_gallery(self.base, size, conf, self._tick)
         build["augment"] = time.perf_counter() - start
         start = time.perf_counter()
-        self.features(photos)
+        extracted = self.features(photos)
         build["features"] = time.perf_counter() - start
+        build["photos_extracted"] = float(self.extracted)
+        if self.extracted:
+            build["extraction_photos_per_s"] = self.extracted / build["features"]
+        del extracted
         # build_index finds every photo's features in memory and matches only the null pairs not cached on disk.
         start = time.perf_counter()
         index = engine.build_index(photos, lambda d, t: self._tick("null pairs", d, t))
@@ -287,7 +299,8 @@ class Bench:
             "keypoints": c.keypoints,
             "batch_size": self.batch,
             "half": bool(getattr(self.engine.matcher, "half", False)),
-            "scoring": asdict(c.scoring),
+            "scoring": asdict(self.engine.scoring),
+            "prior": self.engine.prior.signature if self.engine.prior else None,
             "shortlist": asdict(self.shortlist),
             "seed": c.seed,
             "queries": c.queries,
