@@ -14,29 +14,15 @@ from __future__ import annotations
 
 import io
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fixtures.appgallery import APP_ENV, PASSWORD, AppGallery, copy_home
+from fixtures.browser import CHROMIUM, REPO, chromium, streamlit_app
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO / "docs" / "screenshots"
 MAX_SCREENSHOT_BYTES = 200_000
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SEARCH_TIMEOUT_MS = 240_000  # loaded two-core machines; a search usually takes seconds
 
 if not CHROMIUM.exists():
@@ -48,80 +34,21 @@ sync_api = pytest.importorskip(
 )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def server(app_gallery: AppGallery, tmp_path: Path) -> Iterator[str]:
     """The app on a free localhost port, with its own copy of the gallery; stopped after the test."""
     home = copy_home(app_gallery, tmp_path / "home")
-    port = _free_port()
-    env = {**os.environ, **APP_ENV, "SCUTE_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    for key in ("DATABASE_URL", "SCUTE_REQUIRED_VOTES", "SCUTE_TOP_K"):
-        env.pop(key, None)
-    log = (tmp_path / "streamlit.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(REPO / "app.py"),
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"streamlit exited with {process.returncode}: {(tmp_path / 'streamlit.log').read_text()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not answer on its health endpoint within 90 s")
-            time.sleep(0.3)
+    log = tmp_path / "streamlit.log"
+    with streamlit_app(home, log, APP_ENV, drop=("DATABASE_URL", "SCUTE_REQUIRED_VOTES", "SCUTE_TOP_K")) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        server_log = (tmp_path / "streamlit.log").read_text(errors="replace")
-        assert "Traceback" not in server_log, server_log[-4000:]
+    server_log = log.read_text(errors="replace")
+    assert "Traceback" not in server_log, server_log[-4000:]
 
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium(sync_api) as launched:
+        yield launched
 
 
 def settle(page) -> None:

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.browser import REPO, streamlit_app
 from fixtures.world import PASSWORD
 
 from core.review.users import create_user
@@ -30,7 +28,6 @@ from core.store.db import init_db, session_scope
 
 pytestmark = pytest.mark.usefixtures("cheap_hashing")
 
-REPO = Path(__file__).resolve().parents[2]
 LOAD_SECONDS = float(os.environ.get("SCUTE_LOAD_SECONDS", "10"))
 SESSIONS = 20
 
@@ -42,12 +39,6 @@ if not (REPO / "app.py").is_file():
     pytest.skip("app.py does not exist yet", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path: Path):
     """The app with a fresh gallery (one admin, so it opens on the sign-in page) on a free port."""
@@ -56,39 +47,11 @@ def server(tmp_path: Path):
     with session_scope(engine) as session:
         create_user(session, "admin", PASSWORD, "admin", actor=None)
     engine.dispose()
-    port = _free_port()
-    env = {**os.environ, "SCUTE_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    env.pop("DATABASE_URL", None)
-    log = (tmp_path / "streamlit.log").open("wb")
-    args = ["--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"]
-    command = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), *args]
-    process = subprocess.Popen(
-        [*command, "--browser.gatherUsageStats", "false"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"streamlit exited: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail("streamlit did not start within 120 s")
-            time.sleep(0.3)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        with streamlit_app(home, tmp_path / "streamlit.log", drop=("DATABASE_URL",)) as url:
+            yield url
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def _get(url: str) -> float:

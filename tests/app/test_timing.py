@@ -25,29 +25,17 @@ import json
 import os
 import platform
 import re
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from fixtures.browser import CHROMIUM, chromium, streamlit_app
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 STEP_TIMEOUT_MS = 900_000  # cold caches on a loaded two-core machine: generous, the times are what we record
 UI_TIMEOUT_MS = 120_000
 PASSWORD = "turtles are great"
@@ -86,81 +74,22 @@ sync_api = pytest.importorskip(
 )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     """The app on a free localhost port with an empty data folder and the default engine on the CPU."""
     home = tmp_path / "home"
     home.mkdir()
-    port = _free_port()
-    env = {**os.environ, "SCUTE_HOME": str(home), "SCUTE_DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
-    for key in DEFAULTED:
-        env.pop(key, None)
-    log = (tmp_path / "streamlit.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(REPO / "app.py"),
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"streamlit exited with {process.returncode}: {(tmp_path / 'streamlit.log').read_text()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not answer on its health endpoint within 90 s")
-            time.sleep(0.3)
+    log = tmp_path / "streamlit.log"
+    with streamlit_app(home, log, {"SCUTE_DEVICE": "cpu"}, drop=DEFAULTED) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        server_log = (tmp_path / "streamlit.log").read_text(errors="replace")
-        assert "Traceback" not in server_log, server_log[-4000:]
+    server_log = log.read_text(errors="replace")
+    assert "Traceback" not in server_log, server_log[-4000:]
 
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium(sync_api) as launched:
+        yield launched
 
 
 def settle(page, timeout_ms: int = STEP_TIMEOUT_MS) -> None:
