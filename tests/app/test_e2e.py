@@ -19,19 +19,13 @@ from pathlib import Path
 
 import pytest
 from fixtures.appgallery import APP_ENV, PASSWORD, AppGallery, copy_home
-from fixtures.browser import CHROMIUM, REPO, chromium, streamlit_app
+from fixtures.browser import REPO, chromium, playwright_or_skip, streamlit_app
 
 SCREENSHOTS = REPO / "docs" / "screenshots"
 MAX_SCREENSHOT_BYTES = 200_000
 SEARCH_TIMEOUT_MS = 240_000  # loaded two-core machines; a search usually takes seconds
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)", allow_module_level=True
-    )
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright Python package is missing: pip install playwright"
-)
+sync_api = playwright_or_skip()
 
 
 @pytest.fixture

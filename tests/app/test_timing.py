@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from fixtures.browser import CHROMIUM, chromium, streamlit_app
+from fixtures.browser import chromium, playwright_or_skip, streamlit_app
 
 pytestmark = pytest.mark.slow
 
@@ -65,13 +65,7 @@ TARGETS_S = {
 }
 VERDICT = re.compile(r"^(Most likely|Probably a new individual|No clear answer)")
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)", allow_module_level=True
-    )
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright Python package is missing: pip install playwright"
-)
+sync_api = playwright_or_skip()
 
 
 @pytest.fixture
