@@ -80,13 +80,16 @@ def _figures(report: EvaluationReport, index) -> None:
         st.plotly_chart(charts.roc_figure(known, novel), key="evaluate.roc", config={"displayModeBar": False})
         st.caption("How well the best candidate's probability tells a known turtle from a new one.")
     with right:
-        if index is not None:
-            same, different = evaluation.pair_scores(index, report.default_method)
+        same, different = evaluation.pair_scores(index, report.default_method) if index is not None else ((), ())
+        if len(same) or len(different):
+            groups, title = {"same individual": same, "different individuals": different}, "gallery photo pairs"
+        else:  # no sampled pairs (the shipped prior): the queries' own scores tell the same story
+            right, wrong = evaluation.query_scores(report)
+            groups, title = {"right individual": right, "best wrong individual": wrong}, "each known query"
+        if any(len(v) for v in groups.values()):
             st.plotly_chart(
                 charts.histogram_figure(
-                    {"same individual": same, "different individuals": different},
-                    title="Scores of gallery photo pairs",
-                    x_title="score (standard deviations above the null)",
+                    groups, title=f"Scores of {title}", x_title="score (standard deviations above the null)"
                 ),
                 key="evaluate.pairs",
                 config={"displayModeBar": False},

@@ -85,6 +85,8 @@ class QueryOutcome:
     best_probability: float
     new_individual_probability: float
     seconds: float
+    true_score: float | None = None  # exhaustive search: z-score of the right individual (known queries)
+    best_other_score: float | None = None  # ... and of the best-scoring wrong one
 
 
 @dataclass
@@ -207,6 +209,8 @@ def evaluate(
         search_latencies.append(time.perf_counter() - start)
         searched.add(deployed, row.identity, row.identity in novel)
         extraction.append(extracted - start)
+        scores: dict[str, float] = {}
+        others: list[float] = []
         if exhaustive:
             start_exhaustive = time.perf_counter()
             results = engine.match_gallery(views, index)
@@ -214,6 +218,8 @@ def evaluate(
             latencies.append(extracted - start + time.perf_counter() - start_exhaustive)
             for m, out in outcomes.items():
                 tallies[m].add(out, row.identity, row.identity in novel)
+            scores = outcomes[methods[0]].scores
+            others = [z for ident, z in scores.items() if ident != row.identity]
         details.append(
             QueryOutcome(
                 row.path,
@@ -223,6 +229,8 @@ def evaluate(
                 deployed.candidates[0].probability,
                 deployed.new_individual_probability,
                 search_latencies[-1],
+                scores.get(row.identity),
+                max(others) if others else None,
             )
         )
         if progress:

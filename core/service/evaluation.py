@@ -53,6 +53,17 @@ def pair_scores(index: GalleryIndex, method: str) -> tuple[np.ndarray, np.ndarra
     return np.asarray(same, dtype=np.float64), np.asarray(different, dtype=np.float64)
 
 
+def query_scores(report: EvaluationReport) -> tuple[np.ndarray, np.ndarray]:
+    """Per known query: the right individual's z-score and the best wrong one's (from exhaustive matching).
+
+    What the pair histogram shows when the gallery samples no pairs of its own (it uses the shipped prior).
+    """
+    known = [q for q in report.queries_detail if not q.novel and q.true_score is not None]
+    right = [q.true_score for q in known if q.true_score is not None]
+    wrong = [q.best_other_score for q in known if q.best_other_score is not None]
+    return np.asarray(right, dtype=np.float64), np.asarray(wrong, dtype=np.float64)
+
+
 def slowest_queries(report: EvaluationReport, n: int = 5) -> list[QueryOutcome]:
     return sorted(report.queries_detail, key=lambda q: -q.seconds)[:n]
 

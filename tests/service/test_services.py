@@ -125,3 +125,18 @@ def test_slowest_and_wrongest_queries():
     csv_text = report_csv(report).decode()
     assert csv_text.splitlines()[0].startswith("path,identity,novel,top5")
     assert "c.jpg,T-2,False,T-1 T-3 T-2,0.7000,0.1000,2.000" in csv_text
+
+
+def test_query_scores_give_the_right_and_the_best_wrong_individuals_score_of_known_queries():
+    """What the Evaluate page's score histogram shows when the gallery samples no pairs (the shipped prior)."""
+    from core.service.evaluation import query_scores
+
+    detail = [
+        QueryOutcome("a.jpg", "T-1", False, ["T-1"], 0.9, 0.05, 1.0, 12.5, 1.5),
+        QueryOutcome("b.jpg", "T-2", False, ["T-1"], 0.4, 0.5, 1.0, 0.5, 3.0),
+        QueryOutcome("c.jpg", "T-9", True, ["T-1"], 0.2, 0.8, 1.0, None, 2.0),  # novel: no right individual
+        QueryOutcome("d.jpg", "T-1", False, ["T-1"], 0.9, 0.05, 1.0),  # shortlist only: no exhaustive scores
+    ]
+    report = EvaluationReport({}, "confident", 2, 4, ["T-9"], 1.0, 3.0, 0.1, 1.0, {}, {}, detail)
+    right, wrong = query_scores(report)
+    assert right.tolist() == [12.5, 0.5] and wrong.tolist() == [1.5, 3.0]
