@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 
 from core.cli.common import (
     add_database_options,
+    database,
     engine_options,
     fail,
     first_line,
@@ -33,9 +34,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     manifest = Path(args.manifest)
     root = Path(args.root) if args.root else manifest.parent
     rows = read_manifest(manifest)
-    db = open_database(settings(args).database_url)
     engine = make_engine(args)
-    report = import_rows(db, PhotoStore(settings(args).photo_dir), engine, rows, root, progress_bar("importing"))
+    with database(settings(args).database_url) as db:
+        report = import_rows(db, PhotoStore(settings(args).photo_dir), engine, rows, root, progress_bar("importing"))
     for problem in report.problems:
         print(f"line {problem.line}: {problem.path}: {problem.reason}", file=sys.stderr)
     print(report.summary())
@@ -49,8 +50,7 @@ def _import_zip(args: argparse.Namespace) -> int:
 
     if args.root:
         raise ScuteError("--root only applies to --manifest; a ZIP's paths are relative to its manifest.csv.")
-    with open_archive(Path(args.zip)) as archive:
-        db = open_database(settings(args).database_url)
+    with open_archive(Path(args.zip)) as archive, database(settings(args).database_url) as db:
         store = PhotoStore(settings(args).photo_dir)
         report = import_archive(db, store, make_engine(args), archive, progress=progress_bar("importing"))
     for problem in report.problems:

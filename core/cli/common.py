@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,16 @@ def open_database(url: str) -> Engine:
         return init_db(url)
     except (OperationalError, ArgumentError, OSError) as exc:
         raise CliError(f"Cannot open the database: {first_line(exc)}") from None
+
+
+@contextmanager
+def database(url: str) -> Iterator[Engine]:
+    """:func:`open_database` for one command, its connections closed when the command ends."""
+    engine = open_database(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def first_line(exc: BaseException) -> str:

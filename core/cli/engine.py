@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from core.cli.common import (
+    database,
     engine_options,
     engine_settings,
     make_engine,
-    open_database,
     progress_bar,
     read_photo,
     settings,
@@ -34,7 +34,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
     sha = sha256_hex(data)
     engine = make_engine(args)
     query = engine.query_views(image.pixels, sha)
-    with session_scope(open_database(settings(args).database_url)) as session:
+    with database(settings(args).database_url) as db, session_scope(db) as session:
         photos = gallery_photos(session, PhotoStore(settings(args).photo_dir), args.side)
     index = engine.build_index(photos, None if args.json else progress_bar("preparing gallery"))
     # A photo already in the gallery would match itself perfectly: compare it with the others.

@@ -171,9 +171,13 @@ def upgrade_schema(engine: Engine) -> None:
 
 
 def init_db(url: str) -> Engine:
-    """An engine for ``url`` whose schema is at head."""
+    """An engine for ``url`` whose schema is at head; nothing left open when the migration fails."""
     engine = make_engine(url)
-    upgrade_schema(engine)
+    try:
+        upgrade_schema(engine)
+    except BaseException:
+        engine.dispose()  # else its pooled connection lingers until garbage collection
+        raise
     return engine
 
 
