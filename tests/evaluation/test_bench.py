@@ -151,7 +151,13 @@ def test_small_bench_reports_every_figure(small_report: BenchReport) -> None:
     r = small_report.sizes[0]
     assert r.individuals == 4 and r.augmented_photos == 100 - 24
     assert r.queries == 4 and r.exhaustive_queries == 4 and len(r.records) == 4
-    assert set(r.build_seconds) == {"augment", "features", "null_pairs", "shortlist_bank"}
+    assert {"augment", "features", "null_pairs", "shortlist_bank", "photos_extracted"} <= set(r.build_seconds)
+    extracted = r.build_seconds["photos_extracted"]
+    assert 0 <= extracted <= 100
+    if extracted:  # the extraction rate is reported whenever photos were extracted
+        assert r.build_seconds["extraction_photos_per_s"] == pytest.approx(
+            extracted / r.build_seconds["features"], rel=0.01
+        )
     assert 0 < r.latency_median_s <= r.latency_p95_s
     assert set(r.stage_median_s) == {"total", "features", "shortlist", "rerank"}
     assert 1 <= r.pairs_median <= r.pairs_max <= 6
