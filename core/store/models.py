@@ -350,3 +350,34 @@ class AuditIndividual(SQLModel, table=True):
         index=True,
         sa_column_args=[ForeignKey("individual.id", name="fk_audit_individual_individual_id_individual")],
     )
+
+
+class SignInSession(SQLModel, table=True):
+    """A signed-in browser session. Its token carries a random key whose SHA-256 is stored here, so signing
+    out (``revoked_at``) ends that token on every server even though the token itself is still well signed."""
+
+    __tablename__ = "sign_in_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key_hash: str = Field(max_length=64, unique=True, index=True)
+    user_id: int = Field(
+        index=True,
+        sa_column_args=[
+            ForeignKey("user_account.id", name="fk_sign_in_session_user_id_user_account", ondelete="CASCADE")
+        ],
+    )
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SignInThrottle(SQLModel, table=True):
+    """Recent failed sign-ins per account name and per client (``account:alice``, ``client:10.0.0.7``), kept in
+    the database so that every app process slows the same guesser."""
+
+    __tablename__ = "sign_in_throttle"
+
+    key: str = Field(primary_key=True, max_length=200)
+    failures: int = Field(default=0)
+    last_failure_at: float = Field(default=0.0)
+    blocked_until: float = Field(default=0.0)

@@ -39,11 +39,11 @@ def _photo(sha: str, individual_id: int | None = None, **kwargs) -> Photo:
 
 
 def test_init_db_brings_schema_to_head(engine: Engine) -> None:
-    assert head_revision() == "0003_evidence"
+    assert head_revision() == "0004_sign_in"
     with engine.connect() as conn:
         versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
         tables = set(inspect(conn).get_table_names())
-    assert versions == ["0003_evidence"]
+    assert versions == ["0004_sign_in"]
     assert tables >= GALLERY_TABLES | {"alembic_version"}
 
 

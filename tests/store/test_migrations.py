@@ -28,7 +28,17 @@ from core.store.models import FeatureRecord, Individual, Photo, Sighting, User
 from core.store.photos import PhotoStore
 
 GALLERY_TABLES = {"individual", "photo", "feature_record"}
-REVIEW_TABLES = {"user_account", "sighting", "candidate", "vote", "audit_log", "audit_individual", "sighting_evidence"}
+REVIEW_TABLES = {
+    "user_account",
+    "sighting",
+    "candidate",
+    "vote",
+    "audit_log",
+    "audit_individual",
+    "sighting_evidence",
+    "sign_in_session",
+    "sign_in_throttle",
+}
 CREATED = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -123,7 +133,7 @@ def test_upgrade_from_0001_keeps_the_gallery(db_url: str, tmp_path: Path, monkey
     old.dispose()
 
     engine = init_db(db_url)  # what every Scute process does at start
-    assert current_revision(engine) == head_revision() == "0003_evidence"
+    assert current_revision(engine) == head_revision() == "0004_sign_in"
     assert set(inspect(engine).get_table_names()) >= GALLERY_TABLES | REVIEW_TABLES
     assert _gallery_snapshot(engine) == before
 
@@ -194,6 +204,6 @@ def test_downgrade_to_0001_and_back(db_url: str, tmp_path: Path) -> None:
     assert _gallery_snapshot(engine) == before
     engine.dispose()
     engine = init_db(db_url)
-    assert current_revision(engine) == "0003_evidence"
+    assert current_revision(engine) == "0004_sign_in"
     assert _gallery_snapshot(engine) == before
     engine.dispose()
