@@ -21,6 +21,9 @@ from typing import BinaryIO
 TEMP_PREFIX = ".tmp-"
 #: Photos and feature files are meant to be read by other tools of the same project too.
 SHARED_FILE_MODE = 0o644
+#: The gallery database, the photo store and backups hold personal data and password hashes: owner only.
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
 _CHUNK = 1 << 20
 
 
@@ -100,6 +103,23 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def make_private_dir(path: Path) -> Path:
+    """``mkdir -p`` where every folder it creates is owner-only (``mkdir``'s own mode is subject to umask)."""
+    path = Path(path)
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:  # made meanwhile by another writer; leave its mode alone
+            continue
+        os.chmod(folder, PRIVATE_DIR_MODE)
+    return path
 
 
 def sha256_hex(data: bytes) -> str:

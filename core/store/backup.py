@@ -13,24 +13,32 @@ them. How each part stays consistent:
   photo of the snapshot is already on disk when the copy starts. Each copied photo is re-hashed.
 * **Features** are copied as they are (they can be recomputed; copying saves hours on large galleries).
 
-``backup.json`` is written last and removed first, so a folder without it is an incomplete backup,
-which :func:`restore` refuses. Running :func:`backup` again into the same folder refreshes it and
-copies only new photos. :func:`restore` refuses a database that already holds data unless ``force``
-(then everything in it is replaced), and checks row counts and checksums against the manifest.
+A backup is written into a temporary folder beside ``out`` (``.tmp-<name>.<pid>.…``) and put in place in
+one step (Linux: the two folders are exchanged atomically; elsewhere two renames), so a backup killed at
+any moment leaves the previous backup in ``out`` as it was, and restorable. ``backup.json`` is
+written last, so a folder without it is an incomplete backup, which :func:`restore` refuses. Running
+:func:`backup` again into the same folder hard-links the previous backup's photos and features into the
+new one and copies only new ones. The SQLite copy is a plain rollback-journal file (not WAL), so it
+restores from read-only media. Files are 0600 and folders 0700: a backup holds password hashes.
+:func:`restore` (``core.store.restore``) checks row counts and checksums against the manifest.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import datetime as dt
 import decimal
+import errno
 import json
 import logging
 import os
 import shutil
 import sqlite3
 import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +47,7 @@ from typing import Any
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
     MetaData,
+    create_engine,
     func,
     select,
     text,
@@ -47,7 +56,16 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from core import __version__
 from core.errors import ScuteError
-from core.io import TEMP_PREFIX, atomic_copy, atomic_write, publish, sha256_file
+from core.io import (
+    PRIVATE_FILE_MODE,
+    TEMP_PREFIX,
+    atomic_copy,
+    atomic_write,
+    fsync_dir,
+    make_private_dir,
+    publish,
+    sha256_file,
+)
 from core.store.db import make_engine
 
 log = logging.getLogger(__name__)
@@ -63,6 +81,11 @@ PHOTOS_DIR = "photos"
 FEATURES_DIR = "features"
 METHODS: tuple[str, ...] = ("auto", "sqlite", "pg_dump", "export")
 VERSION_TABLE = "alembic_version"
+#: What a backup folder may hold; anything else means ``out`` is not a backup, and it is left alone.
+_BACKUP_ENTRIES = frozenset(
+    {MANIFEST_FILE, SQLITE_FILE, PG_DUMP_FILE, TABLES_DIR, PHOTOS_DIR, FEATURES_DIR}
+    | {f"{name}{suffix}" for name in (SQLITE_FILE, PG_DUMP_FILE, TABLES_DIR) for suffix in (".part", "-wal", "-shm")}
+)
 
 
 class BackupError(ScuteError):
@@ -110,8 +133,23 @@ def backup(
         raise BackupError(f"Unknown backup method {method!r}; choose one of {', '.join(METHODS)}.")
     url, home = db_url, Path(home)
     out = Path(out).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST_FILE).unlink(missing_ok=True)  # incomplete until the new manifest is written
+    _refuse_foreign_folder(out)
+    make_private_dir(out.parent)
+    _remove_stale_stages(out)
+    stage = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{out.name}.{os.getpid()}.", dir=out.parent))  # 0700
+    try:
+        if out.is_dir():
+            for name in (PHOTOS_DIR, FEATURES_DIR):
+                _link_tree(out / name, stage / name)
+        manifest = _write_backup(url, stage, home=home, method=method, include_features=include_features)
+        _put_in_place(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)  # after the switch: the previous backup
+    log.info("Backup of %s written to %s (%s, %d photos)", manifest.backend, out, manifest.method, manifest.photos)
+    return manifest
+
+
+def _write_backup(url: str, out: Path, *, home: Path, method: str, include_features: bool) -> BackupManifest:
     engine = make_engine(url)
     try:
         backend = engine.dialect.name
@@ -142,9 +180,86 @@ def backup(
         checksums=facts.checksums,
         missing_photos=missing,
     )
-    atomic_write(out / MANIFEST_FILE, json.dumps(asdict(manifest), indent=2, sort_keys=True).encode())
-    log.info("Backup of %s written to %s (%s, %d photos)", backend, out, method, photos)
+    data = json.dumps(asdict(manifest), indent=2, sort_keys=True).encode()
+    atomic_write(out / MANIFEST_FILE, data, mode=PRIVATE_FILE_MODE)
     return manifest
+
+
+def _refuse_foreign_folder(out: Path) -> None:
+    """A backup replaces the whole folder: never one that holds anything but a backup."""
+    if out.exists() and not out.is_dir():
+        raise BackupError(f"{out} is a file, not a folder; choose a folder for the backup.")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in _BACKUP_ENTRIES)
+        foreign = [name for name in foreign if not name.startswith(TEMP_PREFIX)]
+        if foreign:
+            raise BackupError(
+                f"{out} holds files that are not part of a Scute backup ({', '.join(foreign[:3])}); a backup "
+                "replaces the whole folder, so choose an empty or new folder."
+            )
+
+
+def _remove_stale_stages(out: Path) -> None:
+    """Temporary folders of backups into ``out`` that were killed (their process is gone)."""
+    for stage in out.parent.glob(f"{TEMP_PREFIX}{out.name}.*"):
+        pid = stage.name[len(f"{TEMP_PREFIX}{out.name}.") :].split(".")[0]
+        if stage.is_dir() and pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def alive(pid: int) -> bool:
+    """Whether a process still runs: temporaries of a running backup or restore are not leftovers."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _link_tree(source: Path, dest: Path) -> None:
+    """Hard-link the previous backup's files into the new one: stored files never change, so sharing them
+    is safe, and a refresh then copies only what is new. Where links are impossible, copying does it."""
+    if not source.is_dir():
+        return
+    for path in sorted(source.rglob("*")):
+        if path.is_symlink() or not path.is_file() or path.name.startswith(TEMP_PREFIX):
+            continue
+        target = dest / path.relative_to(source)
+        make_private_dir(target.parent)
+        try:
+            os.link(path, target)
+        except OSError:
+            return
+
+
+def _put_in_place(stage: Path, out: Path) -> None:
+    """Make the finished backup ``out`` in one step; ``stage`` then holds the previous backup (if any)."""
+    if not out.exists():
+        os.rename(stage, out)
+    elif not _exchange(stage, out):  # no atomic exchange here: two renames, a moment without ``out``
+        previous = stage.with_name(stage.name + ".previous")
+        os.rename(out, previous)
+        os.rename(stage, out)
+        os.rename(previous, stage)
+    fsync_dir(out.parent)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two folders atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))
 
 
 def _choose_method(backend: str, method: str) -> str:
@@ -216,7 +331,8 @@ def _backup_sqlite(url: str, out: Path) -> DatabaseFacts:
     finally:
         target.close()
         source.close()
-    engine = make_engine(f"sqlite:///{part}")
+    os.chmod(part, PRIVATE_FILE_MODE)
+    engine = create_engine(f"sqlite:///{part}")  # not make_engine: that would switch the copy to WAL
     try:
         with engine.connect() as connection:
             facts = database_facts(connection, reflect(connection))
@@ -278,6 +394,7 @@ def _backup_pg_dump(engine: Engine, url: str, out: Path) -> DatabaseFacts:
             env,
             "pg_dump",
         )
+    os.chmod(part, PRIVATE_FILE_MODE)
     publish(part, out / PG_DUMP_FILE)
     facts.checksums = {PG_DUMP_FILE: sha256_file(out / PG_DUMP_FILE)}
     return facts
@@ -298,13 +415,14 @@ def _backup_export(engine: Engine, out: Path) -> DatabaseFacts:
     tables_dir = out / TABLES_DIR
     part_dir = out / f"{TABLES_DIR}.part"
     shutil.rmtree(part_dir, ignore_errors=True)
-    part_dir.mkdir(parents=True)
+    make_private_dir(part_dir)
     with _snapshot(engine) as connection:
         metadata = reflect(connection)
         facts = database_facts(connection, metadata)
         for name, table in sorted(metadata.tables.items()):
             order = [table.c[c.name] for c in table.primary_key.columns] or list(table.c)
-            with (part_dir / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
+            fd = os.open(part_dir / f"{name}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 for row in connection.execute(select(table).order_by(*order)).mappings():
                     handle.write(json.dumps({k: _jsonable(v) for k, v in row.items()}, sort_keys=True) + "\n")
                 handle.flush()
@@ -322,7 +440,8 @@ def copy_tree(source: Path, dest: Path, *, verify_names: bool = False) -> int:
     """Copy regular files (not temporaries, not links) that are missing or differ in size; count them all.
 
     With ``verify_names`` each file is a content-addressed photo whose name must be the SHA-256 of its
-    bytes: a damaged one is reported and skipped rather than spread into the copy.
+    bytes: a damaged one is reported and skipped rather than spread into the copy. Copies are owner-only
+    (0600 files, 0700 folders): backups and the restored store hold volunteers' photos.
     """
     source, dest = Path(source), Path(dest)
     if not source.is_dir():
@@ -339,5 +458,6 @@ def copy_tree(source: Path, dest: Path, *, verify_names: bool = False) -> int:
             log.warning("Skipping %s: its content does not match its name (damaged)", path)
             continue
         count += 1
-        atomic_copy(path, target)
+        make_private_dir(target.parent)
+        atomic_copy(path, target, mode=PRIVATE_FILE_MODE)
     return count

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
 from core.errors import ScuteError
+from core.io import PRIVATE_FILE_MODE, make_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,9 @@ def make_engine(url: str) -> Engine:
 
     database = parsed.database
     memory = _is_sqlite_memory(database)
-    if not memory and database and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    file_path = Path(database).expanduser() if not memory and database and not database.startswith("file:") else None
+    if file_path is not None:
+        make_private_dir(file_path.parent)
     kwargs: dict[str, Any] = {
         "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
         "hide_parameters": HIDE_PARAMETERS,
@@ -67,6 +70,12 @@ def make_engine(url: str) -> Engine:
     if memory:
         kwargs["poolclass"] = StaticPool  # one shared connection, else every checkout is a new empty database
     engine = create_engine(url, **kwargs)
+
+    if file_path is not None:
+
+        @event.listens_for(engine, "do_connect")
+        def _create_owner_only(*_args: Any) -> None:
+            _create_private_file(file_path)
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -82,6 +91,17 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
     return engine
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the database file 0600 before SQLite does: SQLite makes it 0644 (less the umask) and gives
+    its -wal and -shm files the database file's mode; the gallery holds password hashes."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.chmod(path, PRIVATE_FILE_MODE)  # exactly 0600, whatever the umask
 
 
 def _switch_to_wal(cursor: Any) -> str:

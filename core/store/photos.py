@@ -1,7 +1,8 @@
 """Content-addressed photo storage: a photo's file name is the SHA-256 of its bytes.
 
 Identical uploads share one file, a file never changes once written, and names come only from the
-hash and an allow-listed suffix, never from what the uploader called the file.
+hash and an allow-listed suffix, never from what the uploader called the file. Files are 0600 and
+folders 0700: volunteers' photos carry locations and faces, and other accounts on the server need none.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.io import atomic_write, sha256_file, sha256_hex
+from core.io import PRIVATE_FILE_MODE, atomic_write, make_private_dir, sha256_file, sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ class PhotoStore:
                 return StoredPhoto(sha, relpath, created=False)
             # Same name, wrong size: damaged on disk (not by us: we replace atomically). Repair it.
             log.warning("Stored photo %s has the wrong size; rewriting it", relpath)
-        atomic_write(dest, data)
+        make_private_dir(dest.parent)
+        atomic_write(dest, data, mode=PRIVATE_FILE_MODE)
         log.debug("Stored photo %s (%d bytes)", relpath, len(data))
         return StoredPhoto(sha, relpath, created=True)
 

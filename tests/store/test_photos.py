@@ -27,7 +27,8 @@ def test_put_is_content_addressed(store: PhotoStore, fmt: str, suffix: str) -> N
     assert path.read_bytes() == data
     assert store.path(stored.relpath) == path
     assert files_under(store.root) == [path]
-    assert path.stat().st_mode & 0o777 == 0o644
+    assert path.stat().st_mode & 0o777 == 0o600  # issue 15: owner only, files and the folders made for them
+    assert {p.stat().st_mode & 0o777 for p in (path.parent, path.parent.parent)} == {0o700}
 
 
 def test_same_content_is_not_rewritten(store: PhotoStore, monkeypatch) -> None:
