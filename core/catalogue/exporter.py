@@ -256,7 +256,7 @@ def _write_catalogue_zip(
                     photo.original_name,
                 ]
             )
-        manifest_csv = csv_bytes(MANIFEST_COLUMNS, manifest, escape=False)
+        manifest_csv = csv_bytes(MANIFEST_COLUMNS, manifest)
         zf.writestr(_zip_info(MANIFEST_NAME, zipfile.ZIP_DEFLATED), manifest_csv)
         zf.writestr(_zip_info(INDIVIDUALS_NAME, zipfile.ZIP_DEFLATED), csv_bytes(INDIVIDUAL_COLUMNS, individuals))
     return len(manifest)

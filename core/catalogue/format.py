@@ -2,8 +2,11 @@
 
 Text cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or carriage
 return) are written with a leading apostrophe, and so is text that starts with an apostrophe, so that
-import can strip exactly one again. Only ``manifest.csv`` is written verbatim: unzipped, it is also a
-plain manifest for ``python -m core import --manifest``.
+import can strip exactly one again. Every exported CSV is written so, ``manifest.csv`` included (its
+``original_name`` is whatever name a volunteer's file had, and its ``identity`` any code): the imports
+strip the apostrophe from identities and original names, so an unzipped ``manifest.csv`` is still a
+plain manifest for ``python -m core import --manifest``. :func:`csv_bytes` is the one writer of such CSV,
+for the Evaluate page's download too.
 """
 
 from __future__ import annotations

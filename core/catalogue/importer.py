@@ -2,18 +2,22 @@
 
 Each row is its own transaction, so a crash loses at most the row in flight and a re-run resumes
 where it stopped; photos are content-addressed, so a second run adds nothing. Bad rows are
-reported with a reason and skipped; the rest are imported.
+reported with a reason and skipped; the rest are imported. An import made by an admin (the app's
+imports) is recorded in the audit log, also when it added nothing or was stopped part-way: who brought
+which catalogue in, and what was left out, is part of the gallery's history.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine as SqlEngine
 
+from core.catalogue.format import unescape_cell
 from core.catalogue.manifest import ManifestRow
 from core.engine.images import load_image
 from core.engine.search import Engine
@@ -21,9 +25,11 @@ from core.errors import ScuteError
 from core.indexing.gallery import record_photo_features
 from core.io import sha256_hex
 from core.progress import Progress
+from core.review.users import acting_user
+from core.store.audit import lock_for_write, record
 from core.store.db import session_scope
 from core.store.gallery import add_photo, get_or_create_individual
-from core.store.models import SIDES
+from core.store.models import SIDES, User
 from core.store.photos import SUFFIX_FOR_FORMAT, PhotoStore
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,7 @@ class ImportReport:
     already_present: int = 0
     individuals_created: int = 0
     problems: list[RowProblem] = field(default_factory=list)
+    created_ids: list[int] = field(default_factory=list)  # the individuals this import created
 
     def summary(self) -> str:
         return (
@@ -72,24 +79,80 @@ def import_rows(
     rows: Sequence[ManifestRow],
     root: Path,
     progress: Progress | None = None,
+    *,
+    lines: Sequence[int] | None = None,
+    original_names: Sequence[str] | None = None,
+    actor: User | int | None = None,
+    source: str = "",
+    skipped: Sequence[RowProblem] = (),
 ) -> ImportReport:
-    report = ImportReport()
-    for i, row in enumerate(rows):
-        line = i + 2
-        try:
-            _import_row(db, store, engine, row, root, report)
-        except ScuteError as exc:
-            report.problems.append(RowProblem(line, row.path, str(exc)))
-            log.info("manifest line %d (%s) skipped: %s", line, row.path, exc)
-        if progress:
-            progress(i + 1, len(rows))
+    """Import ``rows`` (paths relative to ``root``), one transaction each.
+
+    ``lines``: each row's line in its CSV (default: the rows are the CSV's, from line 2).
+    ``original_names``: each photo's own file name where the row's path is not it (uploads kept under
+    safe names). ``actor``: an active admin, checked first; the import is then audited as ``source``.
+    ``skipped``: rows the caller already left out (reported, and counted in the audit entry).
+    """
+    if actor is not None:
+        with session_scope(db) as session:
+            actor = acting_user(session, actor, "admin", action="import a catalogue").id
+    report = ImportReport(problems=list(skipped))
+    try:
+        for i, row in enumerate(rows):
+            line = lines[i] if lines is not None else i + 2
+            name = original_names[i] if original_names is not None else Path(row.path).name
+            try:
+                _import_row(db, store, engine, row, root, report, name)
+            except ScuteError as exc:
+                report.problems.append(RowProblem(line, row.path, str(exc)))
+                log.info("manifest line %d (%s) skipped: %s", line, row.path, exc)
+            if progress:
+                progress(i + 1, len(rows))
+    except BaseException:
+        if actor is not None:
+            audit_import(db, actor, _import_summary(source, report, stopped=True), report.created_ids)
+        raise
+    if actor is not None:
+        audit_import(db, actor, _import_summary(source, report), report.created_ids)
     return report
 
 
+def _import_summary(source: str, report: ImportReport, *, stopped: bool = False) -> dict[str, Any]:
+    return {
+        "source": source,
+        "added": report.added,
+        "already_present": report.already_present,
+        "individuals_created": report.individuals_created,
+        "skipped": len(report.problems),
+        "stopped": stopped,
+    }
+
+
+def audit_import(db: SqlEngine, actor_id: int, after: Mapping[str, Any], individuals: Iterable[int]) -> None:
+    """One ``catalogue.import`` entry by ``actor_id``, in its own transaction.
+
+    A failure to write it (the database went away mid-import) is logged, never raised over the import's own
+    outcome or error.
+    """
+    try:
+        with session_scope(db) as session:
+            lock_for_write(session)
+            user = session.get(User, actor_id)
+            record(session, user, "catalogue.import", ("catalogue", None), None, dict(after), individuals=individuals)
+    except Exception:
+        log.exception("The import by user %s could not be recorded in the audit log", actor_id)
+
+
 def _import_row(
-    db: SqlEngine, store: PhotoStore, engine: Engine, row: ManifestRow, root: Path, report: ImportReport
+    db: SqlEngine,
+    store: PhotoStore,
+    engine: Engine,
+    row: ManifestRow,
+    root: Path,
+    report: ImportReport,
+    original_name: str,
 ) -> None:
-    identity = row.identity.strip()
+    identity = unescape_cell(row.identity.strip()).strip()  # an exported manifest quotes formula-like codes
     if not identity:
         raise ScuteError("the identity is empty")
     side = (row.side or "unknown").strip().lower()
@@ -116,7 +179,7 @@ def _import_row(
             suffix=SUFFIX_FOR_FORMAT[image.info.format],
             individual=individual,
             side=side,
-            original_name=Path(row.path).name,
+            original_name=original_name,
             width=image.info.width,
             height=image.info.height,
             taken_at=image.info.taken_at,
@@ -131,4 +194,6 @@ def _import_row(
             return
         record_photo_features(session, engine, photo, features)
         report.added += 1
-        report.individuals_created += int(created)
+        if created:
+            report.individuals_created += 1
+            report.created_ids.append(individual.id)  # type: ignore[arg-type]

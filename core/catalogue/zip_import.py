@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine as SqlEngine
 from sqlalchemy.exc import IntegrityError
@@ -33,7 +34,7 @@ from core.catalogue.format import (
     MANIFEST_NAME,
     unescape_cell,
 )
-from core.catalogue.importer import import_rows
+from core.catalogue.importer import audit_import, import_rows
 from core.catalogue.manifest import ManifestRow, csv_rows, parse_manifest
 from core.engine.search import Engine
 from core.errors import ManifestError, ScuteError
@@ -43,7 +44,7 @@ from core.progress import Progress
 from core.review.rules import MAX_NAME_LENGTH, MAX_NOTES_LENGTH
 from core.review.users import acting_user
 from core.safe_text import TextError, check_text, upload_label
-from core.store.audit import ROW_LOCK, lock_for_write, record
+from core.store.audit import ROW_LOCK, lock_for_write
 from core.store.db import session_scope
 from core.store.gallery import normalize_code
 from core.store.models import (
@@ -70,6 +71,7 @@ class ZipImportReport:
     individuals_updated: int = 0  # existing individuals whose missing name, species or notes were filled in
     photos_updated: int = 0  # photos whose missing date, GPS, crop or rotation were filled in
     problems: list[ImportProblem] = field(default_factory=list)
+    created_ids: list[int] = field(default_factory=list)  # the individuals this import created
 
     @property
     def changed(self) -> bool:
@@ -261,7 +263,7 @@ def _parse_extras(row: dict[str, str]) -> _PhotoExtras:
         raise ScuteError(f"rotation is not a whole number: {rotation_text[:40]!r}") from None
     if rotation % 90:
         raise ScuteError(f"rotation must be a multiple of 90 degrees, got {rotation}")
-    name = upload_label(row["original_name"]) if "original_name" in row else None
+    name = upload_label(unescape_cell(row["original_name"])) if "original_name" in row else None
     return _PhotoExtras(sha, taken_at, coordinates[0], coordinates[1], crop, rotation % 360, name)
 
 
@@ -335,8 +337,8 @@ def import_archive(
 ) -> ZipImportReport:
     """Import an opened archive: individuals first, then the manifest's rows a chunk at a time.
 
-    ``actor``, when given, must be an active admin; the import is then recorded in the audit log
-    (only when it changed something). The command line imports without one.
+    ``actor``, when given, must be an active admin; the import is then recorded in the audit log, also
+    when it changed nothing or was stopped part-way. The command line imports without one.
     """
     report = ZipImportReport(problems=list(archive.problems))
     limits = archive.limits
@@ -353,53 +355,51 @@ def import_archive(
         with session_scope(db) as session:
             actor = acting_user(session, actor, "admin", action="import a catalogue").id
 
-    created_ids: list[int] = []
     if specs:
         with session_scope(db) as session:
             lock_for_write(session)
-            created_ids = _apply_individuals(session, specs, report)
-    with tempfile.TemporaryDirectory(prefix="scute-import-", dir=work_dir) as tmp:
-        photos_dir = Path(tmp)
-        for start in range(0, len(rows), chunk_size):
-            _import_chunk(
-                db,
-                store,
-                engine,
-                archive,
-                rows,
-                raw_rows,
-                start,
-                min(start + chunk_size, len(rows)),
-                photos_dir,
-                report,
-            )
-            if progress:
-                progress(min(start + chunk_size, len(rows)), len(rows))
-        if not rows and progress:
-            progress(0, 0)
-
-    if actor is not None and report.changed:
-        with session_scope(db) as session:
-            lock_for_write(session)
-            user = session.get(User, actor)
-            record(
-                session,
-                user,
-                "catalogue.import",
-                ("catalogue", None),
-                before=None,
-                after={
-                    "archive": archive.path.name,
-                    "added": report.added,
-                    "individuals_created": report.individuals_created,
-                    "individuals_updated": report.individuals_updated,
-                    "photos_updated": report.photos_updated,
-                    "skipped": len(report.problems),
-                },
-                individuals=created_ids,
-            )
+            report.created_ids += _apply_individuals(session, specs, report)
+    try:
+        with tempfile.TemporaryDirectory(prefix="scute-import-", dir=work_dir) as tmp:
+            photos_dir = Path(tmp)
+            for start in range(0, len(rows), chunk_size):
+                _import_chunk(
+                    db,
+                    store,
+                    engine,
+                    archive,
+                    rows,
+                    raw_rows,
+                    start,
+                    min(start + chunk_size, len(rows)),
+                    photos_dir,
+                    report,
+                )
+                if progress:
+                    progress(min(start + chunk_size, len(rows)), len(rows))
+            if not rows and progress:
+                progress(0, 0)
+    except BaseException:
+        if actor is not None:
+            audit_import(db, actor, _audit_payload(archive, report, stopped=True), report.created_ids)
+        raise
+    if actor is not None:
+        audit_import(db, actor, _audit_payload(archive, report), report.created_ids)
     log.info("Imported %s: %s", archive.path.name, report.summary())
     return report
+
+
+def _audit_payload(archive: CatalogueArchive, report: ZipImportReport, *, stopped: bool = False) -> dict[str, Any]:
+    return {
+        "archive": archive.path.name,
+        "added": report.added,
+        "already_present": report.already_present,
+        "individuals_created": report.individuals_created,
+        "individuals_updated": report.individuals_updated,
+        "photos_updated": report.photos_updated,
+        "skipped": len(report.problems),
+        "stopped": stopped,
+    }
 
 
 def _import_chunk(
@@ -448,6 +448,7 @@ def _import_chunk(
         report.added += result.added
         report.already_present += result.already_present
         report.individuals_created += result.individuals_created
+        report.created_ids += result.created_ids
         for line, _, member, extras, sha in ready:
             if line in failed or extras == _PhotoExtras(sha256=extras.sha256):
                 continue

@@ -6,19 +6,23 @@ from __future__ import annotations
 import io
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from core.catalogue.exporter import export_catalogue, write_individual_zip
 from core.catalogue.format import CATALOGUE_ZIP
 from core.catalogue.importer import ImportReport, RowProblem, import_rows
 from core.catalogue.manifest import ManifestRow, parse_manifest, read_manifest
+from core.catalogue.uploads import match_rows, uploads_of
 from core.catalogue.zip_import import ZipImportReport, import_zip
 from core.errors import ManifestError, ScuteError
 from core.progress import Progress, StageProgress
 from core.service.app import App
 from core.service.jobs import Job
 from core.store.models import User
+
+UploadedFiles = Sequence[tuple[str, bytes]] | Mapping[str, bytes]
+"""The browser's uploads as (name, bytes) pairs, in upload order: several may share a name (two cameras)."""
 
 
 def import_zip_upload(app: App, user: User, data: bytes, progress: Progress | None = None) -> ZipImportReport:
@@ -33,47 +37,52 @@ def import_zip_upload(app: App, user: User, data: bytes, progress: Progress | No
 
 def import_uploaded_catalogue(
     app: App,
+    user: User,
     manifest: bytes,
-    photos: Mapping[str, bytes],
+    photos: UploadedFiles,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Import a CSV manifest whose photos were uploaded alongside it (matched by file name).
-
-    Uploaded names are reduced to their last component before touching the disk, so a crafted name
-    cannot write outside ``workdir``. Rows whose photo was not uploaded are reported and skipped.
-    """
+    """Import a CSV manifest whose photos were uploaded alongside it; see :func:`_import_uploaded`."""
     with tempfile.TemporaryDirectory(prefix="scute-upload-") as tmp:
-        report = _import_uploaded(app, manifest, photos, Path(tmp), progress)
+        report = _import_uploaded(app, user, manifest, photos, Path(tmp), progress)
     app.gallery_changed()
     return report
 
 
 def _import_uploaded(
-    app: App, manifest: bytes, photos: Mapping[str, bytes], workdir: Path, progress: Progress | None
+    app: App, user: User, manifest: bytes, photos: UploadedFiles, workdir: Path, progress: Progress | None
 ) -> ImportReport:
-    rows, _ = parse_manifest(manifest, "The manifest")
+    """Each manifest row gets the upload it means (:func:`core.catalogue.uploads.match_rows`: by path and
+    content, never by a shared file name alone); rows without one are reported and skipped.
+
+    Uploads are written under their SHA-256, never under their names; the name the photographer gave the
+    file is kept as the photo's original name. The import is audited under ``user``.
+    """
+    rows, raw = parse_manifest(manifest, "The manifest")
     if not rows:
         raise ManifestError("The manifest has no rows.")
+    uploads = uploads_of(photos)
+    matched, unmatched = match_rows(rows, raw, uploads)
     folder = workdir / "photos"
     folder.mkdir(parents=True, exist_ok=True)
-    stored: dict[str, str] = {}
-    for i, (name, data) in enumerate(photos.items()):
-        base = Path(name.replace("\\", "/")).name
-        if not base or base in (".", ".."):
-            continue
-        safe = f"{i:05d}{Path(base).suffix.lower()[:8]}"
-        (folder / safe).write_bytes(data)
-        stored[base] = safe
-    mapped: list[ManifestRow] = []
-    missing: list[RowProblem] = []
-    for line, row in enumerate(rows, start=2):
-        base = Path(row.path.replace("\\", "/")).name
-        if base in stored:
-            mapped.append(ManifestRow(stored[base], row.identity, row.side))
-        else:
-            missing.append(RowProblem(line, row.path, "the photo was not among the uploaded files"))
-    report = import_rows(app.db, app.store, app.engine, mapped, folder, progress)
-    report.problems.extend(missing)
+    for item in matched:
+        dest = folder / item.upload.sha256
+        if not dest.exists():
+            dest.write_bytes(item.upload.data)
+    report = import_rows(
+        app.db,
+        app.store,
+        app.engine,
+        [ManifestRow(item.upload.sha256, item.row.identity, item.row.side) for item in matched],
+        folder,
+        progress,
+        lines=[item.line for item in matched],
+        original_names=[item.upload.name for item in matched],
+        actor=user,
+        source=f"uploaded manifest ({len(rows)} rows, {len(uploads)} files)",
+        skipped=[RowProblem(item.line, item.path, item.reason) for item in unmatched],
+    )
+    report.problems.sort(key=lambda problem: problem.line)
     return report
 
 
@@ -89,7 +98,9 @@ def import_from_server(
             app.db, app.store, app.engine, path, actor=user, progress=progress
         )
     else:
-        report = import_rows(app.db, app.store, app.engine, read_manifest(path), path.parent, progress)
+        report = import_rows(
+            app.db, app.store, app.engine, read_manifest(path), path.parent, progress, actor=user, source=str(path)
+        )
     app.gallery_changed()
     return report
 
@@ -161,14 +172,16 @@ def start_zip_import(app: App, user: User, data: bytes) -> Job:
     return app.jobs.start("Catalogue ZIP", user.username, work, folder)
 
 
-def start_uploaded_import(app: App, user: User, manifest: bytes, photos: Mapping[str, bytes]) -> Job:
+def start_uploaded_import(app: App, user: User, manifest: bytes, photos: UploadedFiles) -> Job:
     folder = _job_folder(app)
     rows, _ = parse_manifest(manifest, "The manifest")  # a malformed manifest is refused before the job starts
     if not rows:
         raise ManifestError("The manifest has no rows.")
 
     def work(progress: StageProgress) -> ImportReport:
-        report = _import_uploaded(app, manifest, photos, folder, lambda done, total: progress("importing", done, total))
+        report = _import_uploaded(
+            app, user, manifest, photos, folder, lambda done, total: progress("importing", done, total)
+        )
         app.gallery_changed()
         _then_prepare(app, report, progress)
         return report

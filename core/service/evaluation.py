@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from sqlmodel import Session
 
+from core.catalogue.format import csv_bytes
 from core.catalogue.manifest import ManifestRow
 from core.engine.index import GalleryIndex
 from core.evaluation.protocol import (
@@ -87,23 +86,21 @@ def wrongest_queries(report: EvaluationReport, n: int = 5) -> list[QueryOutcome]
 
 
 def report_csv(report: EvaluationReport) -> bytes:
-    """Every query of an evaluation as CSV, for a spreadsheet."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["path", "identity", "novel", "top5", "best_probability", "new_individual_probability", "seconds"])
-    for q in report.queries_detail:
-        writer.writerow(
-            [
-                q.path,
-                q.identity,
-                q.novel,
-                " ".join(q.ranking),
-                f"{q.best_probability:.4f}",
-                f"{q.new_individual_probability:.4f}",
-                f"{q.seconds:.3f}",
-            ]
-        )
-    return buffer.getvalue().encode()
+    """Every query of an evaluation as CSV, for a spreadsheet: codes and paths escaped as in every export."""
+    header = ["path", "identity", "novel", "top5", "best_probability", "new_individual_probability", "seconds"]
+    rows = [
+        [
+            q.path,
+            q.identity,
+            str(q.novel),
+            " ".join(q.ranking),
+            f"{q.best_probability:.4f}",
+            f"{q.new_individual_probability:.4f}",
+            f"{q.seconds:.3f}",
+        ]
+        for q in report.queries_detail
+    ]
+    return csv_bytes(header, rows)
 
 
 # --- what the Evaluate page calls ------------------------------------------------------------------
