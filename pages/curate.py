@@ -311,7 +311,7 @@ def _import(user) -> None:
         st.caption("Photos are matched to the manifest's rows by file name.")
         if st.button("Import", key="curate.import.csv.go", type="primary", disabled=manifest is None or not photos):
             assert manifest is not None
-            files = {f.name: f.getvalue() for f in photos or []}
+            files = [(f.name, f.getvalue()) for f in photos or []]  # names may repeat (two cameras)
             ctx.attempt(
                 "starting the import",
                 lambda: catalogue_service.start_uploaded_import(app, user, manifest.getvalue(), files),
