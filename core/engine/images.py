@@ -11,7 +11,10 @@ a hostile "pixel bomb". This module is the single gate between those bytes and t
   upon;
 * only the formats in :data:`SUPPORTED_FORMATS` are ever handed to a decoder (no PSD, EPS, …);
 * pixels always come back as a C-contiguous, writable ``(H, W, 3)`` ``uint8`` RGB array with the EXIF
-  orientation applied, so crops and keypoints refer to what the user saw on screen.
+  orientation applied, so crops and keypoints refer to what the user saw on screen;
+* what a decode *costs* is bounded too (:mod:`core.engine.decoding`): frames, JPEG scans and the memory that
+  the mode's bit depth and sample format need are checked from the header, and :func:`load_image` decodes in a
+  worker process with a memory limit and a deadline, so no upload can exhaust the server.
 
 Known limits, by design:
 
@@ -48,6 +51,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from core.engine.decoding import DecodeBudget, DecodeCost, check_cost, default_pool
 from core.engine.exif import PhotoInfo, orientation, photo_info, safe_exif
 from core.errors import ImageError
 
@@ -56,9 +60,11 @@ __all__ = [
     "MAX_BYTES",
     "MAX_PIXELS",
     "SUPPORTED_FORMATS",
+    "DecodeBudget",
     "LoadedImage",
     "PhotoInfo",
     "crop_and_rotate",
+    "decode_here",
     "load_image",
     "prepare",
     "read_info",
@@ -100,18 +106,68 @@ class LoadedImage:
 
     pixels: np.ndarray  # (H, W, 3) uint8 RGB, EXIF orientation already applied, C-contiguous, writable
     info: PhotoInfo
+    cost: DecodeCost | None = None  # what decoding took in its worker (None: decoded in this process)
 
 
 # --------------------------------------------------------------------------------------------------
 # Public API
 
 
-def load_image(source: _Source, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_BYTES) -> LoadedImage:
+def load_image(
+    source: _Source,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    max_bytes: int = MAX_BYTES,
+    budget: DecodeBudget | None = None,
+) -> LoadedImage:
     """Decode a photo fully, so that truncated or corrupt files fail here and not in the engine.
 
-    ``source`` is the file's bytes or a path. Raises :class:`ImageError` for anything the user can fix.
+    ``source`` is the file's bytes or a path. The file is read here and decoded in a worker process
+    (:mod:`core.engine.decoding`) within ``budget`` (default: the documented limits): a decode that would need
+    more memory is refused from the header or stopped by the worker's memory limit, one that runs past the
+    deadline is killed. Raises :class:`ImageError` for anything the user can fix.
     """
-    with _opened(source, max_bytes, max_pixels) as (im, label):
+    _positive_int(max_pixels, "max_pixels")
+    _positive_int(max_bytes, "max_bytes")
+    budget = budget or DecodeBudget()
+    with _stream(source, max_bytes) as (stream, label):
+        data = stream.read(max_bytes + 1)
+    _check_size(len(data), max_bytes, label)  # a file that grew since it was measured
+    request = {"data": data, "name": label.name, "max_pixels": max_pixels, "budget": budget}
+
+    def too_slow() -> ImageError:
+        logger.info("Refused %s: decoding took longer than %g s", label, budget.seconds)
+        return ImageError(
+            f"{label.photo} took longer than {budget.seconds:g} seconds to decode, the limit for one photo "
+            "(some files are built to be slow to decode). Please open it in a photo editor, save it again as an "
+            "ordinary JPEG or PNG and upload that."
+        )
+
+    def crashed() -> ImageError:
+        logger.warning("The decoder stopped while decoding %s", label)
+        return ImageError(
+            f"{label.photo} could not be decoded: the decoder stopped (the file may be damaged, or too large for "
+            f"this server's memory). {_PLEASE_REUPLOAD}"
+        )
+
+    answer, pixels = default_pool().run(request, budget.seconds, too_slow, crashed)
+    _status, _shape, info, cost = answer
+    logger.debug("Loaded %s: %s %dx%d in %.3f s", label, info.format, info.width, info.height, cost.seconds)
+    return LoadedImage(pixels=pixels, info=info, cost=cost)
+
+
+def decode_here(
+    data: bytes, *, name: str | None = None, max_pixels: int = MAX_PIXELS, budget: DecodeBudget | None = None
+) -> LoadedImage:
+    """Decode in this process, within the header checks of ``budget`` but without a deadline or memory limit.
+
+    What the decoding worker runs; elsewhere use :func:`load_image`. ``name`` labels messages.
+    """
+    _positive_int(max_pixels, "max_pixels")
+    budget = budget or DecodeBudget()
+    label = _Label(name)
+    with _opened_stream(io.BytesIO(data), label, max_pixels) as im:
+        check_cost(im, io.BytesIO(data), label.photo, budget)
         try:
             with warnings.catch_warnings():
                 # Anything Pillow warns about while decoding means the pixels cannot be trusted.
@@ -127,7 +183,6 @@ def load_image(source: _Source, *, max_pixels: int = MAX_PIXELS, max_bytes: int 
         info = photo_info(im, exif)
     pixels = _apply_orientation(rgb, orientation(exif))
     pixels = np.require(pixels, dtype=np.uint8, requirements=["C_CONTIGUOUS", "WRITEABLE"])
-    logger.debug("Loaded %s: %s %dx%d", label, info.format, info.width, info.height)
     return LoadedImage(pixels=pixels, info=info)
 
 
@@ -285,25 +340,30 @@ def _opened(source: _Source, max_bytes: int, max_pixels: int) -> Iterator[tuple[
     """Open lazily with the allowed decoders only and check the declared size; close on exit."""
     _positive_int(max_pixels, "max_pixels")
     _positive_int(max_bytes, "max_bytes")
-    with _stream(source, max_bytes) as (stream, label):
-        try:
-            with warnings.catch_warnings():
-                # Pillow warns when the header exceeds *its* global soft limit; the check below is the
-                # authority (Pillow's hard limit, twice the soft one, still raises and is converted).
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                # Header oddities (unknown TIFF tags, a malformed MPO index) are no reason to refuse.
-                warnings.simplefilter("ignore", UserWarning)
-                im = Image.open(stream, formats=_OPEN_FORMATS)
-        except UnidentifiedImageError as exc:
-            stream.seek(0)
-            raise _unidentified_error(stream.read(4096), label) from exc
-        except Exception as exc:
-            raise _decode_error(exc, label, None) from exc
-        try:
-            _check_dimensions(im.size, max_pixels, label)
-            yield im, label
-        finally:
-            im.close()
+    with _stream(source, max_bytes) as (stream, label), _opened_stream(stream, label, max_pixels) as im:
+        yield im, label
+
+
+@contextlib.contextmanager
+def _opened_stream(stream: BinaryIO, label: _Label, max_pixels: int) -> Iterator[Image.Image]:
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns when the header exceeds *its* global soft limit; the check below is the
+            # authority (Pillow's hard limit, twice the soft one, still raises and is converted).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Header oddities (unknown TIFF tags, a malformed MPO index) are no reason to refuse.
+            warnings.simplefilter("ignore", UserWarning)
+            im = Image.open(stream, formats=_OPEN_FORMATS)
+    except UnidentifiedImageError as exc:
+        stream.seek(0)
+        raise _unidentified_error(stream.read(4096), label) from exc
+    except Exception as exc:
+        raise _decode_error(exc, label, None) from exc
+    try:
+        _check_dimensions(im.size, max_pixels, label)
+        yield im
+    finally:
+        im.close()
 
 
 def _check_dimensions(size: tuple[int, int], max_pixels: int, label: _Label) -> None:
@@ -438,20 +498,28 @@ def _convert(im: Image.Image) -> np.ndarray:
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
-    """Map 16-bit / 32-bit / float single-channel data to 0..255 by range, never by clipping."""
+    """Map 16-bit / 32-bit / float single-channel data to 0..255 by range, never by clipping.
+
+    Works in one float32 array, in place, so the conversion needs about 4 bytes a pixel on top of the
+    decoded image (what :func:`core.engine.decoding.estimated_memory` budgets), not several float64 copies.
+    """
     if values.dtype == np.uint16:
         return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    data = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    data = values.astype(np.float32)
+    np.nan_to_num(data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     low, high = float(data.min()), float(data.max())
     if values.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
-        data = data * 255.0
+        data *= 255.0
     elif low >= 0 and high <= 255:
         pass
     elif low >= 0 and high <= 65535:
-        data = data * (255.0 / 65535.0)
+        data *= 255.0 / 65535.0
     else:
-        data = (data - low) * (255.0 / (high - low))
-    return np.clip(np.rint(data), 0, 255).astype(np.uint8)
+        data -= low
+        data *= 255.0 / (high - low)
+    np.rint(data, out=data)
+    np.clip(data, 0, 255, out=data)
+    return data.astype(np.uint8)
 
 
 def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:

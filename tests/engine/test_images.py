@@ -26,6 +26,7 @@ from core.engine.images import (
     LoadedImage,
     PhotoInfo,
     crop_and_rotate,
+    decode_here,
     load_image,
     prepare,
     read_info,
@@ -201,7 +202,7 @@ def test_heic_without_pillow_heif_says_what_to_do(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(images, "HEIF_AVAILABLE", False)
     monkeypatch.setattr(images, "_OPEN_FORMATS", ("JPEG", "PNG", "WEBP", "TIFF"))
     with pytest.raises(ImageError, match=r"HEIC.*pillow-heif"):
-        load_image(data)
+        decode_here(data)  # in this process: the monkeypatch does not reach the decoding worker
 
 
 def test_phone_jpeg_with_extra_pictures_counts_as_jpeg() -> None:
@@ -583,7 +584,7 @@ def test_crafted_header_bomb_is_refused_before_decoding(monkeypatch: pytest.Monk
     # Pillow's global guard switched off: our own check must still refuse (no 30 GB allocation).
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
     assert len(bomb) < 200 and Image.open(io.BytesIO(bomb)).size == (100_000, 100_000)
-    for fn in (load_image, read_info):
+    for fn in (decode_here, read_info):  # decode_here: the monkeypatch does not reach the decoding worker
         with pytest.raises(ImageError, match=r"100000 × 100000.*the limit is 120 megapixels"):
             fn(bomb)
 
@@ -606,7 +607,7 @@ def test_pillows_decompression_bomb_error_is_converted(monkeypatch: pytest.Monke
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 48 is over twice that
     for data in (_png(), _jpeg()):
         with pytest.raises(ImageError, match="too large"):
-            load_image(data)
+            decode_here(data)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "TIFF", "JPEG"])
@@ -615,9 +616,9 @@ def test_pillows_decompression_bomb_warning_never_escapes(monkeypatch: pytest.Mo
     data = encode(Image.fromarray(gradient(40, 40)), fmt)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert load_image(data).pixels.shape == (40, 40, 3)  # our max_pixels decides, not Pillow's
+        assert decode_here(data).pixels.shape == (40, 40, 3)  # our max_pixels decides, not Pillow's
         with pytest.raises(ImageError, match="too large"):
-            load_image(data, max_pixels=1599)
+            decode_here(data, max_pixels=1599)
 
 
 def test_warnings_while_decoding_are_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -630,7 +631,7 @@ def test_warnings_while_decoding_are_refusals(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", warning_load)
     with pytest.raises(ImageError, match="damaged"):
-        load_image(_png())
+        decode_here(_png())
     assert read_info(_png()).width == 64  # header-only reading does not decode
 
 
