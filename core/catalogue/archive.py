@@ -1,6 +1,7 @@
 """Catalogue ZIPs opened safely: size, member count, compression ratio and path checks before anything
 is extracted; members with absolute paths, ``..``, links, special files, encryption or duplicates are
-never extracted, and rows naming them are reported instead."""
+never extracted, and rows naming them are reported instead. A name stored twice is ambiguous (ZIP tools
+disagree on which copy wins), so neither copy is imported, and the report says exactly that."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 import stat
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +158,7 @@ class CatalogueArchive:
                     f"The archive member {info.filename[:80]!r} expands {ratio:.0f} times (more than "
                     f"{limits.max_ratio:.0f}); this looks like a zip bomb and nothing was imported."
                 )
+        copies = Counter(name for info in infos if not info.is_dir() and (name := _member_name(info.filename)[0]))
         for info in infos:
             name, reason = _member_name(info.filename)
             if name is None:
@@ -163,9 +166,12 @@ class CatalogueArchive:
                 continue
             if info.is_dir() or not name:
                 continue
+            if copies[name] > 1:
+                # ZIP tools disagree on which copy wins (the first, the last, or ask): none is taken as meant.
+                if name not in self.unsafe:
+                    self._skip(name, f"it appears {copies[name]} times in the archive, so no copy of it is imported")
+                continue
             reason = _member_kind_problem(info)
-            if not reason and name in self.members:
-                reason = "it appears twice in the archive"
             if not reason and info.file_size > max(limits.max_member_bytes, limits.max_csv_bytes):
                 reason = f"it is larger than {_human(max(limits.max_member_bytes, limits.max_csv_bytes))}"
             if reason:
@@ -188,6 +194,9 @@ class CatalogueArchive:
             raise ArchiveError(
                 f"The archive holds several manifests ({', '.join(nested[:5])}); import them one at a time."
             )
+        refused = sorted(n for n in self.unsafe if n.count("/") <= 1 and posixpath.basename(n) == MANIFEST_NAME)
+        if refused:
+            raise ArchiveError(f"The archive's {refused[0][:200]} cannot be used: {self.unsafe[refused[0]]}.")
         raise ArchiveError(
             f"The archive has no {MANIFEST_NAME} (columns path,identity[,side]) at its top or in one top folder."
         )
