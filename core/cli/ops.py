@@ -58,11 +58,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         check_database,
         check_files,
         leftover_temporary_files,
+        missing_gallery,
         remove_leftover_temporary_files,
     )
     from core.store.photos import PhotoStore
 
     deployment = _deployment(args)
+    missing = missing_gallery(deployment.database_url)
+    if missing:  # never create a schema here: an empty gallery after a failed restore is not "consistent"
+        report = {"problems": [missing], "leftover_temporary_files": []}
+        print(json.dumps(report, indent=2) if args.json else f"problem: {missing}\n1 problem found")
+        return 1
     engine = init_db(deployment.database_url)
     try:
         with session_scope(engine) as session:

@@ -9,6 +9,9 @@ SHA-256 and every feature record a loadable file. Both return human-readable pro
 instead of raising, so the command line and the tests can show all of them at once.
 
 ``python -m core check`` runs them; the concurrency, crash and backup tests use them as their oracle.
+:func:`missing_gallery` comes first there: a missing or empty database is an error to report, not a
+new gallery to create (after a failed restore, creating empty tables would hide the loss, and the app
+would offer its first-admin form to whoever came first).
 """
 
 from __future__ import annotations
@@ -19,18 +22,53 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, select
 
 from core.io import TEMP_PREFIX
+from core.store.db import BASELINE_TABLES, make_engine
 from core.store.models import AuditLog, FeatureRecord, Individual, Photo, Sighting, Vote
 from core.store.photos import PhotoStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_database", "check_files", "leftover_temporary_files", "remove_leftover_temporary_files"]
+__all__ = [
+    "check_database",
+    "check_files",
+    "leftover_temporary_files",
+    "missing_gallery",
+    "remove_leftover_temporary_files",
+]
 
 """Files being written atomically start with this (``core.store.photos``, ``core.engine.features``); never data."""
 _FEATURE_KEYS = frozenset({"keypoints", "descriptors", "scores", "image_size", "meta"})
+
+
+def missing_gallery(url: str) -> str | None:
+    """Why ``url`` holds no gallery at all (no SQLite file, or no tables), else None; creates nothing."""
+    parsed = make_url(url)
+    where = parsed.render_as_string(hide_password=True)
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:" and "mode=memory" not in database:
+        path = Path(database.removeprefix("file:").split("?")[0]).expanduser()
+        if not path.is_file() or path.stat().st_size == 0:
+            return f"there is no gallery database at {path}; restore a backup, or start the app to begin a new one"
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
+    finally:
+        engine.dispose()
+    if not tables & BASELINE_TABLES:
+        return (
+            f"the database {where} holds no gallery tables (an empty or missing schema, e.g. after an "
+            "interrupted restore); restore a backup, or start the app to begin a new gallery"
+        )
+    if not tables >= BASELINE_TABLES:
+        missing = ", ".join(sorted(BASELINE_TABLES - tables))
+        return f"the database {where} lacks the gallery tables {missing}; restore a backup"
+    return None
 
 
 def check_database(session: Session) -> list[str]:

@@ -7,8 +7,12 @@ are submitting and voting restores to a consistent gallery that is a snapshot of
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import sqlite3
+import stat
 import threading
 import time
 from datetime import UTC, datetime
@@ -22,6 +26,7 @@ from fixtures.world import PASSWORD, World, files_under, make_world, snapshot
 from sqlalchemy import MetaData, create_engine, select
 from sqlalchemy.engine import Engine
 
+import core.store.backup as backup_module
 from core.cli import main
 from core.engine.features import FeatureCache, Features
 from core.review import curation, users
@@ -374,3 +379,196 @@ def test_command_line_backup_restore_check(tmp_path: Path, capsys: pytest.Captur
     assert len(report["problems"]) == 1 and "damaged" in report["problems"][0]
     assert main(["restore", "--db", target, "--from", str(tmp_path / "nowhere")]) == 2
     assert "not a complete Scute backup" in capsys.readouterr().err
+
+
+# --- issue 15: restore all or nothing, backups put in place whole, no WAL, owner-only files -------------
+
+
+def _files(root: Path) -> dict[str, tuple[str, int]]:
+    """Every file under ``root``: its SHA-256 and permission bits."""
+    return {
+        str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), stat.S_IMODE(p.stat().st_mode))
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _gallery(url: str, home: Path) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, tuple[str, int]]]:
+    engine = init_db(url)
+    try:
+        return snapshot(engine), _files(home)
+    finally:
+        engine.dispose()
+
+
+def _rename_t1(url: str, name: str) -> None:
+    engine = init_db(url)
+    try:
+        with session_scope(engine) as session:
+            admin = session.exec(select(User).where(User.role == "admin")).scalars().first()
+            curation.rename(session, admin, "T-0001", name)
+    finally:
+        engine.dispose()
+
+
+def _rewrite_manifest(out: Path, **changes: Any) -> None:
+    manifest = json.loads((out / "backup.json").read_text())
+    manifest.update(changes)
+    (out / "backup.json").write_text(json.dumps(manifest))
+
+
+def test_restore_of_a_backup_from_an_unknown_revision_changes_nothing(sqlite_backup, tmp_path: Path) -> None:
+    """Finding 3: restore --force used to drop every table before the unknown revision made it fail."""
+    url, home, out = sqlite_backup
+    _rename_t1(url, "changed after the backup")
+    before = _gallery(url, home)
+    future = tmp_path / "future"
+    shutil.copytree(out, future)
+    database = sqlite3.connect(future / "database.sqlite")
+    database.execute("UPDATE alembic_version SET version_num = '9999_from_a_newer_scute'")
+    database.commit()
+    database.close()
+    checksum = hashlib.sha256((future / "database.sqlite").read_bytes()).hexdigest()
+    _rewrite_manifest(future, checksums={"database.sqlite": checksum})  # the file is intact, only newer
+    with pytest.raises(BackupError, match="manifest says"):  # found in the database itself
+        restore(future, url, home=home, force=True)
+    assert _gallery(url, home) == before
+    _rewrite_manifest(future, revision="9999_from_a_newer_scute")  # found in the manifest, before anything
+    with pytest.raises(BackupError, match="does not know"):
+        restore(future, url, home=home, force=True)
+    assert _gallery(url, home) == before
+    assert main(["restore", "--db", url, "--from", str(future), "--home", str(home), "--force"]) == 2
+    assert _gallery(url, home) == before
+
+
+@pytest.mark.parametrize(("backend", "method"), CASES, ids=[f"{b}-{m}" for b, m in CASES])
+def test_restore_that_fails_verification_leaves_the_gallery_as_it_was(
+    backend: str, method: str, tmp_path: Path
+) -> None:
+    """Finding 3: the restored copy is checked before it replaces anything; a mismatch changes nothing."""
+    if method == "pg_dump" and not shutil.which("pg_dump"):
+        pytest.skip("pg_dump is not installed")
+    url = _url(backend, tmp_path)
+    home = tmp_path / "home"
+    engine = init_db(url)
+    _populate(engine, home)
+    engine.dispose()
+    out = tmp_path / "backup"
+    manifest = backup(url, out, home=home, method=method)
+    _rename_t1(url, "changed after the backup")
+    before = _gallery(url, home)
+    _rewrite_manifest(out, tables={**manifest.tables, "sighting": manifest.tables["sighting"] + 1})
+    with pytest.raises(BackupError, match=r"does not match|does not hold"):
+        restore(out, url, home=home, force=True)
+    assert _gallery(url, home) == before
+    _rewrite_manifest(out, tables=manifest.tables)  # the honest manifest: now it replaces the gallery
+    restore(out, url, home=home, force=True)
+    engine = init_db(url)
+    with session_scope(engine) as session:
+        assert session.exec(select(Individual.name).where(Individual.code == "T-0001")).scalar_one() == "Donatello"
+        assert check_database(session) == []
+    engine.dispose()
+
+
+def test_check_reports_a_missing_or_empty_database_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Finding 3: `check` used to create empty tables in an emptied database and call it consistent."""
+    missing = tmp_path / "nowhere" / "gallery.db"
+    assert main(["check", "--db", f"sqlite:///{missing}", "--home", str(tmp_path / "h")]) == 1
+    assert "no gallery database" in capsys.readouterr().out
+    assert not missing.parent.exists()
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert main(["check", "--db", f"sqlite:///{empty}", "--home", str(tmp_path / "h"), "--json"]) == 1
+    assert "no gallery database" in json.loads(capsys.readouterr().out)["problems"][0]
+    assert empty.stat().st_size == 0
+    emptied = tmp_path / "emptied.db"  # a database whose gallery tables are gone (the old half-done restore)
+    database = sqlite3.connect(emptied)
+    database.execute("CREATE TABLE unrelated (x)")
+    database.close()
+    assert main(["check", "--db", f"sqlite:///{emptied}", "--home", str(tmp_path / "h")]) == 1
+    assert "holds no gallery tables" in capsys.readouterr().out
+    database = sqlite3.connect(emptied)
+    assert [r[0] for r in database.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["unrelated"]
+    database.close()
+
+
+def test_a_failed_backup_refresh_leaves_the_previous_backup_restorable(
+    sqlite_backup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 4: a refresh stopped half-way used to leave DIR without backup.json, refused by restore."""
+    url, home, out = sqlite_backup
+    previous = _files(out)
+    PhotoStore(home / "photos").put(image_bytes(777), ".png")
+    real_copy_tree = backup_module.copy_tree
+
+    def copy_then_die(source: Path, dest: Path, **kwargs: Any) -> int:
+        real_copy_tree(source, dest, **kwargs)
+        raise KeyboardInterrupt  # the refresh stops after the new photos are copied
+
+    monkeypatch.setattr(backup_module, "copy_tree", copy_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        backup(url, out, home=home)
+    monkeypatch.undo()
+    assert _files(out) == previous
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".tmp-")] == []
+    restore(out, f"sqlite:///{tmp_path / 'restored.db'}", home=tmp_path / "restored-home")
+    refreshed = backup(url, out, home=home)  # and the next refresh completes
+    assert refreshed.photos == read_manifest(out).photos == 6
+
+
+def test_backup_refuses_a_folder_that_holds_other_files(sqlite_backup, tmp_path: Path) -> None:
+    """A backup replaces its whole folder, so it never takes over one that holds anything else."""
+    url, home, _ = sqlite_backup
+    folder = tmp_path / "documents"
+    folder.mkdir()
+    (folder / "thesis.odt").write_bytes(b"years of work")
+    with pytest.raises(BackupError, match="not part of a Scute backup"):
+        backup(url, folder, home=home)
+    assert [p.name for p in folder.iterdir()] == ["thesis.odt"]
+
+
+def test_sqlite_backup_is_not_left_in_wal_mode_and_restore_only_reads_it(sqlite_backup, tmp_path: Path) -> None:
+    """Finding 10: the copy was switched to WAL, so restoring it from read-only media failed, and the
+    restore wrote -wal/-shm files into the backup folder."""
+    _, _, out = sqlite_backup
+    header = (out / "database.sqlite").read_bytes()[18:20]
+    assert header == b"\x01\x01"  # rollback journal: readable without -wal/-shm files
+    assert sorted(p.name for p in out.iterdir()) == ["backup.json", "database.sqlite", "features", "photos"]
+    before = {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in out.rglob("*")}
+    files = _files(out)
+    for path in [*out.rglob("*"), out]:  # read-only media, as far as permissions can say (root ignores them)
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+        restore(out, f"sqlite:///{tmp_path / 'restored.db'}", home=tmp_path / "restored-home")
+    finally:
+        for path in [out, *out.rglob("*")]:
+            path.chmod(0o700 if path.is_dir() else 0o600)
+    assert {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in out.rglob("*")} == before
+    assert {k: v[0] for k, v in _files(out).items()} == {k: v[0] for k, v in files.items()}
+
+
+def test_the_gallery_photo_store_and_backups_are_owner_only(tmp_path: Path) -> None:
+    """Finding 10: gallery.db (with password hashes), its -wal/-shm, the photos and backups were world-readable."""
+    old_umask = os.umask(0o022)  # the usual umask, which used to give 0644 files
+    try:
+        home = tmp_path / "data"
+        url = f"sqlite:///{home / 'gallery.db'}"
+        engine = init_db(url)
+        _populate(engine, home)
+        with engine.connect() as connection:  # the WAL files exist while a connection is open
+            connection.exec_driver_sql("SELECT 1")
+            database_files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in home.glob("gallery.db*")}
+        engine.dispose()
+        backup(url, tmp_path / "backups" / "nightly", home=home)
+        restore(tmp_path / "backups" / "nightly", f"sqlite:///{tmp_path / 'r' / 'g.db'}", home=tmp_path / "r")
+    finally:
+        os.umask(old_umask)
+    assert database_files == {"gallery.db": 0o600, "gallery.db-wal": 0o600, "gallery.db-shm": 0o600}
+    for root in (home / "photos", tmp_path / "backups", tmp_path / "r"):
+        modes = {stat.S_IMODE(p.stat().st_mode) for p in [root, *root.rglob("*")] if p.is_dir()}
+        assert modes == {0o700}, root
+        modes = {stat.S_IMODE(p.stat().st_mode) for p in root.rglob("*") if p.is_file()}
+        assert modes == {0o600}, root
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
