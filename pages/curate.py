@@ -15,11 +15,13 @@ from core.service import accounts, browse, curation
 from core.service import catalogue as catalogue_service
 from core.service.accounts import ROLES
 from core.service.browse import IndividualRow
+from core.service.history import KIND_LABELS, plural
 from ui import context as ctx
 from ui.components import md, photo_image
 
 FLASH = "curate.flash"
 LAST_ENTRY = "curate.last_entry"
+KIND = "curate.history.kind"
 SECTIONS = {
     "individuals": "Individuals",
     "merge": "Merge",
@@ -40,7 +42,7 @@ def _flash() -> None:
         entry = ctx.attempt("undoing", lambda: curation.undo(ctx.app(), ctx.require("admin"), last[0]))
         st.session_state.pop(LAST_ENTRY, None)
         if entry is not None:
-            st.session_state[FLASH] = f"Undone: {last[1]}."
+            st.session_state[FLASH] = f"Undone: {last[1].rstrip('.')}."
             st.rerun()
 
 
@@ -65,7 +67,7 @@ def _pick(label: str, rows: list[IndividualRow], key: str) -> IndividualRow | No
         list(by_id),
         index=None,
         format_func=lambda i: (
-            f"{by_id[i].label} ({by_id[i].photos} photos{', retired' if by_id[i].status == 'retired' else ''})"
+            f"{by_id[i].label} ({plural(by_id[i].photos, 'photo')}{', retired' * (by_id[i].status == 'retired')})"
         ),
         placeholder="Choose by code or name",
         key=key,
@@ -125,8 +127,8 @@ def _portrait(row: IndividualRow, key: str) -> None:
     """One side of the merge check: the individual's name, counts and photos."""
     with st.container(border=True):
         st.markdown(f"### {md(row.label)}")
-        seen = f"{row.last_seen:%d %b %Y}" if row.last_seen else "—"
-        st.caption(f"{row.photos} photos · last seen {seen}")
+        seen = f"{row.last_seen:%d %b %Y}" if row.last_seen else "date unknown"
+        st.caption(f"{plural(row.photos, 'photo')} · last seen {seen}")
         photos = browse.gallery_photos_of(ctx.app(), row.id, in_gallery_only=True)
         store = ctx.app().store
         images = [photo_image(str(store.path(p.path)), p.crop, p.rotation, 320) for p in photos[:8]]
@@ -165,7 +167,7 @@ def _merge(user) -> None:
     ):
         entry = ctx.attempt("merging", lambda: curation.merge(ctx.app(), user, source.id, target.id))
         if entry is not None:
-            _done(entry, f"Merged {md(source.code)} into {md(target.code)} ({source.photos} photos moved).")
+            _done(entry, f"Merged {md(source.code)} into {md(target.code)} ({plural(source.photos, 'photo')} moved).")
 
 
 def _photos(user) -> None:
@@ -196,7 +198,10 @@ def _photos(user) -> None:
                 "splitting", lambda: curation.split_off(ctx.app(), user, row.id, chosen, name.strip() or None)
             )
             if entry is not None:
-                _done(entry, f"Split {len(chosen)} photos off {md(row.code)} into {md(entry.payload['target_code'])}.")
+                _done(
+                    entry,
+                    f"Split {plural(len(chosen), 'photo')} off {md(row.code)} into {md(entry.payload['target_code'])}.",
+                )
         if len(chosen) == len(photos):
             st.caption("To move all photos, merge instead.")
     with move_tab.container(border=True):
@@ -209,7 +214,7 @@ def _photos(user) -> None:
                 "moving photos", lambda: curation.move_photos(ctx.app(), user, row.id, chosen, target.id)
             )
             if entry is not None:
-                _done(entry, f"Moved {len(chosen)} photo(s) from {md(row.code)} to {md(target.code)}.")
+                _done(entry, f"Moved {plural(len(chosen), 'photo')} from {md(row.code)} to {md(target.code)}.")
     with remove_tab.container(border=True):
         st.markdown("**Remove from the search**")
         st.caption("The file and its history are kept; undo puts it back.")
@@ -220,23 +225,25 @@ def _photos(user) -> None:
                 lambda: curation.remove_photos(ctx.app(), user, [pid for pid in chosen if pid in searchable]),
             )
             if entries is not None:
-                _done(entries[0] if len(entries) == 1 else None, f"Removed {len(entries)} photo(s) from the search.")
+                _done(
+                    entries[0] if len(entries) == 1 else None,
+                    f"Removed {plural(len(entries), 'photo')} from the search.",
+                )
 
 
 def _history(user) -> None:
     rows = curation.history(ctx.app(), limit=300)
-    kinds = sorted({r.action.split(".")[0] for r in rows})
-    kind = st.segmented_control("Show", ["all", *kinds], default="all", key="curate.history.kind", required=True)
-    shown = [r for r in rows if kind in (None, "all") or r.action.startswith(f"{kind}.")]
+    kinds = sorted({r.kind for r in rows})
+    labels = {"all": "Everything", **KIND_LABELS}
+    kind = st.segmented_control("Show", ["all", *kinds], default="all", format_func=labels.get, key=KIND, required=True)
+    shown = [r for r in rows if kind in (None, "all") or r.kind == kind]
     st.dataframe(
         [
             {
                 "#": r.id,
                 "When": r.when,
                 "Who": r.user,
-                "Action": r.action,
-                "On": r.target,
-                "Details": r.summary,
+                "What happened": r.summary,
                 "Undone": f"by #{r.undone_by}" if r.undone_by else "",
             }
             for r in shown
@@ -254,9 +261,7 @@ def _history(user) -> None:
         "Undo a change",
         list(by_id),
         index=None,
-        format_func=lambda i: (
-            f"#{i} · {by_id[i].when:%d %b %H:%M} · {by_id[i].user} · {by_id[i].action} · {by_id[i].summary}"
-        ),
+        format_func=lambda i: f"#{i} · {by_id[i].when:%d %b %H:%M} · {by_id[i].user}: {by_id[i].summary}",
         placeholder="Choose a merge, split, move, removal, rename, …",
         key="curate.history.undo_pick",
     )
@@ -281,8 +286,9 @@ def _report(report) -> None:
 
 def _import(user) -> None:
     st.caption(
-        "Imports run in the background: you may leave this page or close the tab, and come back to see how far "
-        "an import got. A stopped import can be resumed; photos already imported are recognised and skipped."
+        "Keep this page open while your files upload and until the import appears under *Imports* below. From "
+        "then on it runs on the server: you may leave this page or close the tab, and come back to see how far "
+        "it got. A stopped import can be resumed; photos already imported are recognised and skipped."
     )
     how = st.radio(
         "What do you have?",
@@ -330,7 +336,8 @@ def _import(user) -> None:
 JOB_STAGES = {
     "waiting": "Starting…",
     "importing": "Importing: {done} of {total} rows (reading each photo and finding its keypoints)",
-    "preparing": "Preparing the gallery for searching: photo {done} of {total}",
+    "preparing": "Preparing the gallery for searching (each new photo's keypoints are indexed once, so that "
+    "searches compare with it): photo {done} of {total}",
 }
 
 

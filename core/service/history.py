@@ -1,10 +1,15 @@
-"""The audit log as people read it: who did what, to which individual, and whether it can be undone."""
+"""The audit log as people read it: who did what, to which individual, and whether it can be undone.
+
+Each entry becomes one plain sentence ("Merged T-1 into T-2 (3 photos moved).") rather than its action name
+and fields, so a volunteer or an admin can read a history without knowing how it is stored.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -12,54 +17,250 @@ from core.review.curation import UNDOABLE
 from core.store.audit import entries_for_individual
 from core.store.models import AuditLog, Individual, User
 
+#: What each kind of entry is, in a word or two, for a "What" column and a filter.
+ACTION_LABELS: dict[str, str] = {
+    "individual.rename": "Rename",
+    "individual.notes": "Notes",
+    "individual.species": "Species",
+    "individual.retire": "Retire",
+    "individual.merge": "Merge",
+    "individual.split": "Split",
+    "photo.move": "Move photo",
+    "photo.remove": "Remove photo",
+    "sighting.submit": "Sighting sent",
+    "sighting.vote": "Vote",
+    "sighting.conflict": "Conflict",
+    "sighting.decide": "Decision",
+    "user.create": "New account",
+    "user.role": "Role",
+    "user.enable": "Account enabled",
+    "user.disable": "Account disabled",
+    "user.password": "Password",
+    "catalogue.import": "Import",
+}
+
+#: The groups the Curate page filters by (the first part of an action's name).
+KIND_LABELS: dict[str, str] = {
+    "individual": "Individuals",
+    "photo": "Photos",
+    "sighting": "Sightings",
+    "user": "Accounts",
+    "catalogue": "Imports",
+}
+
 
 @dataclass(frozen=True)
 class AuditRow:
     id: int
     when: datetime
     user: str
-    action: str
+    action: str  # as stored, e.g. "individual.merge.undo" (for filters)
     target: str
-    summary: str
+    summary: str  # one sentence, e.g. "Undid change #12: merged T-1 into T-2 (3 photos moved)."
     undoable: bool
     undone_by: int | None
 
+    @property
+    def label(self) -> str:
+        """The kind of change in a word or two ("Merge", "Merge undone")."""
+        return action_label(self.action)
 
-def _summary(entry: AuditLog, codes: Mapping[int, str]) -> str:
-    payload = entry.payload or {}
-    before, after = payload.get("before"), payload.get("after")
-    action = entry.action
-    if action == "individual.merge":
-        moved = len(payload.get("photo_ids", []))
-        return f"merged {payload.get('source_code')} into {payload.get('target_code')} ({moved} photos)"
-    if action == "individual.split":
-        return f"split {len(payload.get('photo_ids', []))} photos into {payload.get('target_code')}"
-    if action == "photo.move" and isinstance(before, dict) and isinstance(after, dict):
-        origin, destination = codes.get(before.get("individual_id"), "—"), codes.get(after.get("individual_id"), "—")
-        return f"moved from {origin} to {destination}"
-    if action == "sighting.decide":
-        return f"decided {payload.get('decision')} → {payload.get('code')} ({payload.get('how')})"
-    if action == "sighting.vote" and isinstance(after, dict):
-        who = codes.get(after.get("individual_id")) if after.get("individual_id") else ""
-        return f"voted {after.get('decision')} {who}".strip()
-    if isinstance(before, dict) and isinstance(after, dict):
-        changed = [f"{k}: {before.get(k)!r} → {after.get(k)!r}" for k in after if before.get(k) != after.get(k)]
-        return "; ".join(changed)[:200]
-    if isinstance(after, dict):
-        return ", ".join(f"{k}: {v}" for k, v in after.items() if k != "candidates")[:200]
-    return ""
+    @property
+    def kind(self) -> str:
+        return self.action.split(".")[0]
 
 
-def _target_label(entry: AuditLog, codes: Mapping[int, str]) -> str:
+def action_label(action: str) -> str:
+    if action.endswith(".undo"):
+        return f"{ACTION_LABELS.get(action[: -len('.undo')], 'Change')} undone"
+    return ACTION_LABELS.get(action, action.replace(".", " ").replace("_", " ").capitalize())
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """``1 photo``, ``3 photos``: the number with the right form of the word."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+def _quoted(text: object) -> str:
+    return f"“{text}”"
+
+
+class _Names:
+    """Codes of individuals and user names, looked up once per page of the log."""
+
+    def __init__(self, codes: Mapping[int, str], users: Mapping[int, str]) -> None:
+        self.codes, self.users = codes, users
+
+    def code(self, individual_id: Any, fallback: str = "an individual no longer in the gallery") -> str:
+        return self.codes.get(individual_id, fallback) if individual_id is not None else "no individual"
+
+    def user(self, user_id: Any) -> str:
+        return self.users.get(user_id, f"account {user_id}")
+
+
+def _rename(entry: AuditLog, names: _Names) -> str:
+    before, after = entry.payload.get("before") or {}, entry.payload.get("after") or {}
+    parts = []
+    if before.get("code") != after.get("code"):
+        parts.append(f"changed the code {before.get('code')} to {after.get('code')}")
+    old, new = before.get("name"), after.get("name")
+    code = after.get("code") or names.code(entry.target_id)
+    if old != new:
+        if not new:
+            parts.append(f"removed the name {_quoted(old)} of {code}")
+        elif not old:
+            parts.append(f"named {code} {_quoted(new)}")
+        else:
+            parts.append(f"renamed {code} from {_quoted(old)} to {_quoted(new)}")
+    return " and ".join(parts) or f"saved {code} unchanged"
+
+
+def _species(entry: AuditLog, names: _Names) -> str:
+    species = (entry.payload.get("after") or {}).get("species")
+    code = names.code(entry.target_id)
+    return f"set the species of {code} to {_quoted(species)}" if species else f"cleared the species of {code}"
+
+
+def _merge(entry: AuditLog, names: _Names) -> str:
+    p = entry.payload
+    moved = plural(len(p.get("photo_ids", [])), "photo")
+    return f"merged {p.get('source_code')} into {p.get('target_code')} ({moved} moved)"
+
+
+def _split(entry: AuditLog, names: _Names) -> str:
+    p = entry.payload
+    new = " (a new individual)" if p.get("created") else ""
+    origin = names.code(p.get("source_id"))
+    return f"split {plural(len(p.get('photo_ids', [])), 'photo')} off {origin} into {p.get('target_code')}{new}"
+
+
+def _move(entry: AuditLog, names: _Names) -> str:
+    before, after = entry.payload.get("before") or {}, entry.payload.get("after") or {}
+    origin = before.get("individual_id")
+    start = f" from {names.code(origin)}" if origin is not None else ""
+    return f"moved photo {entry.target_id}{start} to {names.code(after.get('individual_id'))}"
+
+
+def _submit(entry: AuditLog, names: _Names) -> str:
+    after = entry.payload.get("after") or {}
+    candidates = after.get("candidates") or []
+    side = after.get("side")
+    where = f", {side} side" if side and side != "unknown" else ""
+    best = ""
+    if candidates:
+        _rank, code, probability = candidates[0]
+        best = f"; best candidate {code} at {probability:.0%}" if isinstance(probability, int | float) else ""
+    return f"sent sighting #{entry.target_id} (photo {after.get('photo_id')}{where}{best})"
+
+
+def _decision_words(decision: Any, individual: str) -> str:
+    if decision == "same":
+        return f"same as {individual}"
+    if decision == "new":
+        return "a new individual"
+    return "unsure"
+
+
+def _vote(entry: AuditLog, names: _Names) -> str:
+    after = entry.payload.get("after") or {}
+    words = _decision_words(after.get("decision"), names.code(after.get("individual_id")))
+    return f"voted {_quoted(words)} on sighting #{entry.target_id}"
+
+
+def _decide(entry: AuditLog, names: _Names) -> str:
+    p = entry.payload
+    code = p.get("code")
+    outcome = f"the photo joined {code}" if p.get("decision") == "same" else f"a new individual, {code}"
+    how = {"consensus": "the votes agreed", "admin": "an admin decided"}.get(p.get("how"), str(p.get("how")))
+    return f"decided sighting #{entry.target_id}: {outcome} ({how})"
+
+
+def _import(entry: AuditLog, names: _Names) -> str:
+    after = entry.payload.get("after") or {}
+    source = after.get("archive") or after.get("source")
+    what = f"the catalogue {_quoted(source)}" if source else "a catalogue"
+    stopped = " (stopped before the end)" if after.get("stopped") else ""
+    return (
+        f"imported {what}{stopped}: {plural(int(after.get('added') or 0), 'photo')} added, "
+        f"{plural(int(after.get('individuals_created') or 0), 'new individual')}, "
+        f"{plural(int(after.get('skipped') or 0), 'row')} skipped"
+    )
+
+
+def _user_sentence(verb: str) -> Callable[[AuditLog, _Names], str]:
+    def sentence(entry: AuditLog, names: _Names) -> str:
+        return verb.format(user=names.user(entry.target_id), **(entry.payload.get("after") or {}))
+
+    return sentence
+
+
+def _user_role(entry: AuditLog, names: _Names) -> str:
+    before, after = entry.payload.get("before") or {}, entry.payload.get("after") or {}
+    return f"changed the role of {names.user(entry.target_id)} from {before.get('role')} to {after.get('role')}"
+
+
+_SENTENCES: dict[str, Callable[[AuditLog, _Names], str]] = {
+    "individual.rename": _rename,
+    "individual.notes": lambda e, n: f"edited the notes of {n.code(e.target_id)}",
+    "individual.species": _species,
+    "individual.retire": lambda e, n: f"retired {n.code(e.target_id)}",
+    "individual.merge": _merge,
+    "individual.split": _split,
+    "photo.move": _move,
+    "photo.remove": lambda e, n: f"removed photo {e.target_id} from the search",
+    "sighting.submit": _submit,
+    "sighting.vote": _vote,
+    "sighting.conflict": lambda e, n: f"sighting #{e.target_id} got conflicting votes, so an admin decides",
+    "sighting.decide": _decide,
+    "user.create": lambda e, n: "created the account {username} ({role})".format(
+        **{"username": "?", "role": "?", **(e.payload.get("after") or {})}
+    ),
+    "user.role": _user_role,
+    "user.enable": _user_sentence("enabled the account {user}"),
+    "user.disable": _user_sentence("disabled the account {user}"),
+    "user.password": _user_sentence("set a new password for {user}"),
+    "catalogue.import": _import,
+}
+
+
+def _clause(entry: AuditLog, names: _Names) -> str:
+    """What the entry did, as a clause starting with a verb in lower case (no full stop)."""
+    sentence = _SENTENCES.get(entry.action)
+    if sentence is None:
+        return f"{action_label(entry.action).lower()} on {entry.target_type} {entry.target_id}"
+    try:
+        return sentence(entry, names)
+    except (AttributeError, KeyError, TypeError, ValueError):  # an old entry of another shape: still say something
+        return f"{action_label(entry.action).lower()} on {entry.target_type} {entry.target_id}"
+
+
+def describe(entry: AuditLog, names: _Names, reverted: Mapping[int, AuditLog] | None = None) -> str:
+    """One sentence for one entry, starting with a capital and ending with a full stop."""
+    if entry.action.endswith(".undo"):
+        original = (reverted or {}).get(entry.reverts_id) if entry.reverts_id is not None else None
+        what = f": {_clause(original, names)}" if original is not None else ""
+        text = f"undid change #{entry.reverts_id}{what}"
+    else:
+        text = _clause(entry, names)
+    return text[:1].upper() + text[1:] + "."
+
+
+def _target_label(entry: AuditLog, names: _Names) -> str:
     if entry.target_type == "individual" and entry.target_id is not None:
-        return f"individual {codes.get(entry.target_id, entry.target_id)}"
+        return f"individual {names.code(entry.target_id, str(entry.target_id))}"
+    if entry.target_type == "sighting":
+        return f"sighting #{entry.target_id}"
+    if entry.target_type == "user":
+        return f"account {names.user(entry.target_id)}"
+    if entry.target_id is None:
+        return entry.target_type
     return f"{entry.target_type} {entry.target_id}"
 
 
 def audit_rows(
     session: Session, *, individual_id: int | None = None, user_id: int | None = None, limit: int = 100
 ) -> list[AuditRow]:
-    """Newest first, with who did it, a one-line summary, and whether it can still be undone."""
+    """Newest first, with who did it, a one-sentence summary, and whether it can still be undone."""
     if individual_id is not None:
         entries = list(entries_for_individual(session, individual_id, newest_first=True, limit=limit))
     else:
@@ -69,16 +270,18 @@ def audit_rows(
         entries = list(session.exec(query).all())
     ids = [e.id for e in entries]
     undone = dict(session.exec(select(AuditLog.reverts_id, AuditLog.id).where(col(AuditLog.reverts_id).in_(ids))).all())
+    reverted_ids = [e.reverts_id for e in entries if e.reverts_id is not None]
+    reverted = {e.id: e for e in session.exec(select(AuditLog).where(col(AuditLog.id).in_(reverted_ids))).all()}
     users = usernames(session)
-    codes = individual_codes(session)
+    names = _Names(individual_codes(session), users)
     return [
         AuditRow(
             id=e.id,  # type: ignore[arg-type]
             when=e.created_at,
             user=users.get(e.user_id, "system") if e.user_id is not None else "system",
             action=e.action,
-            target=_target_label(e, codes),
-            summary=_summary(e, codes),
+            target=_target_label(e, names),
+            summary=describe(e, names, reverted),  # type: ignore[arg-type]
             undoable=e.action in UNDOABLE and e.id not in undone,
             undone_by=undone.get(e.id),
         )
