@@ -24,6 +24,7 @@ ACCEPTED = ["jpg", "jpeg", "png", "webp", "tif", "tiff", "heic", "heif"]
 DRAFTS = "identify.drafts"
 REJECTED = "identify.rejected"
 UPLOADER = "identify.uploader_generation"
+LAST_SIDE = "identify.last_side"
 
 
 @dataclass
@@ -62,7 +63,14 @@ def _ingest(files: list) -> None:
             rejected.append(f"**{md(file.name)}**: {md(exc)}")
             continue
         if upload.sha256 not in drafts:
-            drafts[upload.sha256] = Draft(upload)
+            drafts[upload.sha256] = Draft(upload, side=_remembered_side())
+
+
+def _remembered_side() -> str:
+    """The side chosen last in this session, else the side of the volunteer's latest sighting."""
+    if LAST_SIDE not in st.session_state:
+        st.session_state[LAST_SIDE] = identify.last_side(ctx.app(), ctx.require())
+    return st.session_state[LAST_SIDE]
 
 
 def _uploader() -> None:
@@ -106,8 +114,13 @@ def _framing(draft: Draft, key: str) -> None:
             format_func=lambda s: SIDE_LABELS[s],
             key=f"{key}.side",
             horizontal=True,
-            help="Turtles' heads differ left and right: Scute compares only with photos of the same side.",
         )
+        st.caption(
+            "Why it matters: a turtle's left and right scales are different patterns, so Scute compares your "
+            "photo only with gallery photos of the same side. *Not sure* compares with every side (slower, and "
+            "a little less sure)."
+        )
+        st.session_state[LAST_SIDE] = draft.side
         x0, y0, x1, y1 = draft.crop or (0.0, 0.0, 1.0, 1.0)
         xs = st.slider(
             "Crop: left and right edge",
@@ -217,13 +230,21 @@ def _proposal(draft: Draft, key: str) -> None:
         if kind == "other":
             return "Another individual I recognise…"
         if kind == "new":
-            new_p = result.new_individual_probability if result is not None else None
             return "None of these: a new individual" + (f" ({percent(new_p)})" if new_p is not None else "")
         return "I'm not sure"
 
+    new_p = result.new_individual_probability if result is not None else None
+    suggested = identify.suggested_proposal(inputs, new_p)
     st.subheader("Your proposal")
     with st.form(f"{key}.form", border=True):
-        choice = st.radio("Who is it?", options, format_func=describe, key=f"{key}.choice")
+        choice = st.radio(
+            "Who is it?",
+            options,
+            index=options.index(suggested) if suggested in options else len(options) - 1,
+            format_func=describe,
+            key=f"{key}.choice",
+            help="Pre-selected: what the evidence supports, or “not sure” when nothing is convincing.",
+        )
         other = None
         if individuals:
             other = st.selectbox(
@@ -241,7 +262,10 @@ def _proposal(draft: Draft, key: str) -> None:
         notes = st.text_area("Notes (place, behaviour, tags…)", key=f"{key}.notes", max_chars=10_000)
         comment = st.text_input("Comment for the reviewers", key=f"{key}.comment", max_chars=2000)
         sent = st.form_submit_button("Send for review", key=f"{key}.send", type="primary", icon=":material/send:")
-    if not sent or choice is None:
+    pending = f"{key}.confirming"
+    if sent:
+        st.session_state.pop(pending, None)
+    elif st.session_state.get(pending) is None or choice is None:
         return
     kind, individual_id = choice
     if kind == "other":
@@ -249,6 +273,26 @@ def _proposal(draft: Draft, key: str) -> None:
             st.error("Choose the individual you recognise, or pick another answer.")
             return
         kind, individual_id = "same", other
+    if not sent and st.session_state[pending][:2] != (kind, individual_id):
+        return  # asked about another answer than the one in the form now
+    reason = identify.needs_confirmation(inputs, new_p, kind, individual_id)
+    if reason is not None and st.session_state.get(pending) != (kind, individual_id, "confirmed"):
+        st.session_state[pending] = (kind, individual_id, "asked")
+        label = codes.get(individual_id, str(individual_id))
+        st.warning(
+            f"{md(reason)}. Send “same as {md(label)}” anyway? A wrong match mixes two turtles' histories; "
+            "if you are not sure, choose *I'm not sure* and let the reviewers look.",
+            icon=":material/help:",
+        )
+        yes, no = st.columns(2)
+        if yes.button(f"Yes, it is {md(label)}", key=f"{key}.confirm", type="primary", width="stretch"):
+            st.session_state[pending] = (kind, individual_id, "confirmed")
+            st.rerun()
+        if no.button("No, let me change it", key=f"{key}.cancel", width="stretch"):
+            st.session_state.pop(pending, None)
+            st.rerun()
+        return
+    st.session_state.pop(pending, None)
     taken_at = None
     if seen is not None:
         exif = draft.upload.info.taken_at
@@ -286,7 +330,7 @@ def _proposal(draft: Draft, key: str) -> None:
 def _draft_view(sha: str, draft: Draft) -> None:
     key = f"identify.{sha[:16]}"
     if draft.sighting_id is not None:
-        st.success(f"Sent for review as sighting #{draft.sighting_id}. {draft.outcome}", icon="✅")
+        st.success(f"Sent for review as sighting #{draft.sighting_id}. {draft.outcome}", icon=":material/check_circle:")
         st.image(pictures.crop_and_rotate(draft.upload.preview, draft.crop, draft.rotation), width=320)
         if st.button("Remove from this list", key=f"{key}.done"):
             del _drafts()[sha]

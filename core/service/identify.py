@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from core.engine.features import Features
 from core.engine.images import PhotoInfo, load_image, prepare, resize_long_side
@@ -16,15 +17,16 @@ from core.engine.index import GalleryIndex, GalleryPhoto
 from core.engine.matching import MatchResult
 from core.engine.search import Candidate, Engine, Identification
 from core.engine.shortlist import ShortlistConf
-from core.indexing.gallery import features_hook
+from core.indexing.searchable import with_gallery_features
 from core.io import sha256_hex
 from core.progress import Progress, StageProgress
 from core.review.sightings import CandidateInput, Submission, submit_sighting
+from core.review.votes import GalleryHook
 from core.service.app import App
 from core.service.browse import IndividualRow, individual_rows
 from core.service.evidence import Evidence, EvidenceCandidate, EvidencePhoto, PhotoMatch, keep
 from core.store.gallery import resolve_merged
-from core.store.models import SIDES, Individual, Photo, User
+from core.store.models import SIDES, Individual, Photo, Sighting, User
 
 #: Sides a volunteer can pick; "unknown" compares with every side.
 SIDE_CHOICES: tuple[str, ...] = ("left", "right", "top", "other", "unknown")
@@ -316,6 +318,19 @@ def query_image(app: App, source: bytes | Path | np.ndarray, crop: Any = None, r
     return working_image(app.engine, source, crop, rotation)
 
 
+def last_side(app: App, user: User) -> str:
+    """The side of the head the volunteer chose for their latest sighting: most send one side after another."""
+    with app.session() as session:
+        side = session.exec(
+            select(Photo.side)
+            .join(Sighting, col(Sighting.photo_id) == col(Photo.id))
+            .where(Sighting.submitted_by == user.id)
+            .order_by(col(Sighting.id).desc())
+            .limit(1)
+        ).first()
+    return side if side in SIDE_CHOICES else "unknown"
+
+
 def gallery_is_empty(app: App) -> bool:
     from core.service.dashboard import gallery_size
 
@@ -329,6 +344,56 @@ class ProposalChoices:
 
     candidates: list[CandidateInput]
     individuals: list[IndividualRow]
+
+
+#: From which probability a candidate (or "new individual") counts as convincing: the banner says "Most likely
+#: T-0042" or "Probably a new individual" from here on, and the proposal defaults to it.
+CONVINCING = 0.5
+
+
+def suggested_proposal(
+    candidates: Sequence[CandidateInput], new_individual_probability: float | None
+) -> tuple[str, int | None]:
+    """What the proposal form pre-selects: whatever the evidence supports, else "unsure".
+
+    The default is what one careless click sends, so it is never a "same as" the evidence does not back:
+    the best candidate only when it is convincing, "new" when a new individual is, and "unsure" otherwise.
+    Without a search (an empty gallery) a first sighting can only be new.
+    """
+    best = max(candidates, key=lambda c: c.probability, default=None)
+    if best is not None and best.probability >= CONVINCING:
+        return ("same", best.individual_id)
+    if new_individual_probability is None and not candidates:
+        return ("new", None)
+    if new_individual_probability is not None and new_individual_probability >= CONVINCING:
+        return ("new", None)
+    return ("unsure", None)
+
+
+def needs_confirmation(
+    candidates: Sequence[CandidateInput],
+    new_individual_probability: float | None,
+    proposal: str,
+    individual_id: int | None,
+) -> str | None:
+    """Why a "same as" goes against the evidence (asked to confirm before it is sent), or None when it does not.
+
+    "Same as X" is against the evidence when Scute gives X less than :data:`CONVINCING`: X is not among the
+    candidates, or a new individual or another candidate is the likelier answer, or nothing is convincing.
+    """
+    if proposal != "same" or (new_individual_probability is None and not candidates):
+        return None  # "new", "unsure", or nothing was searched: nothing to go against
+    probability = next((c.probability for c in candidates if c.individual_id == individual_id), None)
+    if probability is not None and probability >= CONVINCING:
+        return None
+    if new_individual_probability is not None and new_individual_probability >= CONVINCING:
+        return f"Scute thinks this is probably a new individual ({new_individual_probability:.0%})"
+    if probability is None:
+        return "Scute did not rank this individual among its candidates"
+    best = max(candidates, key=lambda c: c.probability)
+    if best.individual_id != individual_id and best.probability > probability:
+        return f"Scute gives this individual only {probability:.0%}, less than its best candidate"
+    return f"Scute gives this individual only {probability:.0%}: the matches are not convincing"
 
 
 def proposal_choices(app: App, result: SearchResult | None) -> ProposalChoices:
@@ -355,7 +420,8 @@ def send(
 ) -> Submission:
     """Store the upload as a pending sighting with the candidates shown; the proposal is the first vote."""
     new_probability = result.identification.new_individual_probability if result is not None else None
-    with app.session() as session:
+
+    def work(session: Session, hook: GalleryHook) -> Submission:
         submission = submit_sighting(
             session,
             app.store,
@@ -373,8 +439,11 @@ def send(
             notes=notes,
             original_name=Path(upload.name).name[:200],
             config=app.settings.review,
-            on_gallery_change=features_hook(session, app.store, app.engine),
+            on_gallery_change=hook,
         )
         if result is not None and submission.created and submission.sighting.id is not None:
             keep(session, submission.sighting.id, result.evidence(), result.engine_version)
         return submission
+
+    # A proposal that decides at once (one required vote) adds the photo: its features come first (core.indexing).
+    return with_gallery_features(app.db, app.store, app.engine, work)
