@@ -58,7 +58,8 @@ def gallery_working_image(
 
 #: What the bar says in each stage of a search (core.service.identify.search_index).
 SEARCH_STAGES = {
-    "gallery": "Preparing the gallery after a change: photo {done} of {total}",
+    "gallery": "Preparing the gallery after a change (finding the keypoints of its new photos, once): "
+    "photo {done} of {total}",
     "features": "Finding the keypoints of your photo…",
     "matching": "Comparing with the best-voted gallery photos: pair {done} of {total}",
 }
@@ -68,6 +69,10 @@ def with_progress(what: str, search: Callable[[StageProgress], T]) -> T | None:
     """Run a search under a status box whose bar follows each stage of the work; None after a failure."""
     result: T | None = None
     with st.status("Comparing with the gallery…", expanded=True) as status:
+        st.caption(
+            "Keep this page open until the search finishes: it runs for this page and stops if you leave. "
+            "Your photos stay in the list either way."
+        )
         bar = st.progress(0.0, text="Starting…")
 
         def stage_progress(stage: str, done: int, total: int) -> None:
@@ -125,6 +130,12 @@ def run_search(
 def card_image(path: str, crop: tuple[float, float, float, float] | None, rotation: int) -> np.ndarray:
     """A 4:3 tile of a gallery photo, so the cards of a row line up."""
     return pictures.cover(photo_image(path, crop, rotation, 480))
+
+
+@st.cache_data(show_spinner=False, max_entries=4096)
+def thumbnail_uri(path: str, crop: tuple[float, float, float, float] | None, rotation: int) -> str:
+    """A 4:3 thumbnail of a stored photo as a data address, for the image column of a table."""
+    return pictures.data_uri(pictures.cover(photo_image(path, crop, rotation, 120)))
 
 
 def candidate_cards(result: SearchResult | Evidence) -> None:
@@ -192,6 +203,19 @@ def match_explorer(
             )
         else:
             st.caption(f"{md(identity)} has one photo to compare with.")
+        options = st.container(horizontal=True, gap="medium")
+        strongest = options.toggle(
+            f"Only the strongest {STRONGEST}",
+            value=True,
+            key=f"{key}.strongest",
+            help="Fewer lines are easier to follow; turn off to see every match above the confidence below.",
+        )
+        zoom = options.toggle(
+            "Zoom to the matched region",
+            value=False,
+            key=f"{key}.zoom",
+            help="Cut both photos to where the drawn matches are.",
+        )
     chosen = matches[int(choice)]
     with threshold_col:
         threshold = st.slider(
@@ -207,53 +231,88 @@ def match_explorer(
         gallery = gallery_working_image(
             str(chosen.photo.path), chosen.photo.crop, chosen.photo.rotation, chosen.image_size
         )
-        drawn = overlay.match_overlay(
-            query_image,
-            gallery,
-            chosen.match,
-            query_size=result.query_size,
-            gallery_size=chosen.image_size,
-            threshold=threshold,
-            height=560,
+        drawn = {
+            layout: overlay.match_overlay(
+                query_image,
+                gallery,
+                chosen.match,
+                query_size=result.query_size,
+                gallery_size=chosen.image_size,
+                threshold=threshold,
+                height=560,
+                width=720,
+                layout=layout,
+                max_lines=STRONGEST if strongest else 200,
+                zoom=zoom,
+                legend=True,
+            )
+            for layout in ("side", "stacked")
+        }
+        turned = (
+            f" Your photo matched best turned {chosen.match.turn}° clockwise: it may be sideways or upside down "
+            "(the rotation control above fixes that for the gallery)."
+            if chosen.match.turn
+            else ""
         )
-        st.image(
-            drawn.image,
-            caption=(
-                f"Your photo (left) and {md(label_for(identity))} (right): {drawn.shown} of {drawn.total} "
-                "matches shown. Line colour: red = unsure, amber = fair, green = confident."
-                + (
-                    f" Your photo matched best turned {chosen.match.turn}° clockwise: it may be sideways or "
-                    "upside down (the rotation control above fixes that for the gallery)."
-                    if chosen.match.turn
-                    else ""
+        where = {"side": "(left)", "stacked": "(top)"}
+        other = {"side": "(right)", "stacked": "(below)"}
+        # Both pictures are sent; the page's width picks one (two photos side by side are tiny on a phone).
+        narrow_screen_css()
+        for layout, picture in drawn.items():
+            with st.container(key=f"overlay-{layout}-{key}".replace(".", "-")):
+                st.image(
+                    picture.image,
+                    caption=(
+                        f"Your photo {where[layout]} and {md(label_for(identity))} {other[layout]}: "
+                        f"{picture.shown} of {picture.total} matches shown"
+                        + (f" (the strongest {STRONGEST})" if strongest and picture.shown == STRONGEST else "")
+                        + f". Each line joins the same point on both photos.{turned}"
+                    ),
+                    width="stretch",
                 )
-            ),
-            width="stretch",
-        )
     text_col, chart_col = st.columns([2, 3], gap="medium")
     null_mean, _ = result.null_stats(chosen.photo)
     threshold_strong = result.strong_confidence
     strong = int(np.count_nonzero(chosen.match.confidence >= threshold_strong))
+    probability = candidate.probability if candidate is not None else None
     with text_col:
         st.markdown("**What the numbers say**")
         st.markdown(
             md(
-                charts.score_sentence(
+                charts.plain_sentence(
                     label_for(identity),
                     method=result.method,
                     z=chosen.z,
-                    probability=candidate.probability if candidate is not None else None,
+                    probability=probability,
                     matches=chosen.match.n_matches,
                     strong_matches=strong,
                     null_mean=null_mean,
-                    threshold=threshold_strong,
                 )
             )
         )
         st.caption(
             "The chart shows how confident the matches are. A true match keeps its curve low and to the right "
-            "of the grey dashed null (pairs of different turtles); a wrong candidate follows the null."
+            "of the grey dashed line (pairs of different animals); a wrong candidate follows that line."
         )
+        with st.expander("Details", icon=":material/query_stats:"):
+            st.markdown(
+                md(
+                    charts.score_sentence(
+                        label_for(identity),
+                        method=result.method,
+                        z=chosen.z,
+                        probability=probability,
+                        matches=chosen.match.n_matches,
+                        strong_matches=strong,
+                        null_mean=null_mean,
+                        threshold=threshold_strong,
+                    )
+                )
+            )
+            st.caption(
+                f"Scoring: {md(result.method)}; a match counts as strong from confidence {threshold_strong:.2f}. "
+                "Standard deviations are counted from the scores of this photo against other individuals."
+            )
     with chart_col:
         others = [
             charts.Curve(label_for(c.identity), c.confidences) for c in result.candidates if c.identity != identity
@@ -265,6 +324,22 @@ def match_explorer(
             threshold=threshold_strong,
         )
         st.plotly_chart(figure, key=f"{key}.cdf", config={"displayModeBar": False})
+
+
+#: Lines the match overlay shows by default.
+STRONGEST = 30
+#: Below this page width the overlay's photos are stacked instead of side by side.
+NARROW_PX = 640
+
+
+def narrow_screen_css() -> None:
+    """Show each overlay's stacked picture on narrow screens and its side-by-side picture on wide ones."""
+    st.html(
+        "<style>"
+        f"@media (max-width: {NARROW_PX}px) {{ [class*='st-key-overlay-side-'] {{ display: none; }} }}"
+        f"@media (min-width: {NARROW_PX + 1}px) {{ [class*='st-key-overlay-stacked-'] {{ display: none; }} }}"
+        "</style>"
+    )
 
 
 def show_scute_error(exc: ScuteError) -> None:

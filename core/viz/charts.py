@@ -88,10 +88,11 @@ def cdf_figure(
         )
     fig.update_layout(
         height=height,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
         xaxis={"title": "match confidence", "range": [0, 1]},
         yaxis={"title": "share of matches at or below", "range": [0, 1.02], "tickformat": ".0%"},
-        legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},
+        # Above the plot: under it, a phone's wrapped legend ran into the axis title.
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "xanchor": "left"},
         template="plotly_white",
     )
     return fig
@@ -133,6 +134,48 @@ def score_sentence(
             else f"{label}: the {matches} match confidences stay close to the null curve — {verdict}, {tail}"
         )
     return f"{label}: {matches} matches ({strong_matches} strong) — {verdict}, {tail}"
+
+
+def plain_sentence(
+    label: str,
+    *,
+    method: str,
+    z: float,
+    probability: float | None,
+    matches: int,
+    strong_matches: int,
+    null_mean: float,
+) -> str:
+    """The same evidence as :func:`score_sentence`, for a volunteer: points and chance, no statistics."""
+    compared = _plain_verdict(z)
+    tail = f", so Scute gives it {probability:.0%}." if probability is not None else "."
+    if method == "count":
+        return (
+            f"{label}: {_points(matches)} {'matches' if matches == 1 else 'match'}. Photos of two different "
+            "animals match about "
+            f"{null_mean:.0f}: this is {compared}{tail}"
+        )
+    if method == "confident":
+        return (
+            f"{label}: {strong_matches} of the {_points(matches)} that match are strong matches. Photos of two "
+            f"different animals have about {null_mean:.0f}: this is {compared}{tail}"
+        )
+    verb = "matches" if matches == 1 else "match"
+    return f"{label}: {_points(matches)} {verb}, {strong_matches} of them strongly: this is {compared}{tail}"
+
+
+def _points(count: int) -> str:
+    return f"{count} point" if count == 1 else f"{count} points"
+
+
+def _plain_verdict(z: float) -> str:
+    if z >= 6:
+        return "far more than chance gives"
+    if z >= 3:
+        return "clearly more than chance gives"
+    if z >= 1.5:
+        return "a little more than chance gives"
+    return "about what chance gives"
 
 
 def _sd(z: float) -> str:

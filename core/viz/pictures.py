@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 
@@ -16,6 +17,7 @@ __all__ = [
     "cover",
     "crop_and_rotate",
     "crop_preview",
+    "data_uri",
     "placeholder",
     "png_bytes",
     "thumbnail",
@@ -89,6 +91,13 @@ def png_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(as_rgb(image, "image")).save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+def data_uri(image: np.ndarray, quality: int = 80) -> str:
+    """A small RGB image as a ``data:image/jpeg;base64,…`` address, for an image column of a table."""
+    buffer = io.BytesIO()
+    Image.fromarray(as_rgb(image, "image")).save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def working_frame(

@@ -98,6 +98,53 @@ def test_overlay_keeps_the_most_confident_lines_when_capped():
         overlay.match_overlay(grey(100, 100), grey(100, 100), match(points, points, confidence), height=8)
 
 
+def test_stacked_overlay_puts_the_query_above_at_one_width_for_phones():
+    query, gallery = grey(100, 200, 40), grey(300, 300, 200)
+    m = match([[100, 50]], [[150, 150]], [0.9])
+    drawn = overlay.match_overlay(query, gallery, m, layout="stacked", width=300, gap=10, line_opacity=1.0)
+    # 200x100 -> 300x150 on top, the white gap, then 300x300 -> 300x300 below.
+    assert drawn.image.shape == (150 + 10 + 300, 300, 3) and drawn.shown == 1
+    assert np.all(drawn.image[:5, :5] == 40) and np.all(drawn.image[150:160, :5] == 255)
+    green = np.array([22, 163, 74])
+    # The line runs from (150, 75) on the query down to (150, 160 + 150) on the gallery photo: vertical, green.
+    assert np.abs(drawn.image[230, 150].astype(int) - green).sum() < 60
+    with pytest.raises(ValueError, match="layout"):
+        overlay.match_overlay(query, gallery, m, layout="diagonal")
+
+
+def test_overlay_lines_are_thick_enough_to_see_when_the_browser_shrinks_them():
+    query = gallery = grey(560, 560)
+    m = match([[100, 280]], [[100, 280]], [0.95])
+    drawn = overlay.match_overlay(query, gallery, m, height=560, gap=0, line_opacity=1.0)
+    column = drawn.image[:, 400].astype(int)  # across the horizontal line from (100, 280) to (660, 280)
+    coloured = np.flatnonzero(np.abs(column - [90, 90, 90]).sum(axis=1) > 60)
+    assert coloured.size >= 3  # a 1-pixel line disappears when a 1,120 px picture is shown 400 px wide
+
+
+def test_overlay_zooms_to_the_matched_region():
+    query = grey(400, 400)
+    query[100:140, 100:140] = 250  # a bright patch where the matches are
+    m = match([[110, 110], [130, 130]], [[110, 110], [130, 130]], [0.9, 0.8])
+    whole = overlay.match_overlay(query, query, m, height=200, gap=0)
+    zoomed = overlay.match_overlay(query, query, m, height=200, gap=0, zoom=True)
+    bright = lambda image: np.count_nonzero(image[:, :, 0] > 200)  # noqa: E731
+    assert bright(zoomed.image) > 4 * bright(whole.image)  # the patch fills much more of the picture
+    assert zoomed.shown == whole.shown == 2
+    assert overlay.zoom_box(np.array([[110.0, 110.0], [130.0, 130.0]]), (400, 400)) == (60, 60, 180, 180)
+    assert overlay.zoom_box(np.zeros((0, 2)), (400, 300)) == (0, 0, 400, 300)
+
+
+def test_overlay_legend_names_the_colours():
+    query = grey(100, 100)
+    m = match([[50, 50]], [[50, 50]], [0.9])
+    plain = overlay.match_overlay(query, query, m, height=100, gap=0)
+    with_key = overlay.match_overlay(query, query, m, height=100, gap=0, legend=True)
+    assert with_key.image.shape[1] == plain.image.shape[1] and with_key.image.shape[0] > plain.image.shape[0]
+    band = with_key.image[100:]
+    assert np.any(np.all(band == [220, 38, 38], axis=2)) and np.any(np.all(band == [22, 163, 74], axis=2))
+    assert np.any(band.sum(axis=2) < 200)  # the words, in dark ink
+
+
 def test_colour_legend_is_a_strip_from_red_to_green():
     legend = overlay.colour_legend(width=50, height=4)
     assert legend.shape == (4, 50, 3)
@@ -128,6 +175,8 @@ def test_cdf_figure_has_the_null_the_others_and_the_candidate_last():
     assert y[np.searchsorted(x, 0.5)] == pytest.approx(0.25)  # one of four matches is at or below 0.5
     assert "&lt;b&gt;" in fig.data[2].hovertemplate  # user-typed names never become markup
     assert [shape.x0 for shape in fig.layout.shapes] == [0.8]
+    # The legend sits above the plot: below it, a phone's wrapped legend ran into the axis title.
+    assert fig.layout.legend.yanchor == "bottom" and fig.layout.legend.y > 1
 
 
 def test_score_sentence_states_the_evidence_in_the_method_units():
@@ -151,6 +200,24 @@ def test_score_sentence_states_the_evidence_in_the_method_units():
         "T-2", method="wasserstein", z=0.3, probability=0.01, matches=9, strong_matches=0, null_mean=1, threshold=0.8
     )
     assert "close to the null" in weak and "no better than chance" in weak
+
+
+def test_plain_sentence_speaks_of_points_and_chance_not_statistics():
+    sentence = charts.plain_sentence(
+        "T-0042", method="confident", z=8.42, probability=0.64, matches=57, strong_matches=31, null_mean=2.0
+    )
+    assert sentence == (
+        "T-0042: 31 of the 57 points that match are strong matches. Photos of two different animals have about 2: "
+        "this is far more than chance gives, so Scute gives it 64%."
+    )
+    weak = charts.plain_sentence(
+        "T-1", method="count", z=0.2, probability=None, matches=1, strong_matches=0, null_mean=3.0
+    )
+    assert (
+        weak == "T-1: 1 point matches. Photos of two different animals match about 3: this is about what chance gives."
+    )
+    for text in (sentence, weak):
+        assert "standard deviation" not in text and "null" not in text
 
 
 # --- evaluation figures ----------------------------------------------------------------------------
