@@ -12,8 +12,9 @@ import streamlit as st
 
 from core.service import browse
 from core.service.browse import Encounter, IndividualRow
+from core.service.history import plural
 from ui import context as ctx
-from ui.components import card_image, md
+from ui.components import card_image, md, thumbnail_uri
 
 STATUS_LABELS = {"active": "Active", "retired": "Retired", "merged": "Merged"}
 SIDE_HEADINGS = {
@@ -40,34 +41,70 @@ def _filters(rows: list[IndividualRow]) -> list[IndividualRow]:
     return browse.filter_individuals(rows, text, species=species, statuses=statuses, seen_since=seen_since)
 
 
-def _table(rows: list[IndividualRow]) -> None:
-    st.dataframe(
+#: Rows of the list that get a thumbnail (each is a decoded photo the first time): filter to see the others'.
+THUMBNAILS = 200
+TABLE = "gallery.table"
+PICKED = "gallery.picked"
+
+
+def _table(rows: list[IndividualRow]) -> str | None:
+    """The individuals as a table with a thumbnail each; clicking a row opens that individual (its code)."""
+    store = ctx.app().store
+    generation = st.session_state.get(f"{TABLE}.generation", 0)
+    event = st.dataframe(
         [
             {
+                "Photo": thumbnail_uri(str(store.path(r.cover.path)), r.cover.crop, r.cover.rotation)
+                if r.cover is not None and i < THUMBNAILS
+                else None,
                 "Code": r.code,
                 "Name": r.name or "",
                 "Species": r.species,
                 "Status": STATUS_LABELS.get(r.status, r.status) + (f" → {r.merged_into}" if r.merged_into else ""),
                 "Photos": r.photos,
-                "Last seen": r.last_seen,
+                "Last seen": f"{r.last_seen:%d %b %Y}" if r.last_seen else "date unknown",
             }
-            for r in rows
+            for i, r in enumerate(rows)
         ],
         hide_index=True,
         width="stretch",
-        height=min(420, 38 + 35 * max(1, len(rows))),
-        column_config={"Last seen": st.column_config.DateColumn(format="D MMM YYYY")},
+        row_height=64,
+        height=min(460, 40 + 65 * max(1, len(rows))),
+        column_config={"Photo": st.column_config.ImageColumn("Photo", width="small")},
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"{TABLE}.{generation}",
     )
+    picked = [rows[i].code for i in event.selection.rows if i < len(rows)]
+    if picked != st.session_state.get(PICKED, []):  # the volunteer clicked a row (or cleared it)
+        st.session_state[PICKED] = picked
+        if picked:
+            st.query_params["individual"] = picked[0]
+        else:
+            st.query_params.pop("individual", None)
+    return picked[0] if picked else None
+
+
+def _close() -> None:
+    """Back to the list: forget the open individual and the table's selection."""
+    st.query_params.pop("individual", None)
+    st.session_state[PICKED] = []
+    st.session_state[f"{TABLE}.generation"] = st.session_state.get(f"{TABLE}.generation", 0) + 1
+
+
+def _day(when: datetime | None) -> str:
+    return f"{when:%d %b %Y}" if when is not None else "date unknown"
 
 
 def _timeline(encounters: list[Encounter]) -> go.Figure:
+    dated = [e for e in encounters if e.when is not None]
     fig = go.Figure(
         go.Scatter(
-            x=[e.when for e in encounters],
-            y=[e.side for e in encounters],
+            x=[e.when for e in dated],
+            y=[e.side for e in dated],
             mode="markers",
-            marker={"size": 14, "color": ["#0f766e" if e.in_gallery else "#9ca3af" for e in encounters]},
-            text=[f"photo {e.photo_id} · {e.source} · dated by {e.dated_by}" for e in encounters],
+            marker={"size": 14, "color": ["#0f766e" if e.in_gallery else "#9ca3af" for e in dated]},
+            text=[f"photo {e.photo_id} · {e.source} · date from the {e.dated_by}" for e in dated],
             hovertemplate="%{x|%d %b %Y}<br>%{text}<extra></extra>",
         )
     )
@@ -94,10 +131,18 @@ def _individual(individual_id: int) -> None:
     if page.merged_into is not None:
         st.info(f"{md(individual.code)} was merged into {md(page.merged_into)}; its photos are there now.")
     in_gallery = [e for e in encounters if e.in_gallery]
+    dated = [e for e in encounters if e.when is not None]
     cols = st.columns(3)
     cols[0].metric("Photos in the gallery", len(in_gallery), border=True)
-    cols[1].metric("First seen", f"{encounters[0].when:%d %b %Y}" if encounters else "—", border=True)
-    cols[2].metric("Last seen", f"{encounters[-1].when:%d %b %Y}" if encounters else "—", border=True)
+    cols[1].metric("First seen", _day(dated[0].when) if dated else "date unknown", border=True)
+    cols[2].metric("Last seen", _day(dated[-1].when) if dated else "date unknown", border=True)
+    if len(dated) < len(encounters):
+        undated = len(encounters) - len(dated)
+        st.caption(
+            f"{plural(undated, 'photo')} of {md(individual.code)} {'has' if undated == 1 else 'have'} no date "
+            "(no date in the photo, none given when it was sent or imported), so "
+            f"{'it is' if undated == 1 else 'they are'} not on the timeline."
+        )
     if individual.species:
         st.caption(f"Species: {md(individual.species)}")
     if individual.notes:
@@ -117,14 +162,14 @@ def _individual(individual_id: int) -> None:
         for photo in side_photos:
             images.append(card_image(str(store.path(photo.path)), photo.crop, photo.rotation))
             encounter = sources.get(photo.id)  # type: ignore[arg-type]
-            when = f"{encounter.when:%d %b %Y}" if encounter else ""
+            when = _day(encounter.when) if encounter else "date unknown"
             origin = encounter.source if encounter else ""
             flag = "" if photo.in_gallery else " · removed from search"
             captions.append(f"photo {photo.id} · {when} · {md(origin)}{flag}")
         st.image(images, caption=captions, width=220)
 
     st.subheader("History")
-    if encounters:
+    if dated:
         st.plotly_chart(_timeline(encounters), key="gallery.timeline", config={"displayModeBar": False})
     located = [e for e in encounters if e.latitude is not None and e.longitude is not None]
     if located:
@@ -134,10 +179,13 @@ def _individual(individual_id: int) -> None:
     if history:
         with st.expander(f"Changes to {md(individual.code)} ({len(history)})"):
             st.dataframe(
-                [{"When": h.when, "Who": h.user, "What": h.action, "Details": h.summary} for h in history],
+                [{"When": h.when, "Who": h.user, "What happened": h.summary} for h in history],
                 hide_index=True,
                 width="stretch",
-                column_config={"When": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm")},
+                column_config={
+                    "When": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm"),
+                    "What happened": st.column_config.TextColumn(width="large"),
+                },
             )
 
 
@@ -148,27 +196,23 @@ def main() -> None:
     if not rows:
         st.info("The gallery is empty. Admins can import a catalogue on the Curate page.")
         return
-    shown = _filters(rows)
-    st.caption(f"{len(shown)} of {len(rows)} individuals")
-    _table(shown)
     by_code = {r.code: r for r in rows}
     requested = st.query_params.get("individual")
-    options = [r.code for r in shown]
-    if requested in by_code and requested not in options:
-        options.insert(0, requested)
-    choice = st.selectbox(
-        "Open an individual",
-        options,
-        index=options.index(requested) if requested in options else None,
-        format_func=lambda code: by_code[code].label,
-        placeholder="Choose one to see its photos and history",
-        key="gallery.open",
-    )
-    if choice is None:
-        st.query_params.pop("individual", None)
+    if requested in by_code:
+        back = st.container(horizontal=True, vertical_alignment="center")
+        if back.button("All individuals", icon=":material/arrow_back:", key="gallery.back", type="tertiary"):
+            _close()
+            st.rerun()
+        back.caption("The address of this page opens this individual: share it.")
+        _individual(by_code[requested].id)
         return
-    st.query_params["individual"] = choice
-    _individual(by_code[choice].id)
+    if requested:
+        st.warning(f"There is no individual {md(requested)}; here are all of them.")
+        st.query_params.pop("individual", None)
+    shown = _filters(rows)
+    st.caption(f"{len(shown)} of {len(rows)} individuals · click a row to see its photos and history")
+    if _table(shown) is not None:
+        st.rerun()  # the address now names the individual: show it
 
 
 main()

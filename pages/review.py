@@ -282,7 +282,8 @@ def _decided() -> None:
     if not rows:
         st.caption("No sighting has been decided yet.")
         return
-    st.dataframe(
+    st.caption("Click a row to open the sighting with its photo, votes and evidence.")
+    event = st.dataframe(
         [
             {
                 "Sighting": f"#{r.id}",
@@ -296,7 +297,14 @@ def _decided() -> None:
         ],
         hide_index=True,
         column_config={"Submitted": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm")},
+        on_select="rerun",
+        selection_mode="single-row",
+        key="review.decided",
     )
+    picked = [rows[i].id for i in event.selection.rows if i < len(rows)]
+    if picked:
+        st.subheader(f"Sighting #{picked[0]}")
+        _sighting(picked[0], can_vote=False, admin=False)
 
 
 def main() -> None:

@@ -15,6 +15,15 @@ from core.store.models import Individual, Photo, Sighting
 
 
 @dataclass(frozen=True)
+class CoverPhoto:
+    """The photo that stands for an individual in a list: its stored path (relative to the store) and framing."""
+
+    path: str
+    crop: tuple[float, float, float, float] | None
+    rotation: int
+
+
+@dataclass(frozen=True)
 class IndividualRow:
     id: int
     code: str
@@ -22,32 +31,43 @@ class IndividualRow:
     species: str
     status: str
     photos: int
-    last_seen: datetime | None
+    last_seen: datetime | None  # None: no photo of it carries a date (an import time is not a sighting date)
     merged_into: str | None
+    cover: CoverPhoto | None = None
 
     @property
     def label(self) -> str:
         return f"{self.code} · {self.name}" if self.name else self.code
 
 
-def _photo_date(photo: Photo) -> datetime:
-    return photo.taken_at or photo.created_at
+def _sighting_dates(session: Session) -> dict[int, datetime]:
+    """The date each sighted photo was seen, as its volunteer gave it (photo id -> date)."""
+    rows = session.exec(select(Sighting.photo_id, Sighting.taken_at).where(col(Sighting.taken_at).is_not(None))).all()
+    return {photo_id: taken for photo_id, taken in rows if taken is not None}
 
 
 def individual_rows(session: Session, *, include_merged: bool = False) -> list[IndividualRow]:
-    """Every individual with its photo count and the date it was last seen (photo date, else upload date)."""
+    """Every individual with its photo count, a cover photo and the date it was last seen.
+
+    The date is the photo's own (EXIF) or the one given with its sighting; a photo with neither leaves the
+    date unknown rather than passing off the day it was imported as the day the animal was seen.
+    """
     individuals = session.exec(select(Individual).order_by(col(Individual.code))).all()
     by_id = {i.id: i for i in individuals}
     counts: dict[int, int] = defaultdict(int)
     last: dict[int, datetime] = {}
-    for photo in session.exec(select(Photo).where(col(Photo.individual_id).is_not(None))).all():
+    covers: dict[int, CoverPhoto] = {}
+    sighted = _sighting_dates(session)
+    photos = session.exec(select(Photo).where(col(Photo.individual_id).is_not(None)).order_by(col(Photo.id))).all()
+    for photo in photos:
         if not photo.in_gallery:
             continue
-        individual_id = photo.individual_id
-        counts[individual_id] += 1  # type: ignore[index]
-        seen = _photo_date(photo)
-        if individual_id not in last or seen > last[individual_id]:  # type: ignore[operator]
-            last[individual_id] = seen  # type: ignore[index]
+        individual_id: int = photo.individual_id  # type: ignore[assignment]
+        counts[individual_id] += 1
+        covers.setdefault(individual_id, CoverPhoto(photo.path, photo.crop, photo.rotation))  # type: ignore[arg-type]
+        seen = photo.taken_at or sighted.get(photo.id)  # type: ignore[arg-type]
+        if seen is not None and (individual_id not in last or seen > last[individual_id]):
+            last[individual_id] = seen
     rows = []
     for ind in individuals:
         if ind.status == "merged" and not include_merged:
@@ -63,6 +83,7 @@ def individual_rows(session: Session, *, include_merged: bool = False) -> list[I
                 photos=counts.get(ind.id, 0),  # type: ignore[arg-type]
                 last_seen=last.get(ind.id),  # type: ignore[arg-type]
                 merged_into=target.code if target is not None else None,
+                cover=covers.get(ind.id),  # type: ignore[arg-type]
             )
         )
     return rows
@@ -101,8 +122,8 @@ class Encounter:
     """One photo of an individual as an entry of its history."""
 
     photo_id: int
-    when: datetime
-    dated_by: str  # "photo" (EXIF date) or "upload"
+    when: datetime | None  # None: the date is unknown (no EXIF date, none given with a sighting)
+    dated_by: str  # "photo" (EXIF date), "sighting" (the date its volunteer gave) or "unknown"
     side: str
     latitude: float | None
     longitude: float | None
@@ -123,12 +144,12 @@ def encounters(session: Session, individual_id: int) -> list[Encounter]:
         sighting = sightings.get(photo.id)  # type: ignore[arg-type]
         latitude = photo.latitude if photo.latitude is not None else (sighting.latitude if sighting else None)
         longitude = photo.longitude if photo.longitude is not None else (sighting.longitude if sighting else None)
-        taken = photo.taken_at or (sighting.taken_at if sighting else None)
+        sighting_date = sighting.taken_at if sighting else None
         out.append(
             Encounter(
                 photo_id=photo.id,  # type: ignore[arg-type]
-                when=taken or photo.created_at,
-                dated_by="photo" if taken else "upload",
+                when=photo.taken_at or sighting_date,
+                dated_by="photo" if photo.taken_at else ("sighting" if sighting_date else "unknown"),
                 side=photo.side,
                 latitude=latitude,
                 longitude=longitude,
@@ -136,7 +157,8 @@ def encounters(session: Session, individual_id: int) -> list[Encounter]:
                 in_gallery=photo.in_gallery,
             )
         )
-    return sorted(out, key=lambda e: (e.when, e.photo_id))
+    # Dated photos in time order, then the undated ones in the order they arrived.
+    return sorted(out, key=lambda e: (e.when is None, e.when or datetime.min.replace(tzinfo=UTC), e.photo_id))
 
 
 def _source(sighting: Sighting | None, users: Mapping[int, str]) -> str:

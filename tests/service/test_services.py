@@ -18,6 +18,7 @@ from core.service.evaluation import report_csv, slowest_queries, wrongest_querie
 from core.service.history import audit_rows
 from core.store.db import init_db, session_scope
 from core.store.gallery import add_photo, get_or_create_individual
+from core.store.models import Individual
 from core.store.photos import PhotoStore
 
 pytestmark = pytest.mark.usefixtures("cheap_hashing")
@@ -84,9 +85,14 @@ def test_individual_rows_filters_and_encounters(db, store: PhotoStore):
         "T-0002",
         "T-0003",
     ]
-    recent = filter_individuals(rows, seen_since=datetime.now(UTC) - timedelta(days=1))
-    assert [r.code for r in recent] == ["T-0002", "T-0003"]
-    assert [(e.source, e.dated_by) for e in history] == [(f"sighting #{submission.sighting.id} by alice", "upload")]
+    # T-0002 and T-0003 have no dated photo: "date unknown", so not "seen since" any day (not their import day).
+    assert by_code["T-0002"].last_seen is None and by_code["T-0003"].last_seen is None
+    assert filter_individuals(rows, seen_since=datetime.now(UTC) - timedelta(days=1)) == []
+    assert [r.code for r in filter_individuals(rows, seen_since=datetime(2020, 1, 1, tzinfo=UTC))] == ["T-0001"]
+    assert [(e.source, e.dated_by, e.when) for e in history] == [
+        (f"sighting #{submission.sighting.id} by alice", "unknown", None)
+    ]
+    assert by_code["T-0001"].cover is not None and by_code["T-0001"].cover.path.endswith(".png")
     assert (counts.individuals, counts.gallery_photos, counts.decided, counts.my_sightings) == (3, 3, 1, 1)
 
 
@@ -98,7 +104,8 @@ def test_audit_rows_summarise_and_know_what_can_be_undone(db, store: PhotoStore)
         merge = curation.merge(session, admin, a.id, b.id)
     with session_scope(db) as session:
         rows = {r.id: r for r in audit_rows(session)}
-    assert rows[merge.id].summary == "merged T-1 into T-2 (1 photos)"
+    assert rows[merge.id].summary == "Merged T-1 into T-2 (1 photo moved)."
+    assert rows[merge.id].label == "Merge"
     assert rows[merge.id].undoable and rows[merge.id].user == "admin"
     with session_scope(db) as session:
         undo = curation.undo(session, admin, merge.id)
@@ -106,6 +113,54 @@ def test_audit_rows_summarise_and_know_what_can_be_undone(db, store: PhotoStore)
         rows = {r.id: r for r in audit_rows(session, individual_id=a.id)}
     assert not rows[merge.id].undoable and rows[merge.id].undone_by == undo.id
     assert undo.id in rows and not rows[undo.id].undoable  # an undo is not itself undone from here
+    assert rows[undo.id].summary == f"Undid change #{merge.id}: merged T-1 into T-2 (1 photo moved)."
+    assert rows[undo.id].label == "Merge undone"
+
+
+def test_audit_entries_read_as_sentences_not_action_names_and_fields(db, store: PhotoStore):
+    """Issue 17: the log said "individual.merge.undo" and "status: 'merged' → 'active'; merged_into_…"."""
+    with session_scope(db) as session:
+        admin = users.create_user(session, "admin", PASSWORD, "admin", actor=None)
+        bob = users.create_user(session, "bob", PASSWORD, actor=admin)
+        a, photo = add(session, store, "T-1", 1)
+        b, _ = add(session, store, "T-2", 2)
+        add(session, store, "T-2", 3)
+        named = curation.rename(session, admin, a.id, "Donatello")
+        renamed = curation.rename(session, admin, a.id, "Leo")
+        moved = curation.move_photo(session, admin, photo.id, b.id)
+        split = curation.split(session, admin, b.id, [photo.id])
+        users.set_role(session, admin, "bob", "reviewer")
+        submission = submit_sighting(
+            session,
+            store,
+            bob,
+            image_bytes(9),
+            candidates=[],
+            new_individual_probability=0.9,
+            proposal="new",
+            config=ReviewConfig(required_votes=1),
+        )
+    with session_scope(db) as session:
+        rows = {r.id: r for r in audit_rows(session)}
+    sentences = {r.action: r.summary for r in reversed(list(rows.values()))}  # the newest of each kind
+    assert rows[named.id].summary == "Named T-1 “Donatello”."
+    assert rows[renamed.id].summary == "Renamed T-1 from “Donatello” to “Leo”."
+    assert rows[moved.id].summary == f"Moved photo {photo.id} from T-1 to T-2."
+    new_code = split.payload["target_code"]
+    assert rows[split.id].summary == f"Split 1 photo off T-2 into {new_code} (a new individual)."
+    assert sentences["user.role"] == "Changed the role of bob from volunteer to reviewer."
+    assert {"Created the account admin (admin).", "Created the account bob (volunteer)."} <= {
+        r.summary for r in rows.values()
+    }
+    sighting = submission.sighting.id
+    assert sentences["sighting.vote"] == f"Voted “a new individual” on sighting #{sighting}."
+    decided = submission.sighting.decided_individual_id
+    with session_scope(db) as session:
+        code = session.get(Individual, decided).code
+    assert sentences["sighting.decide"] == f"Decided sighting #{sighting}: a new individual, {code} (the votes agreed)."
+    for row in rows.values():  # every one a sentence: a capital, a full stop, no stored names or field dumps
+        assert row.summary[0].isupper() and row.summary.endswith(".") and not row.summary.endswith(".."), row
+        assert "_id" not in row.summary and "'" not in row.summary and row.action not in row.summary, row
 
 
 def test_slowest_and_wrongest_queries():
@@ -140,3 +195,48 @@ def test_query_scores_give_the_right_and_the_best_wrong_individuals_score_of_kno
     report = EvaluationReport({}, "confident", 2, 4, ["T-9"], 1.0, 3.0, 0.1, 1.0, {}, {}, detail)
     right, wrong = query_scores(report)
     assert right.tolist() == [12.5, 0.5] and wrong.tolist() == [1.5, 3.0]
+
+
+# --- the proposal a volunteer starts from ------------------------------------------------------------
+
+
+def _candidates(*probabilities: float) -> list:
+    from core.review.sightings import CandidateInput
+
+    return [
+        CandidateInput(individual_id=10 + rank, rank=rank + 1, score=1.0, probability=p, n_matches=20)
+        for rank, p in enumerate(probabilities)
+    ]
+
+
+def test_the_default_proposal_follows_the_evidence():
+    """Issue 17: with "Probably a new individual (81 %)" on the banner, "Same as <top> (11 %)" was pre-selected."""
+    from core.service.identify import suggested_proposal
+
+    assert suggested_proposal(_candidates(0.11, 0.05), 0.81) == ("new", None)
+    assert suggested_proposal(_candidates(0.64, 0.2), 0.16) == ("same", 10)
+    assert suggested_proposal(_candidates(0.35, 0.3), 0.35) == ("unsure", None)  # nothing convincing
+    assert suggested_proposal(_candidates(0.5), 0.5) == ("same", 10)  # the banner's "Most likely" from 50 %
+    assert suggested_proposal([], None) == ("new", None)  # an empty gallery: a first sighting is new
+    assert suggested_proposal([], 0.2) == ("unsure", None)
+
+
+def test_a_same_as_against_the_evidence_asks_for_confirmation():
+    from core.service.identify import needs_confirmation
+
+    candidates = _candidates(0.11, 0.05)
+    reason = needs_confirmation(candidates, 0.81, "same", 10)
+    assert reason == "Scute thinks this is probably a new individual (81%)"
+    assert needs_confirmation(_candidates(0.64, 0.2), 0.16, "same", 10) is None  # what the evidence says
+    assert needs_confirmation(_candidates(0.64, 0.2), 0.16, "same", 11) == (
+        "Scute gives this individual only 20%, less than its best candidate"
+    )
+    assert needs_confirmation(_candidates(0.35, 0.3), 0.35, "same", 10) == (
+        "Scute gives this individual only 35%: the matches are not convincing"
+    )
+    assert needs_confirmation(_candidates(0.64), 0.16, "same", 99) == (
+        "Scute did not rank this individual among its candidates"
+    )
+    for proposal in ("new", "unsure"):
+        assert needs_confirmation(candidates, 0.81, proposal, None) is None
+    assert needs_confirmation([], None, "same", 10) is None  # no search: nothing to go against
