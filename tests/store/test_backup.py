@@ -572,3 +572,16 @@ def test_the_gallery_photo_store_and_backups_are_owner_only(tmp_path: Path) -> N
         modes = {stat.S_IMODE(p.stat().st_mode) for p in root.rglob("*") if p.is_file()}
         assert modes == {0o600}, root
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+def test_check_creates_no_tables_on_either_backend(db_url: str, tmp_path: Path) -> None:
+    """Finding 3 on PostgreSQL too: an emptied database stays empty and `check` says so (exit 1)."""
+    assert main(["check", "--db", db_url, "--home", str(tmp_path / "h")]) == 1
+    if db_url.startswith("sqlite"):
+        assert not (tmp_path / "gallery.db").exists()
+        return
+    raw = create_engine(db_url)
+    metadata = MetaData()
+    metadata.reflect(raw)
+    raw.dispose()
+    assert metadata.tables == {}
