@@ -62,8 +62,10 @@ def first_admin_page() -> None:
                 "creating the first account", lambda: accounts.create_first_admin(ctx.app(), username, password)
             )
             if user is not None:
-                ctx.start_session(user)
-                st.rerun()
+                token = ctx.attempt("signing in", lambda: accounts.open_session(ctx.app(), user))
+                if token is not None:
+                    ctx.start_session(token)
+                    st.rerun()
 
 
 def sign_in_page() -> None:
@@ -76,9 +78,10 @@ def sign_in_page() -> None:
             password = st.text_input("Password", type="password", key="signin.password")
             submitted = st.form_submit_button("Sign in", key="signin.submit", type="primary", width="stretch")
         if submitted:
-            user = ctx.attempt("signing in", lambda: accounts.sign_in(ctx.app(), username, password))
-            if user is not None:
-                ctx.start_session(user)
+            client = ctx.client_address()
+            signed_in = ctx.attempt("signing in", lambda: accounts.sign_in(ctx.app(), username, password, client))
+            if signed_in is not None:
+                ctx.start_session(signed_in[1])
                 st.rerun()
         st.caption("No account yet? Ask the project's coordinator to create one for you.")
 
@@ -148,8 +151,9 @@ def home_page() -> None:
                 hide_index=True,
                 column_config={"Submitted": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm")},
             )
-    settings = ctx.app().settings
-    st.caption(f"Data folder: {md(settings.home)} · engine: {md(settings.engine.describe())}")
+    if user.role == "admin":  # where the data lives and how the engine runs is for admins only
+        settings = ctx.app().settings
+        st.caption(f"Data folder: {md(settings.home)} · engine: {md(settings.engine.describe())}")
 
 
 def _account(user: User) -> None:
@@ -165,9 +169,22 @@ def _account(user: User) -> None:
         return
 
     updated = ctx.attempt("changing your password", lambda: accounts.change_own_password(ctx.app(), user, current, new))
-    if updated is not None:
-        ctx.start_session(updated)  # the old token was bound to the old password
+    token = (
+        None if updated is None else ctx.attempt("signing in again", lambda: accounts.open_session(ctx.app(), updated))
+    )
+    if token is not None:
+        ctx.start_session(token)  # the old token was bound to the old password
         st.success("Your password is changed. Other devices where you were signed in are signed out.")
+
+
+def _menu(pages: dict[str, list[st.Page]]) -> None:
+    """The app's own menu. config.toml turns Streamlit's page list off: on the first load it flashed the raw
+    file names of pages/ ("app, curate, evaluate, …") before sign-in."""
+    with st.sidebar:
+        for section, entries in pages.items():
+            st.caption(section)
+            for entry in entries:
+                st.page_link(entry, label=entry.title, icon=entry.icon)
 
 
 def _sidebar(user: User) -> None:
@@ -215,7 +232,8 @@ def main() -> None:
     if admin_pages:
         pages["Manage"] = admin_pages
     st.logo(str(ASSETS / "logo.svg"), icon_image=str(ASSETS / "icon.svg"), size="large")
-    navigation = st.navigation(pages)
+    navigation = st.navigation(pages, position="hidden")
+    _menu(pages)
     _sidebar(user)
     navigation.run()
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.errors import ScuteError
 from core.service import accounts
@@ -48,23 +50,68 @@ def app() -> App:
     return _app(Settings.from_env())
 
 
+# --- which browser sessions are signed in (read by serve.py's upload gate) --------------------------
+
+_signed_in_sessions: dict[str, int] = {}
+_signed_in_lock = threading.Lock()
+
+
+def _streamlit_session_id() -> str | None:
+    run = get_script_run_ctx()
+    return run.session_id if run is not None else None
+
+
+def _mark_session(user_id: int | None) -> None:
+    """Record whether this browser session is signed in, so uploads from signed-out sessions can be refused."""
+    session_id = _streamlit_session_id()
+    if session_id is None:
+        return
+    with _signed_in_lock:
+        if user_id is None:
+            _signed_in_sessions.pop(session_id, None)
+        else:
+            _signed_in_sessions[session_id] = user_id
+
+
+def signed_in_user_id(session_id: str) -> int | None:
+    """The account signed in on this Streamlit session as of its latest page run; None if signed out."""
+    with _signed_in_lock:
+        return _signed_in_sessions.get(session_id)
+
+
 # --- signing in ------------------------------------------------------------------------------------
 
 
-def start_session(user: User) -> None:
-    """Remember a signed token, never the ``User``: a disable or password change elsewhere then counts.
+def client_address() -> str:
+    """The browser's address for sign-in throttling ("local" for localhost, where Streamlit gives none)."""
+    try:
+        return st.context.ip_address or "local"
+    except Exception:  # no browser context (bare scripts)
+        return "local"
+
+
+def start_session(token: str) -> None:
+    """Remember the signed token of a server-side session, never the ``User``: a disable, a password change
+    or a sign-out elsewhere then counts.
 
     The token also goes into a cookie, so reloading the page (or a phone browser discarding the tab
-    while the camera app is open) does not sign the volunteer out.
+    while the camera app is open) does not sign the volunteer out; signing out revokes it on the server,
+    so a copy of that cookie is useless afterwards.
     """
-    token = accounts.issue_token(app(), user)
     st.session_state[TOKEN_KEY] = token
     st.session_state[COOKIE_KEY] = ("set", token)
-    log.info("%s signed in", user.username)
 
 
 def sign_out(notice: str | None = None) -> None:
-    """Forget the token and everything this session held (uploads, results), like a fresh visit."""
+    """Revoke the session on the server, then forget the token and everything this session held (uploads,
+    results), like a fresh visit."""
+    token = st.session_state.get(TOKEN_KEY)
+    if token is not None:
+        try:
+            accounts.sign_out(app(), token)
+        except ScuteError:
+            log.exception("Could not revoke a session on sign-out")
+    _mark_session(None)
     for key in list(st.session_state.keys()):
         del st.session_state[key]
     st.session_state[SIGNED_OUT_KEY] = True  # the browser may still send the old cookie until reload
@@ -85,6 +132,7 @@ def current_user() -> User | None:
         token = _cookie_token()
         from_cookie = token is not None
     if token is None:
+        _mark_session(None)
         return None
     try:
         user, refreshed = accounts.resume(app(), token)
@@ -92,6 +140,7 @@ def current_user() -> User | None:
         sign_out(None if from_cookie else str(exc))
         return None
     st.session_state[TOKEN_KEY] = refreshed
+    _mark_session(user.id)
     last = float(st.session_state.get(COOKIE_AT_KEY, 0.0))
     if time.time() - last > COOKIE_REFRESH_S:  # keep the cookie's idle expiry moving with the session
         st.session_state[COOKIE_KEY] = ("set", refreshed)

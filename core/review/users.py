@@ -18,6 +18,8 @@ import re
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, col, func, select
+from zxcvbn import zxcvbn
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from core.errors import ScuteError
 from core.store.audit import ROW_LOCK, lock_for_write, record
@@ -36,6 +38,7 @@ __all__ = [
     "acting_user",
     "authenticate",
     "change_password",
+    "check_password_policy",
     "create_user",
     "disable_user",
     "enable_user",
@@ -49,6 +52,11 @@ __all__ = [
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 """Longer passwords are refused: hashing megabytes on every sign-in would be a cheap denial of service."""
+
+_STRENGTH_CHECKED_CHARS = 72
+"""zxcvbn's own limit: its estimate is quadratic in the length, and 72 characters are plenty to judge."""
+_COMMON_PASSWORDS = frozenset(FREQUENCY_LISTS["passwords"])
+"""The 30,000 most common leaked passwords, as shipped by zxcvbn."""
 
 _USERNAME_RE = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters; stateless
@@ -85,13 +93,34 @@ def normalize_username(username: str) -> str:
     return name
 
 
-def _check_password(password: str) -> None:
+def check_password_policy(password: object, username: str = "") -> None:
+    """Raise :class:`UserError` (saying why) for a password that is easy to guess.
+
+    At least :data:`MIN_PASSWORD_LENGTH` characters, not only spaces, not the user name (in any case or
+    spacing), not one of the common leaked passwords, and not something zxcvbn (a maintained strength
+    estimator) judges guessable in under a thousand tries, such as ``12345678`` or ``alice2024`` for alice.
+    """
     if not isinstance(password, str):
         raise UserError("A password must be text.")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UserError(f"The password is too short: use at least {MIN_PASSWORD_LENGTH} characters.")
     if len(password) > MAX_PASSWORD_LENGTH:
         raise UserError(f"The password is too long: use at most {MAX_PASSWORD_LENGTH} characters.")
+    folded = "".join(password.split()).lower()
+    if not folded:
+        raise UserError("The password cannot be only spaces.")
+    name = username.strip().lower() if isinstance(username, str) else ""
+    if name and folded == name:
+        raise UserError("The password cannot be the user name.")
+    if len(name) >= 3 and name in folded and len(folded) - len(name) < 4:
+        raise UserError("The password cannot be the user name with a few characters added.")
+    if password.strip().lower() in _COMMON_PASSWORDS:
+        raise UserError("That password is one of the most common ones and easy to guess; choose another.")
+    if zxcvbn(password[:_STRENGTH_CHECKED_CHARS], user_inputs=[name] if name else [])["score"] == 0:
+        raise UserError(
+            "That password is too easy to guess (a common word, a keyboard pattern, a sequence or the user "
+            "name with a few characters added); a few unrelated words make a good password."
+        )
 
 
 def _check_role(role: str) -> str:
@@ -158,7 +187,7 @@ def create_user(session: Session, username: str, password: str, role: str = "vol
     Raises :class:`UserError` for a taken or invalid name or a weak password.
     """
     name = normalize_username(username)
-    _check_password(password)
+    check_password_policy(password, name)
     _check_role(role)
     lock_for_write(session)
     if actor is None:  # two first admins at once: lock_for_write makes one wait and then see the other
@@ -281,7 +310,7 @@ def change_password(session: Session, actor: User, user: User | str, new_passwor
     target = _target(session, user)
     if target.id != actor.id:
         require_role(actor, "admin", action="change another user's password")
-    _check_password(new_password)
+    check_password_policy(new_password, target.username)
     target.password_hash = _HASHER.hash(new_password)
     session.add(target)
     session.flush()

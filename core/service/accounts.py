@@ -1,5 +1,5 @@
-"""Accounts as the app uses them: the first admin, signing in with a session token kept fresh, one's own
-password, and the admins' account management."""
+"""Accounts as the app uses them: the first admin, signing in (throttled) with a server-side session whose
+token is kept fresh, signing out (which revokes it), one's own password, and the admins' account management."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from sqlmodel import func, select
 from core.review import sessions, users
 from core.review.sessions import DEFAULT_MAX_AGE_S as SESSION_MAX_AGE_S
 from core.review.sessions import SessionError
+from core.review.throttle import SignInThrottled
 from core.service.app import App
 from core.store.models import ROLES, User
 
@@ -15,18 +16,20 @@ __all__ = [
     "ROLES",
     "SESSION_MAX_AGE_S",
     "SessionError",
+    "SignInThrottled",
     "User",
     "accounts",
     "add_account",
     "change_own_password",
     "create_first_admin",
     "has_accounts",
-    "issue_token",
+    "open_session",
     "resume",
     "set_active",
     "set_password",
     "set_role",
     "sign_in",
+    "sign_out",
 ]
 
 
@@ -41,13 +44,27 @@ def create_first_admin(app: App, username: str, password: str) -> User:
         return users.create_user(session, username, password, "admin", actor=None)
 
 
-def sign_in(app: App, username: str, password: str) -> User:
+def sign_in(app: App, username: str, password: str, client: str | None = None) -> tuple[User, str]:
+    """The account and a new session token; ``client`` (the browser's address) is throttled with the name.
+
+    Raises ``AuthenticationError``, or ``SignInThrottled`` ("try again in N s") without checking the password.
+    """
     with app.session() as session:
-        return users.authenticate(session, username, password)
+        return sessions.sign_in(session, username, password, secret=app.secret, client=client)
 
 
-def issue_token(app: App, user: User) -> str:
-    return sessions.issue_token(user, secret=app.secret)
+def open_session(app: App, user: User) -> str:
+    """A new server-side session for a user who has just proved who they are (first admin, new password)."""
+    with app.session() as session:
+        return sessions.open_session(session, user, secret=app.secret)
+
+
+def sign_out(app: App, token: str | None) -> None:
+    """Revoke the session, so the token and every copy of it (a cookie) stop working on every server."""
+    if token is None:
+        return
+    with app.session() as session:
+        sessions.sign_out(session, token, secret=app.secret)
 
 
 def resume(app: App, token: str) -> tuple[User, str]:

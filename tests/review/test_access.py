@@ -61,7 +61,15 @@ MUTATING: dict[tuple[str, str], tuple[str, Call]] = {
 READ_ONLY = (
     {
         ("users", name)
-        for name in ("acting_user", "authenticate", "get_user", "list_users", "normalize_username", "require_role")
+        for name in (
+            "acting_user",
+            "authenticate",
+            "check_password_policy",
+            "get_user",
+            "list_users",
+            "normalize_username",
+            "require_role",
+        )
     }
     | {("sightings", name) for name in ("count_sightings", "list_sightings", "review_queue", "sighting_detail")}
     | {("individuals", "get_individual"), ("individuals", "next_code"), ("votes", "tally")}

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
-from core.review import sessions, sightings, users
+from core.review import sessions, sightings, throttle, users
 from core.review.sessions import (
     DEFAULT_IDLE_S,
     DEFAULT_MAX_AGE_S,
@@ -145,14 +145,14 @@ def test_a_session_user_can_act_and_a_stale_one_cannot(engine: Engine, world: Wo
     [
         lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),  # signature changed
         lambda t: t.replace(".", ".x", 1),  # payload changed
-        lambda t: "s2" + t[2:],  # unknown version
+        lambda t: "s1" + t[2:],  # an older version (no server-side record)
         lambda t: t + ".extra",
         lambda t: t.split(".")[0],
         lambda t: "",
         lambda t: None,
         lambda t: 42,
         lambda t: t * 100,
-        lambda t: t.replace("s1", "s1\u00e9"),
+        lambda t: t.replace("s2", "s2\u00e9"),
     ],
 )
 def test_edited_or_garbage_tokens_are_refused(engine: Engine, world: World, mangle) -> None:
@@ -196,7 +196,7 @@ def test_random_tokens_are_refused(engine: Engine, world: World, token: str) -> 
 def test_a_deleted_account_has_no_session(engine: Engine) -> None:
     with session_scope(engine) as session:
         ghost = User(id=77, username="ghost", password_hash="$argon2id$x", role="admin", active=True)
-        token = issue_token(ghost, secret=SECRET, now=T0)
+        token = issue_token(ghost, secret=SECRET, key="k" * 22, now=T0)
         with pytest.raises(SessionError, match="no longer exists"):
             verify_token(session, token, secret=SECRET, now=T0)
 
@@ -244,3 +244,124 @@ def test_default_secret_lives_in_scute_home(engine: Engine, world: World, tmp_pa
     os.remove(tmp_path / "home" / "session.key")  # deleting the key signs everybody out
     with pytest.raises(SessionError), session_scope(engine) as session:
         sessions.verify_token(session, token, secret=load_secret(settings.home))
+
+
+# --- signing out and throttling (issue 15, finding 7) ---------------------------------------------------
+
+
+def test_signing_out_ends_the_token_and_every_copy_of_it(engine: Engine, world: World) -> None:
+    """Before: sign-out only made the app forget its token, so a copied cookie worked for up to 24 hours."""
+    token = _sign_in(engine)
+    with session_scope(engine) as session:
+        refreshed = refresh_token(session, token, secret=SECRET, now=T0 + 60)
+    other_device = _sign_in(engine)
+    with session_scope(engine) as session:
+        assert sessions.sign_out(session, refreshed, secret=SECRET, now=T0 + 120) is True
+    for copy in (token, refreshed):  # the cookie copied before and after the last refresh
+        with pytest.raises(SessionError, match="signed out"):
+            _verify(engine, copy, T0 + 180)
+        with pytest.raises(SessionError, match="signed out"), session_scope(engine) as session:
+            refresh_token(session, copy, secret=SECRET, now=T0 + 180)
+    assert _verify(engine, other_device, T0 + 180).id == world.alice  # only that session ended
+    with session_scope(engine) as session:
+        assert sessions.sign_out(session, token, secret=SECRET) is False  # already ended
+        assert sessions.sign_out(session, "garbage", secret=SECRET) is False
+
+
+def test_a_well_signed_token_without_a_server_record_is_refused(engine: Engine, world: World) -> None:
+    """The secret alone is not enough: a token must name a session the server opened."""
+    with session_scope(engine) as session:
+        token = issue_token(session.get(User, world.alice), secret=SECRET, key="made-up-key", now=T0)
+    with pytest.raises(SessionError, match="signed out"):
+        _verify(engine, token)
+
+
+def _attempt(engine: Engine, password: str, now: float, name: str = "alice", client: str = "198.51.100.7") -> str:
+    """One sign-in from the app: 'ok', 'wrong' or 'wait' (refused before the password was checked)."""
+    try:
+        with session_scope(engine) as session:
+            sign_in(session, name, password, secret=SECRET, now=now, client=client)
+    except throttle.SignInThrottled:
+        return "wait"
+    except AuthenticationError:
+        return "wrong"
+    return "ok"
+
+
+def test_a_hundred_wrong_passwords_then_the_right_one_is_refused(engine: Engine, world: World) -> None:
+    """Before: 100 wrong passwords and then the right one signed in at once."""
+    results = [_attempt(engine, f"guess number {i}", T0 + i * 0.01) for i in range(100)]  # within a second
+    assert results.count("wrong") == throttle.FREE_FAILURES_PER_ACCOUNT + 1  # then every attempt had to wait
+    assert _attempt(engine, PASSWORD, T0 + 1.5) == "wait"
+    other_engine = init_db(str(engine.url))  # another app process on the same database counts the same failures
+    try:
+        assert _attempt(other_engine, PASSWORD, T0 + 1.5) == "wait"
+    finally:
+        other_engine.dispose()
+
+
+def test_waits_grow_so_a_patient_guesser_gets_few_tries(engine: Engine, world: World) -> None:
+    """A guesser who always comes back the moment the wait ends gets about 17 password checks an hour, not thousands."""
+    now, checked, waits = T0, 0, []
+    while now < T0 + 3600:
+        try:
+            with session_scope(engine) as session:
+                sign_in(session, "alice", "not her password", secret=SECRET, now=now, client="198.51.100.9")
+        except throttle.SignInThrottled as exc:
+            waits.append(exc.wait_s)
+            now += exc.wait_s
+        except AuthenticationError:
+            checked += 1
+    assert checked <= 20
+    assert waits[:4] == [2, 4, 8, 16] and max(waits) <= throttle.MAX_WAIT_S
+    assert _attempt(engine, PASSWORD, now) in ("ok", "wait")
+    assert _attempt(engine, PASSWORD, now + throttle.MAX_WAIT_S) == "ok"  # the owner gets in once the wait is over
+    assert _attempt(engine, "wrong again", now + throttle.MAX_WAIT_S + 1) == "wrong"  # and the count starts afresh
+
+
+def test_one_client_guessing_many_names_is_slowed_and_the_message_never_tells_a_real_name(
+    engine: Engine, world: World
+) -> None:
+    messages = set()
+    results = []
+    for i in range(throttle.FREE_FAILURES_PER_CLIENT + 5):
+        name = {3: "alice", 22: "carol"}.get(i, f"nobody{i}")  # real and unknown names, each tried once
+        try:
+            with session_scope(engine) as session:
+                sign_in(session, name, "not a password", secret=SECRET, now=T0, client="203.0.113.5")
+            results.append("ok")
+        except throttle.SignInThrottled as exc:
+            messages.add(str(exc))
+            results.append("wait")
+        except AuthenticationError:
+            results.append("wrong")
+    assert results.count("wrong") == throttle.FREE_FAILURES_PER_CLIENT + 1
+    assert messages == {"Too many failed sign-ins for this name or from this connection; try again in 2 s."}
+    assert _attempt(engine, PASSWORD, T0, name="bob", client="203.0.113.5") == "wait"  # this client waits
+    assert _attempt(engine, PASSWORD, T0, name="bob", client="192.0.2.44") == "ok"  # another does not
+
+
+def test_sign_ins_never_queue_for_the_password_check(engine: Engine, world: World) -> None:
+    """Many anonymous tabs signing in at once: one argon2 check at a time, the others told to try again soon
+    instead of piling up hashes that slow every signed-in volunteer."""
+    import time
+
+    holding, release = threading.Event(), threading.Event()
+
+    def busy_sign_in() -> None:
+        with throttle.password_check_slot():
+            holding.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=busy_sign_in)
+    worker.start()
+    try:
+        assert holding.wait(5)
+        started = time.monotonic()
+        with pytest.raises(throttle.SignInThrottled, match="try again in 2 s"), session_scope(engine) as session:
+            sign_in(session, "alice", PASSWORD, secret=SECRET, now=T0, client="198.51.100.20")
+        assert time.monotonic() - started < throttle.SLOT_WAIT_S + 1.0
+    finally:
+        release.set()
+        worker.join()
+    assert _attempt(engine, PASSWORD, T0, client="198.51.100.20") == "ok"  # a refused-as-busy attempt is no failure

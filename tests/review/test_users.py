@@ -375,3 +375,42 @@ def test_cli_users(db_url: str, engine: Engine, monkeypatch, capsys) -> None:
             _cli(argv)
         assert exited.value.code == 0
     assert "--password-stdin" in capsys.readouterr().out
+
+
+# --- password policy (issue 15, finding 7) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("password", "match"),
+    [
+        ("12345678", "most common"),
+        ("password", "most common"),
+        ("Password1", "most common"),
+        ("iloveyou", "most common"),
+        (" " * 12, "only spaces"),
+        ("\t \u3000 \n  \t  ", "only spaces"),
+        ("bobby-tables", "user name"),
+        ("  BOBBY-Tables  ", "user name"),
+        ("bobby-tables1", "user name with a few characters"),
+        ("1bobby-tables!", "user name with a few characters"),
+        ("qwertyuiop", "most common"),
+        ("aaaaaaaaaaaa", "too easy to guess"),
+        ("abcdefghijkl", "too easy to guess"),
+    ],
+)
+def test_guessable_passwords_are_refused_with_the_reason(engine: Engine, admin_id: int, password: str, match) -> None:
+    """Before: ``12345678``, ``password``, spaces and the user name were all accepted."""
+    with pytest.raises(UserError, match=match), session_scope(engine) as session:
+        create_user(session, "bobby-tables", password, actor=session.get(User, admin_id))
+    if "bobby" not in password.lower():  # and the same rules for a new password
+        with pytest.raises(UserError, match=match), session_scope(engine) as session:
+            change_password(session, session.get(User, admin_id), "root", password)
+    with session_scope(engine) as session:
+        assert [u.username for u in list_users(session)] == ["root"]
+
+
+@pytest.mark.parametrize("password", ["correct horse battery", "sea turtles nest at night", "Tx9#lagoon-42"])
+def test_ordinary_good_passwords_are_accepted(engine: Engine, admin_id: int, password: str) -> None:
+    with session_scope(engine) as session:
+        created = create_user(session, "newbie", password, actor=session.get(User, admin_id))
+    assert created.username == "newbie"
