@@ -1,5 +1,6 @@
 """Catalogue manifests: CSV files whose rows name a photo (``path``), who it shows (``identity``) and,
-optionally, which ``side``. The import, the ZIP archives and the evaluation all read them here."""
+optionally, which ``side`` and at which ``encounter`` (a date or event id: the evaluation keeps an encounter's
+near-duplicate photos on one side of its split). The import, the ZIP archives and the evaluation read them here."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ class ManifestRow:
     path: str
     identity: str
     side: str = "unknown"
+    encounter: str = ""
 
 
 def csv_rows(data: bytes, what: str, *, keep: frozenset[str] = frozenset()) -> tuple[list[str], list[dict[str, str]]]:
@@ -45,7 +47,10 @@ def parse_manifest(data: bytes, what: str) -> tuple[list[ManifestRow], list[dict
     fields, raw = csv_rows(data, what)
     if not {"path", "identity"} <= set(fields):
         raise ManifestError(f"{what} needs the columns path and identity (found: {', '.join(fields) or 'none'}).")
-    rows = [ManifestRow(r.get("path", ""), r.get("identity", ""), r.get("side") or "unknown") for r in raw]
+    rows = [
+        ManifestRow(r.get("path", ""), r.get("identity", ""), r.get("side") or "unknown", r.get("encounter", ""))
+        for r in raw
+    ]
     return rows, raw
 
 

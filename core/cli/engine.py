@@ -17,7 +17,7 @@ from core.cli.common import (
     read_photo,
     settings,
 )
-from core.evaluation.protocol import METHODS
+from core.evaluation.protocol import ENCOUNTER_SOURCES, METHODS
 from core.indexing.gallery import gallery_photos
 from core.progress import Progress
 from core.store.db import session_scope
@@ -52,26 +52,44 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from core.catalogue.manifest import read_manifest
-    from core.evaluation.protocol import evaluate, subset_identities
+    from core.evaluation.protocol import evaluate_folds, subset_identities
 
-    manifest = Path(args.manifest)
-    root = Path(args.root) if args.root else manifest.parent
-    rows = read_manifest(manifest)
-    if args.identities:
-        rows = subset_identities(rows, args.identities)
     scoring = engine_settings(args).scoring
     methods = [scoring] + [m for m in METHODS if m != scoring]
+    if args.root and len(args.manifest) > 1:
+        print("--root applies to one manifest; give each catalogue its own folder instead.")
+        return 2
+    reports: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="scute-eval-") as tmp:
         engine = make_engine(args, Path(args.cache_dir) if args.cache_dir else Path(tmp))
-        bars: dict[str, Progress] = {}
+        for name in args.manifest:
+            manifest = Path(name)
+            root = Path(args.root) if args.root else manifest.parent
+            rows = read_manifest(manifest)
+            if args.identities:
+                rows = subset_identities(rows, args.identities)
+            bars: dict[str, Progress] = {}
 
-        def progress(stage: str, done: int, total: int) -> None:
-            bars.setdefault(stage, progress_bar(stage))(done, total)
+            def progress(stage: str, done: int, total: int, bars: dict[str, Progress] = bars) -> None:
+                bars.setdefault(stage, progress_bar(stage))(done, total)
 
-        report = evaluate(rows, root, engine, methods, progress)
-    print(report.table())
+            report = evaluate_folds(
+                rows,
+                root,
+                engine,
+                methods,
+                progress,
+                folds=args.folds,
+                encounters=args.encounters,
+                sides=not args.every_side,
+                fold_prior=args.fold_prior,
+                exhaustive=not args.search_only,
+            )
+            print(f"\n{root.name} ({manifest})")
+            print(report.table())
+            reports[root.name] = report.to_dict()
     if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2, default=str))
+        Path(args.json).write_text(json.dumps(reports, indent=2, default=str))
         print(f"full report written to {args.json}")
     return 0
 
@@ -125,8 +143,26 @@ def register(sub: Any) -> None:
     engine_options(p)
     p.set_defaults(func=cmd_identify)
 
-    p = sub.add_parser("evaluate", help="run the evaluation protocol on a labelled catalogue")
-    p.add_argument("--manifest", required=True, help="CSV with columns path,identity")
+    p = sub.add_parser("evaluate", help="run the evaluation protocol on labelled catalogues")
+    p.add_argument(
+        "--manifest",
+        required=True,
+        action="append",
+        help="CSV with columns path,identity[,side][,encounter] (repeat for several catalogues: one report each)",
+    )
+    p.add_argument("--folds", type=int, default=4, help="identity folds: each identity is novel in one of them")
+    p.add_argument(
+        "--encounters",
+        choices=ENCOUNTER_SOURCES,
+        default="column",
+        help="what keeps near-duplicates together: the manifest's encounter column (default), the file name "
+        "before _ (e.g. 14_left.jpg), or each photo alone",
+    )
+    p.add_argument("--every-side", action="store_true", help="compare queries with every side, not their own")
+    p.add_argument(
+        "--fold-prior", action="store_true", help="fit the prior on each fold's gallery instead of the shipped one"
+    )
+    p.add_argument("--search-only", action="store_true", help="skip exhaustive matching: the app's search only")
     p.add_argument("--root", help="folder the manifest paths are relative to (default: the manifest's folder)")
     p.add_argument("--json", help="write the full report (settings, machine, every query) to this file")
     p.add_argument("--identities", type=int, help="use only the N identities with the fewest photos")

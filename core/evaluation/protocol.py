@@ -1,13 +1,19 @@
-"""The evaluation protocol: a fixed, reproducible split and the metrics volunteers care about.
+"""The evaluation protocol: reproducible identity folds, encounters kept whole, queries compared with their side.
 
-Identities are sorted by the SHA-1 of their name; the first quarter (rounded) is *novel* (all
-their photos are queries, none in the gallery). For every other identity its photos are sorted by
-path, the 1st, 3rd, … go to the gallery and the rest are queries. Splitting by position within
-the path order, not at random, keeps the split identical on every machine.
+Identities are sorted by the SHA-1 of their name and cut into ``folds`` contiguous blocks; in fold *k* the
+*k*-th block is *novel* (all their photos are queries, none in the gallery), so every identity is novel
+once and the folds give a mean and a spread. For every other identity its photos are grouped into
+encounters (a manifest's ``encounter`` column, the file name's stem before ``_``, or each photo alone),
+the encounters are ordered by their first path, and the 1st, 3rd, … go to the gallery, the rest to the
+queries: near-duplicates of one encounter never sit on both sides. As in the app, a query of a known side
+is compared with the gallery photos of that side and of unknown side only; a query whose individual has no
+such photo counts as novel for that search. Splitting by position, not at random, keeps the split identical
+on every machine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -19,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from core.catalogue.manifest import ManifestRow
-from core.engine.index import GalleryIndex, GalleryPhoto
+from core.engine.index import GalleryIndex, GalleryPhoto, fit_prior
+from core.engine.prior import Prior
 from core.engine.search import Engine, Identification
 from core.engine.shortlist import ShortlistConf
 from core.errors import ScuteError
@@ -33,26 +40,54 @@ log = logging.getLogger(__name__)
 METHODS = ("confident", "wasserstein", "auc", "count")
 
 
+ENCOUNTER_SOURCES = ("column", "name", "photo")
+
+
 @dataclass
 class Split:
     gallery: list[ManifestRow]
     queries: list[ManifestRow]
     novel: list[str]
+    fold: int = 0
+    folds: int = 4
 
 
-def protocol_split(rows: Sequence[ManifestRow]) -> Split:
+def encounter_of(row: ManifestRow, source: str = "column") -> str:
+    """Which encounter a photo belongs to: ``column`` the manifest's (each photo alone where it is empty),
+    ``name`` the file name's stem before the first ``_`` (as in ``14_left.jpg``), ``photo`` each photo alone."""
+    if source not in ENCOUNTER_SOURCES:
+        raise ScuteError(f"Encounters come from one of {', '.join(ENCOUNTER_SOURCES)}, not {source!r}.")
+    if source == "name":
+        return Path(row.path).stem.split("_", 1)[0]
+    if source == "column" and row.encounter:
+        return row.encounter
+    return row.path
+
+
+def fold_identities(rows: Sequence[ManifestRow], fold: int, folds: int) -> list[str]:
+    """The novel identities of ``fold``: its contiguous block of the identities sorted by SHA-1."""
+    if not 0 <= fold < folds:
+        raise ScuteError(f"Fold {fold} does not exist: there are {folds} (0 to {folds - 1}).")
     identities = sorted({r.identity for r in rows}, key=lambda s: hashlib.sha1(s.encode()).hexdigest())
-    novel = identities[: round(len(identities) / 4)]
+    bounds = [int(k * len(identities) / folds + 0.5) for k in range(folds + 1)]
+    return identities[bounds[fold] : bounds[fold + 1]]
+
+
+def protocol_split(rows: Sequence[ManifestRow], fold: int = 0, folds: int = 4, encounters: str = "column") -> Split:
+    novel = fold_identities(rows, fold, folds)
     gallery: list[ManifestRow] = []
     queries: list[ManifestRow] = []
-    for ident in identities:
+    for ident in sorted({r.identity for r in rows}, key=lambda s: hashlib.sha1(s.encode()).hexdigest()):
         photos = sorted((r for r in rows if r.identity == ident), key=lambda r: r.path)
         if ident in novel:
             queries += photos
-        else:
-            gallery += photos[0::2]
-            queries += photos[1::2]
-    return Split(gallery, queries, novel)
+            continue
+        groups: dict[str, list[ManifestRow]] = {}
+        for r in photos:  # in path order, so each encounter is ordered by its first path
+            groups.setdefault(encounter_of(r, encounters), []).append(r)
+        for i, group in enumerate(groups.values()):
+            (gallery if i % 2 == 0 else queries).extend(group)
+    return Split(gallery, queries, novel, fold, folds)
 
 
 def subset_identities(rows: Sequence[ManifestRow], count: int) -> list[ManifestRow]:
@@ -180,51 +215,61 @@ def evaluate(
     progress: StageProgress | None = None,
     shortlist: ShortlistConf | bool | None = None,
     exhaustive: bool = True,
+    split: Split | None = None,
+    sides: bool = True,
 ) -> EvaluationReport:
-    """Run the protocol once; every scoring method ranks the same exhaustive match results.
+    """Run the protocol once (``split``: fold 0 of the default split); every scoring method ranks the same
+    exhaustive match results.
 
     The search the app runs (shortlisted where the engine would shortlist, ``shortlist`` as in
     :meth:`Engine.search`) is reported beside them as ``search``, on the same queries. ``exhaustive=False``
     skips the exhaustive matching (hours on a CPU for a large gallery) and reports the search alone.
+    ``sides``: a query of a known side is compared with that side and unknown, as the app does.
     """
-    split = protocol_split(rows)
+    split = split or protocol_split(rows)
     gallery = [manifest_photo(root, r) for r in split.gallery]
     queries = [(r, manifest_photo(root, r)) for r in split.queries]
     t0 = time.perf_counter()
     index: GalleryIndex = engine.build_index(gallery, lambda i, n: progress and progress("gallery", i, n))
+    side_indexes = _side_indexes(engine, split.gallery, gallery, index) if sides else {}
     index_build_s = time.perf_counter() - t0
 
-    novel = set(split.novel)
     tallies = {m: _Tally() for m in methods}
     searched = _Tally()
     latencies: list[float] = []
     search_latencies: list[float] = []
     extraction: list[float] = []
     details: list[QueryOutcome] = []
+    novel_queries = 0
     for qi, (row, photo) in enumerate(queries):
+        searched_index = side_indexes.get(row.side, index)
+        if not searched_index.photos:  # no gallery photo of this side at all: compare with every side
+            searched_index = index
+        is_novel = row.identity not in {p.identity for p in searched_index.photos}
+        novel_queries += is_novel
         start = time.perf_counter()
         views = engine.photo_views(photo)
         extracted = time.perf_counter()
-        deployed = engine.search(views, index, method=methods[0], shortlist=shortlist).identification
+        deployed = engine.search(views, searched_index, method=methods[0], shortlist=shortlist).identification
         search_latencies.append(time.perf_counter() - start)
-        searched.add(deployed, row.identity, row.identity in novel)
+        searched.add(deployed, row.identity, is_novel)
         extraction.append(extracted - start)
         scores: dict[str, float] = {}
         others: list[float] = []
         if exhaustive:
             start_exhaustive = time.perf_counter()
-            results = engine.match_gallery(views, index)
-            outcomes = {m: engine.rank(results, index, method=m) for m in methods}
+            results = engine.match_gallery(views, searched_index)
+            outcomes = {m: engine.rank(results, searched_index, method=m) for m in methods}
             latencies.append(extracted - start + time.perf_counter() - start_exhaustive)
             for m, out in outcomes.items():
-                tallies[m].add(out, row.identity, row.identity in novel)
+                tallies[m].add(out, row.identity, is_novel)
             scores = outcomes[methods[0]].scores
             others = [z for ident, z in scores.items() if ident != row.identity]
         details.append(
             QueryOutcome(
                 row.path,
                 row.identity,
-                row.identity in novel,
+                is_novel,
                 deployed.ranking[:5],
                 deployed.candidates[0].probability,
                 deployed.new_individual_probability,
@@ -247,13 +292,20 @@ def evaluate(
         "turns": list(engine.turns),
         "prior": dict(engine.prior.source, signature=engine.prior.signature) if engine.prior else None,
         "shortlist": str(shortlist) if shortlist is not None else "the engine's default for the device",
+        "split": {
+            "fold": split.fold,
+            "folds": split.folds,
+            "sides": "query compared with its own side and unknown" if sides else "every side",
+            "novel_queries": novel_queries,
+            "known_queries": len(queries) - novel_queries,
+        },
     }
     return EvaluationReport(
         methods=reports,
         default_method=methods[0],
         gallery_photos=len(gallery),
         queries=len(queries),
-        novel_identities=sorted(novel),
+        novel_identities=sorted(split.novel),
         latency_median_s=float(np.median(search_latencies)) if search_latencies else float("nan"),
         latency_p95_s=float(np.percentile(search_latencies, 95)) if search_latencies else float("nan"),
         search=searched.report(methods[0]),
@@ -264,3 +316,128 @@ def evaluate(
         machine=machine(engine.device),
         queries_detail=details,
     )
+
+
+def _side_indexes(
+    engine: Engine, rows: Sequence[ManifestRow], photos: Sequence[GalleryPhoto], index: GalleryIndex
+) -> dict[str, GalleryIndex]:
+    """Per known side, the gallery photos of that side and of unknown side (features reused from ``index``)."""
+    sides = sorted({r.side for r in rows} - {"unknown"})
+    return {
+        side: engine.build_index(
+            [p for r, p in zip(rows, photos, strict=True) if r.side in (side, "unknown")], previous=index
+        )
+        for side in sides
+    }
+
+
+@dataclass
+class FoldsReport:
+    """Every fold's report, and per row of the table (scoring methods and ``search``) each metric's mean and
+    standard deviation over the folds."""
+
+    folds: list[EvaluationReport]
+    summary: dict[str, dict[str, tuple[float, float]]]
+    protocol: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "summary": self.summary, "folds": [f.to_dict() for f in self.folds]}
+
+    def table(self) -> str:
+        metrics = ("top1", "top5", "novelty_auroc", "new_decision_accuracy")
+        lines = [f"{'scoring':<22} " + " ".join(f"{m:>22}" for m in metrics)]
+        for label, values in self.summary.items():
+            cells = " ".join(f"{values[m][0]:>14.3f} ± {values[m][1]:<5.3f}" for m in metrics)
+            lines.append(f"{label:<22} {cells}")
+        lines.append(
+            f"{len(self.folds)} identity folds; encounters from {self.protocol['encounters']}; "
+            f"{self.protocol['sides']}; prior: {self.protocol['prior']}"
+        )
+        return "\n".join(lines)
+
+
+#: Other-individual and same-individual pairs per photo a fold's prior is fitted on (as the shipped prior).
+FOLD_PRIOR_PAIRS = (24, 4)
+SUMMARY_METRICS = ("top1", "top3", "top5", "novelty_auroc", "new_decision_accuracy")
+
+
+def summarise(reports: Sequence[EvaluationReport]) -> dict[str, dict[str, tuple[float, float]]]:
+    rows: dict[str, list[MethodReport]] = {}
+    for report in reports:
+        for method, m in report.methods.items():
+            rows.setdefault(method, []).append(m)
+        if report.search is not None:
+            rows.setdefault(f"search ({report.default_method})", []).append(report.search)
+    return {
+        label: {
+            metric: (
+                float(np.nanmean([getattr(m, metric) for m in ms])),
+                float(np.nanstd([getattr(m, metric) for m in ms])),
+            )
+            for metric in SUMMARY_METRICS
+        }
+        for label, ms in rows.items()
+    }
+
+
+def evaluate_folds(
+    rows: Sequence[ManifestRow],
+    root: Path,
+    engine: Engine,
+    methods: Sequence[str] = METHODS,
+    progress: StageProgress | None = None,
+    *,
+    folds: int = 4,
+    encounters: str = "column",
+    sides: bool = True,
+    fold_prior: bool = False,
+    shortlist: ShortlistConf | bool | None = None,
+    exhaustive: bool = True,
+) -> FoldsReport:
+    """The protocol over every identity fold. ``fold_prior``: fit the null and calibration prior on each fold's
+    gallery alone (its novel identities and queries never), so that no figure is scored by a prior that saw it."""
+    identities = len({r.identity for r in rows})
+    if folds < 2 or identities < 2:
+        raise ScuteError("The protocol needs two folds and two individuals at least: one fold new, the others known.")
+    folds = min(folds, identities)
+    reports = []
+    shipped, scoring = engine.prior, engine.scoring
+    if fold_prior:  # as with a shipped prior: galleries sample no pairs of their own
+        engine.scoring = dataclasses.replace(scoring, null_negatives=0, null_positives=0)
+    try:
+        for fold in range(folds):
+            split = protocol_split(rows, fold, folds, encounters)
+            if fold_prior:
+                engine.prior = _fit_fold_prior(engine, [manifest_photo(root, r) for r in split.gallery], methods)
+            reports.append(evaluate(rows, root, engine, methods, progress, shortlist, exhaustive, split, sides))
+            if progress:
+                progress("folds", fold + 1, folds)
+    finally:
+        engine.prior, engine.scoring = shipped, scoring
+    protocol = {
+        "folds": folds,
+        "novel_identities": [r.novel_identities for r in reports],
+        "encounters": {"column": "the manifest's encounter column", "name": "the file name before _"}.get(
+            encounters, "each photo alone"
+        ),
+        "sides": "query compared with its own side and unknown" if sides else "every side",
+        "prior": "fitted on each fold's gallery"
+        if fold_prior
+        else (dict(shipped.source, signature=shipped.signature) if shipped else "none: each gallery's sampled pairs"),
+        "photos": len(rows),
+        "identities": identities,
+    }
+    return FoldsReport(reports, summarise(reports), protocol)
+
+
+def _fit_fold_prior(engine: Engine, photos: Sequence[GalleryPhoto], methods: Sequence[str]) -> Prior:
+    """A prior from the fold's gallery alone, fitted as the shipped one is."""
+    scoring, (negatives, positives) = engine.scoring, FOLD_PRIOR_PAIRS
+    engine.prior = None
+    engine.scoring = dataclasses.replace(scoring, null_negatives=negatives, null_positives=positives)
+    try:
+        index = engine.build_index(photos)
+    finally:
+        engine.scoring = scoring
+    source = {"fold_gallery_photos": len(photos), "negatives_per_photo": negatives, "positives_per_photo": positives}
+    return fit_prior([index], methods, engine.signature, source)

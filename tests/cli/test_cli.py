@@ -171,10 +171,13 @@ def test_evaluate_reports_every_scoring_the_deployments_first(
     manifest = _write_manifest(tmp_path / "manifest.csv", two)
     monkeypatch.setenv("SCUTE_SCORING", "auc")
     out = tmp_path / "report.json"
-    argv = ["evaluate", "--manifest", str(manifest), "--root", str(root), "--extractor", "sift"]
+    argv = ["evaluate", "--manifest", str(manifest), "--root", str(root), "--extractor", "sift", "--folds", "2"]
     assert main([*argv, "--max-side", "256", "--device", "cpu", "--json", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[0] == "scoring"
-    assert [line.split()[0] for line in lines[1:5]] == ["auc", "confident", "wasserstein", "count"]
-    report = json.loads(out.read_text())
-    assert report["default_method"] == "auc" and report["settings"]["extractor"] == "sift"
+    header = next(i for i, line in enumerate(lines) if line.startswith("scoring"))
+    labels = [line.split()[0] for line in lines[header + 1 : header + 6]]
+    assert labels == ["auc", "confident", "wasserstein", "count", "search"]
+    report = json.loads(out.read_text())[root.name]
+    assert report["protocol"]["folds"] == 2 and len(report["folds"]) == 2
+    assert report["folds"][0]["default_method"] == "auc" and report["folds"][0]["settings"]["extractor"] == "sift"
+    assert report["folds"][0]["novel_identities"] != report["folds"][1]["novel_identities"]

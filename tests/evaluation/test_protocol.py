@@ -6,13 +6,22 @@ import hashlib
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fixtures.models import SMALL_ALIKED_CONF
 
 from core.catalogue.manifest import ManifestRow, read_manifest
-from core.errors import ManifestError
+from core.errors import ManifestError, ScuteError
 from core.evaluation.metrics import auroc
-from core.evaluation.protocol import METHODS, evaluate, protocol_split, subset_identities
+from core.evaluation.protocol import (
+    METHODS,
+    encounter_of,
+    evaluate,
+    evaluate_folds,
+    fold_identities,
+    protocol_split,
+    subset_identities,
+)
 
 
 def _rows(sizes: dict[str, int]) -> list[ManifestRow]:
@@ -34,6 +43,55 @@ def test_split_makes_the_first_quarter_by_sha1_novel_and_alternates_the_rest() -
         else:
             assert gallery == paths[0::2] and sorted(queries) == paths[1::2]
     assert len(split.gallery) + len(split.queries) == len(rows)
+
+
+def test_every_identity_is_novel_in_exactly_one_fold() -> None:
+    rows = _rows({f"id{k}": 4 for k in range(13)})
+    novel = [fold_identities(rows, fold, 4) for fold in range(4)]
+    assert sorted(i for fold in novel for i in fold) == sorted({r.identity for r in rows})
+    assert [len(fold) for fold in novel] == [3, 4, 3, 3]  # contiguous blocks; fold 0 is the old first quarter
+    for fold in range(4):
+        split = protocol_split(rows, fold, 4)
+        assert split.novel == novel[fold] and split.fold == fold
+        assert not {r.identity for r in split.gallery} & set(split.novel)
+        assert len(split.gallery) + len(split.queries) == len(rows)
+
+
+def test_an_encounter_never_sits_on_both_sides_of_the_split() -> None:
+    """Nyala-style names: 14_left.jpg and 14_right.jpg are one encounter; a manifest column names others."""
+    rows = [
+        ManifestRow(f"n{k}/{enc}_{side}.jpg", f"n{k}", side)
+        for k in range(6)
+        for enc in (3, 14, 27, 328, 400)
+        for side in ("left", "right")
+    ]
+    for fold in range(3):
+        split = protocol_split(rows, fold, 3, encounters="name")
+        gallery = {(r.identity, encounter_of(r, "name")) for r in split.gallery}
+        queries = {(r.identity, encounter_of(r, "name")) for r in split.queries if r.identity not in split.novel}
+        assert gallery and queries and not gallery & queries
+        # Encounters in order of their first path alternate: 14, 27, 328, 3_, 400 -> 14, 328, 400 in the gallery.
+        kept = sorted(enc for ident, enc in gallery if ident == next(iter(gallery))[0])
+        assert kept == ["14", "328", "400"]
+    # Without encounters, the two flanks of one encounter would land on both sides.
+    split = protocol_split(rows, 0, 3, encounters="photo")
+    gallery = {(r.identity, encounter_of(r, "name")) for r in split.gallery}
+    assert gallery & {(r.identity, encounter_of(r, "name")) for r in split.queries}
+    # A manifest's encounter column wins over the file name; an empty one keeps the photo alone.
+    dated = [ManifestRow("a/1.jpg", "a", encounter="2024-06-01"), ManifestRow("a/2.jpg", "a", encounter="2024-06-01")]
+    assert {encounter_of(r) for r in dated} == {"2024-06-01"}
+    assert encounter_of(ManifestRow("a/3_x.jpg", "a")) == "a/3_x.jpg"
+    with pytest.raises(ScuteError, match="Encounters come from"):
+        encounter_of(dated[0], "date")
+
+
+def test_manifest_encounter_column_is_read(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,identity,side,encounter\na.jpg,t1,left,2024-06-01\nb.jpg,t1,,\n")
+    assert read_manifest(manifest) == [
+        ManifestRow("a.jpg", "t1", "left", "2024-06-01"),
+        ManifestRow("b.jpg", "t1", "unknown", ""),
+    ]
 
 
 def test_subset_keeps_the_identities_with_fewest_photos() -> None:
@@ -119,3 +177,33 @@ def test_reduced_evaluation_identifies_turtles(reduced_report) -> None:
     assert default.novelty_auroc > 0.5
     # What distribution scoring is for: telling a new individual from a known one better than counting does.
     assert default.novelty_auroc > report.methods["count"].novelty_auroc
+
+
+def test_queries_are_compared_with_their_own_side_and_folds_summarised(data_dir: Path, tmp_path: Path) -> None:
+    """Nyala flanks: a right-flank query of an individual whose gallery holds only left flanks is new to its
+    search (as in the app); the folds give one report each and a mean and spread per metric."""
+    from core.engine.search import Engine
+
+    root = data_dir / "nyala"
+    every = read_manifest(root / "manifest.csv")
+    identities = sorted({r.identity for r in every})[:3]
+    rows = [r for r in every if r.identity in identities]
+    by_ident = {i: sorted((r for r in rows if r.identity == i), key=lambda r: r.path)[:6] for i in identities}
+    rows = [r for photos in by_ident.values() for r in photos]
+    engine = Engine("sift", {"max_side": 256}, device="cpu", cache_dir=tmp_path)
+    split = protocol_split(rows, 0, 3, encounters="name")
+    report = evaluate(rows, root, engine, ("confident",), split=split, exhaustive=False)
+    sides = {(r.identity, r.side) for r in split.gallery}
+    expected_novel = sum(1 for r in split.queries if (r.identity, r.side) not in sides and r.side != "unknown")
+    assert report.settings["split"]["novel_queries"] == expected_novel
+    assert expected_novel > len([r for r in split.queries if r.identity in split.novel])  # sides add novel queries
+    every_side = evaluate(rows, root, engine, ("confident",), split=split, exhaustive=False, sides=False)
+    assert every_side.settings["split"]["novel_queries"] == len([r for r in split.queries if r.identity in split.novel])
+
+    folds = evaluate_folds(rows, root, engine, ("confident",), folds=3, encounters="name", exhaustive=False)
+    assert len(folds.folds) == 3
+    assert sorted(i for f in folds.protocol["novel_identities"] for i in f) == identities
+    mean, spread = folds.summary["search (confident)"]["top1"]
+    tops = [f.search.top1 for f in folds.folds]
+    assert mean == pytest.approx(sum(tops) / 3) and spread == pytest.approx(float(np.std(tops)))
+    assert "3 identity folds" in folds.table() and "file name" in folds.table()
