@@ -73,6 +73,15 @@ def _mark_session(user_id: int | None) -> None:
             _signed_in_sessions[session_id] = user_id
 
 
+def _release_uploads() -> None:
+    """Drop what Streamlit keeps of this session's uploads now, not ten minutes after the tab is gone."""
+    from streamlit.runtime import Runtime
+
+    session_id = _streamlit_session_id()
+    if session_id is not None and Runtime.exists():
+        Runtime.instance().uploaded_file_mgr.remove_session_files(session_id)
+
+
 def signed_in_user_id(session_id: str) -> int | None:
     """The account signed in on this Streamlit session as of its latest page run; None if signed out."""
     with _signed_in_lock:
@@ -112,6 +121,7 @@ def sign_out(notice: str | None = None) -> None:
         except ScuteError:
             log.exception("Could not revoke a session on sign-out")
     _mark_session(None)
+    _release_uploads()
     for key in list(st.session_state.keys()):
         del st.session_state[key]
     st.session_state[SIGNED_OUT_KEY] = True  # the browser may still send the old cookie until reload

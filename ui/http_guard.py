@@ -1,0 +1,139 @@
+"""What Streamlit's web server does not do by itself, added in front of it by ``serve.py`` (ASGI middleware).
+
+* **Security headers** on every HTTP response: ``Content-Security-Policy: frame-ancestors 'none'`` and
+  ``X-Frame-Options: DENY`` (no other site may frame Scute and trick a volunteer into clicks),
+  ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: same-origin``. Streamlit has no option for them.
+* **``/_stcore/metrics`` closed** (404): it tells anyone the server's sessions and memory, and Streamlit
+  has no option to turn it off or put it behind sign-in.
+* **Uploads only from signed-in sessions, and capped.** Streamlit accepts a file upload from any connected
+  browser session, widget or not, and keeps every file in memory until the session ends (ten minutes
+  after the tab closes). So an upload is refused (403) unless the session is signed in
+  (:func:`ui.context.signed_in_user_id`), and refused (413) once the session keeps :data:`MAX_SESSION_FILES`
+  files or :data:`MAX_SESSION_BYTES`; signing out frees them.
+
+A reverse proxy in front should add the same headers and close the same path: see ``docs/deploy/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ui import context as ctx
+
+log = logging.getLogger("scute.http")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
+    ("Content-Security-Policy", "frame-ancestors 'none'"),
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+)
+CLOSED_PATHS = ("/_stcore/metrics",)
+MAX_SESSION_FILES = 60
+"""Uploaded files one browser session may keep (the Identify list of a long day in the field)."""
+MAX_SESSION_BYTES = 600 * 1024 * 1024
+"""Bytes one browser session may keep in uploads."""
+
+_UPLOAD_PATH = re.compile(r"/_stcore/upload_file/(?P<session>[^/]+)/[^/]+$")
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1024 / 1024:.0f} MB"
+
+
+class HttpGuard:
+    """ASGI middleware: headers on every response, closed paths, and the upload gate (see the module doc)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_session_files: int = MAX_SESSION_FILES,
+        max_session_bytes: int = MAX_SESSION_BYTES,
+        kept_uploads: Callable[[str], tuple[int, int]] | None = None,
+    ) -> None:
+        self.app = app
+        self.max_session_files = max_session_files
+        self.max_session_bytes = max_session_bytes
+        self.kept_uploads = kept_uploads or streamlit_kept_uploads
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path.rstrip("/").endswith(CLOSED_PATHS):
+            await _plain(send, 404, "Not found.")
+            return
+        refusal = self._upload_refusal(scope) if scope.get("method") in ("PUT", "POST") else None
+        if refusal is not None:
+            status, text = refusal
+            await _plain(send, status, text)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _HEADER_NAMES]
+                message["headers"] = headers + _ENCODED_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+    def _upload_refusal(self, scope: Scope) -> tuple[int, str] | None:
+        match = _UPLOAD_PATH.search(scope.get("path", ""))
+        if match is None:
+            return None
+        session_id = match.group("session")
+        if ctx.signed_in_user_id(session_id) is None:
+            log.warning("Refused an upload from a browser session that is not signed in")
+            return 403, "Please sign in before uploading photos."
+        files, size = self.kept_uploads(session_id)
+        incoming = _content_length(scope)
+        if files >= self.max_session_files or size + incoming > self.max_session_bytes:
+            log.warning("Refused an upload: the session keeps %d files, %d bytes", files, size)
+            return 413, (
+                f"This session already keeps {files} uploaded files ({_mb(size)}); at most "
+                f"{self.max_session_files} files or {_mb(self.max_session_bytes)} are kept. Sign out and in "
+                "again to start afresh."
+            )
+        return None
+
+
+_HEADER_NAMES = {name.lower().encode("latin-1") for name, _ in SECURITY_HEADERS}
+_ENCODED_HEADERS = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in SECURITY_HEADERS]
+
+
+def _content_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length":
+            try:
+                return max(0, int(value))
+            except ValueError:
+                return 0
+    return 0
+
+
+async def _plain(send: Send, status: int, text: str) -> None:
+    body = text.encode("utf-8")
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + _ENCODED_HEADERS})
+    await send({"type": "http.response.body", "body": body})
+
+
+def streamlit_kept_uploads(session_id: str) -> tuple[int, int]:
+    """Files and bytes Streamlit keeps in memory for this browser session (all its uploads so far)."""
+    from streamlit.runtime import Runtime
+
+    if not Runtime.exists():
+        return 0, 0
+    manager = Runtime.instance().uploaded_file_mgr
+    storage = getattr(manager, "file_storage", {}).get(session_id, {})
+    return len(storage), sum(len(rec.data) for rec in list(storage.values()))
