@@ -52,7 +52,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from core.catalogue.manifest import read_manifest
-    from core.evaluation.protocol import evaluate_folds, subset_identities
+    from core.evaluation.folds import evaluate_folds
+    from core.evaluation.protocol import subset_identities
 
     scoring = engine_settings(args).scoring
     methods = [scoring] + [m for m in METHODS if m != scoring]

@@ -12,12 +12,12 @@ from fixtures.models import SMALL_ALIKED_CONF
 
 from core.catalogue.manifest import ManifestRow, read_manifest
 from core.errors import ManifestError, ScuteError
+from core.evaluation.folds import evaluate_folds
 from core.evaluation.metrics import auroc
 from core.evaluation.protocol import (
     METHODS,
     encounter_of,
     evaluate,
-    evaluate_folds,
     fold_identities,
     protocol_split,
     subset_identities,

@@ -1,0 +1,133 @@
+"""The protocol over every identity fold: one report per fold, each metric's mean and spread, and priors
+fitted on a fold's gallery alone so that no figure is scored by a prior that saw its queries."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.catalogue.manifest import ManifestRow
+from core.engine.index import GalleryPhoto, fit_prior
+from core.engine.prior import Prior
+from core.engine.search import Engine
+from core.engine.shortlist import ShortlistConf
+from core.errors import ScuteError
+from core.evaluation.protocol import METHODS, EvaluationReport, MethodReport, evaluate, manifest_photo, protocol_split
+from core.progress import StageProgress
+
+
+@dataclass
+class FoldsReport:
+    """Every fold's report, and per row of the table (scoring methods and ``search``) each metric's mean and
+    standard deviation over the folds."""
+
+    folds: list[EvaluationReport]
+    summary: dict[str, dict[str, tuple[float, float]]]
+    protocol: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "summary": self.summary, "folds": [f.to_dict() for f in self.folds]}
+
+    def table(self) -> str:
+        metrics = ("top1", "top5", "novelty_auroc", "new_decision_accuracy")
+        lines = [f"{'scoring':<22} " + " ".join(f"{m:>22}" for m in metrics)]
+        for label, values in self.summary.items():
+            cells = " ".join(f"{values[m][0]:>14.3f} ± {values[m][1]:<5.3f}" for m in metrics)
+            lines.append(f"{label:<22} {cells}")
+        lines.append(
+            f"{len(self.folds)} identity folds; encounters from {self.protocol['encounters']}; "
+            f"{self.protocol['sides']}; prior: {self.protocol['prior']}"
+        )
+        return "\n".join(lines)
+
+
+#: Other-individual and same-individual pairs per photo a fold's prior is fitted on (as the shipped prior).
+FOLD_PRIOR_PAIRS = (24, 4)
+SUMMARY_METRICS = ("top1", "top3", "top5", "novelty_auroc", "new_decision_accuracy")
+
+
+def summarise(reports: Sequence[EvaluationReport]) -> dict[str, dict[str, tuple[float, float]]]:
+    rows: dict[str, list[MethodReport]] = {}
+    for report in reports:
+        for method, m in report.methods.items():
+            rows.setdefault(method, []).append(m)
+        if report.search is not None:
+            rows.setdefault(f"search ({report.default_method})", []).append(report.search)
+    return {
+        label: {
+            metric: (
+                float(np.nanmean([getattr(m, metric) for m in ms])),
+                float(np.nanstd([getattr(m, metric) for m in ms])),
+            )
+            for metric in SUMMARY_METRICS
+        }
+        for label, ms in rows.items()
+    }
+
+
+def evaluate_folds(
+    rows: Sequence[ManifestRow],
+    root: Path,
+    engine: Engine,
+    methods: Sequence[str] = METHODS,
+    progress: StageProgress | None = None,
+    *,
+    folds: int = 4,
+    encounters: str = "column",
+    sides: bool = True,
+    fold_prior: bool = False,
+    shortlist: ShortlistConf | bool | None = None,
+    exhaustive: bool = True,
+) -> FoldsReport:
+    """The protocol over every identity fold. ``fold_prior``: fit the null and calibration prior on each fold's
+    gallery alone (its novel identities and queries never), so that no figure is scored by a prior that saw it."""
+    identities = len({r.identity for r in rows})
+    if folds < 2 or identities < 2:
+        raise ScuteError("The protocol needs two folds and two individuals at least: one fold new, the others known.")
+    folds = min(folds, identities)
+    reports = []
+    shipped, scoring = engine.prior, engine.scoring
+    if fold_prior:  # as with a shipped prior: galleries sample no pairs of their own
+        engine.scoring = dataclasses.replace(scoring, null_negatives=0, null_positives=0)
+    try:
+        for fold in range(folds):
+            split = protocol_split(rows, fold, folds, encounters)
+            if fold_prior:
+                engine.prior = fit_fold_prior(engine, [manifest_photo(root, r) for r in split.gallery], methods)
+            reports.append(evaluate(rows, root, engine, methods, progress, shortlist, exhaustive, split, sides))
+            if progress:
+                progress("folds", fold + 1, folds)
+    finally:
+        engine.prior, engine.scoring = shipped, scoring
+    protocol = {
+        "folds": folds,
+        "novel_identities": [r.novel_identities for r in reports],
+        "encounters": {"column": "the manifest's encounter column", "name": "the file name before _"}.get(
+            encounters, "each photo alone"
+        ),
+        "sides": "query compared with its own side and unknown" if sides else "every side",
+        "prior": "fitted on each fold's gallery"
+        if fold_prior
+        else (dict(shipped.source, signature=shipped.signature) if shipped else "none: each gallery's sampled pairs"),
+        "photos": len(rows),
+        "identities": identities,
+    }
+    return FoldsReport(reports, summarise(reports), protocol)
+
+
+def fit_fold_prior(engine: Engine, photos: Sequence[GalleryPhoto], methods: Sequence[str]) -> Prior:
+    """A prior from the fold's gallery alone, fitted as the shipped one is."""
+    scoring, (negatives, positives) = engine.scoring, FOLD_PRIOR_PAIRS
+    engine.prior = None
+    engine.scoring = dataclasses.replace(scoring, null_negatives=negatives, null_positives=positives)
+    try:
+        index = engine.build_index(photos)
+    finally:
+        engine.scoring = scoring
+    source = {"fold_gallery_photos": len(photos), "negatives_per_photo": negatives, "positives_per_photo": positives}
+    return fit_prior([index], methods, engine.signature, source)

@@ -1,0 +1,83 @@
+"""GPU runner (not part of the product): the issue-14 protocol (identity folds, encounters, sides) and small
+galleries on both shared sets, at the CPU preset (1024 px, 1024 keypoints, upright) or the GPU preset.
+
+    python docs/evaluation/runners/protocol_h200.py folds|small|gpu   (writes JSON under $OUT)
+"""
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.getcwd())
+from core.catalogue.manifest import read_manifest
+from core.engine.search import Engine
+from core.evaluation.folds import evaluate_folds
+from core.evaluation.protocol import METHODS
+from core.evaluation.small_gallery import evaluate_small_galleries
+
+OUT = Path(os.environ["OUT"])
+W = Path(".carry/weights")
+SETS = {"turtles": (Path(".carry/data/turtles"), "column"), "nyala": (Path(".carry/data/nyala"), "name")}
+t0 = time.time()
+
+
+def log(*a):
+    print(f"[{time.time() - t0:7.1f}s]", *a, flush=True)
+
+
+def engine(prior, gpu=False):
+    conf = {"max_side": 1600, "max_keypoints": 2048} if gpu else {"max_side": 1024, "max_keypoints": 1024}
+    return Engine(
+        "aliked",
+        conf,
+        device="cuda",
+        cache_dir=Path("/tmp/cache"),
+        turns=None if gpu else (0,),
+        weights_dir=W,
+        prior=prior,
+    )
+
+
+def save(name, data):
+    (OUT / name).write_text(json.dumps(data, indent=1, default=str))
+
+
+part = sys.argv[1]
+results = {}
+if part in ("folds", "gpu"):
+    sets = dict(SETS)
+    if part == "gpu":
+        sets["turtles"] = (Path(".carry/t1600"), "column")
+    for name, (root, encounters) in sets.items():
+        if not root.exists():  # each run carries what fits in 64 MiB
+            continue
+        rows = read_manifest(root / "manifest.csv")
+        runs = (
+            [("fold-prior", False, True)]
+            if part == "gpu"
+            else [("fold-prior", False, True), ("shipped-prior", True, False)]
+        )
+        for label, prior, fold_prior in runs:
+            e = engine(prior, gpu=part == "gpu")
+            exhaustive = part == "folds" and label == "fold-prior"
+            r = evaluate_folds(
+                rows, root, e, METHODS, folds=4, encounters=encounters, fold_prior=fold_prior, exhaustive=exhaustive
+            )
+            log(name, label, "\n" + r.table())
+            results[f"{name}/{label}"] = r.to_dict()
+            save(f"protocol-{part}.json", results)
+if part == "small":
+    for name, (root, encounters) in SETS.items():
+        rows = read_manifest(root / "manifest.csv")
+        for label, prior, fold_prior in [("shipped-prior", True, False), ("fold-prior", False, True)]:
+            r = evaluate_small_galleries(
+                rows, root, engine(prior), draws=10, encounters=encounters, fold_prior=fold_prior
+            )
+            d = dataclasses.asdict(r)
+            log(name, label, {k: v for k, v in d.items() if k != "outcomes"})
+            results[f"{name}/{label}"] = d
+            save("small-galleries.json", results)
+log("done")
