@@ -11,7 +11,13 @@ Sightings follow their photos: when a photo changes individual, so does the ``de
 of the sighting that brought it in, so the exported capture history stays consistent with the gallery.
 
 Undo restores the state recorded in the entry, provided that state is still what the entry left
-behind; otherwise it refuses and says so (undo the later change first). An entry is undone at most
+behind; otherwise it refuses and says so (undo the later change first). Undoing a merge also takes back
+what was decided into the merged individual meanwhile: a sighting decided while ``A`` was merged into
+``B`` whose votes (or admin) named ``A`` goes back to ``A`` with its photo; one whose votes named ``B``
+stays; one whose votes named both (they only agreed because of the merge) stays on ``B`` and the undo
+entry lists it under ``sightings_kept``, for an admin to move. An admin's move of a pending sighting's
+photo is a curation the votes may not silently undo: :func:`moved_owner` tells the consensus, which sends
+a disagreeing sighting to an admin as a conflict instead of applying it. An entry is undone at most
 once (the database enforces it). Codes are never reused: a split that created ``T-0044`` and is
 undone leaves ``T-0044`` retired and empty.
 
@@ -45,6 +51,7 @@ __all__ = [
     "edit_notes",
     "merge",
     "move_photo",
+    "moved_owner",
     "remove_photo",
     "rename",
     "retire",
@@ -365,6 +372,20 @@ def move_photo(session: Session, user: User, photo_id: int, to: IndividualRef) -
     )
 
 
+def moved_owner(session: Session, sighting: Sighting) -> Individual | None:
+    """The individual an admin moved an undecided sighting's photo to (followed through merges), if any.
+
+    The consensus asks before applying: votes that disagree with the move go to an admin as a conflict
+    instead of silently moving the photo back (:func:`core.review.votes.settle`).
+    """
+    if sighting.status == "decided":
+        return None
+    photo = session.get(Photo, sighting.photo_id)
+    if photo is None or photo.individual_id is None:
+        return None
+    return get_individual(session, photo.individual_id, follow_merged=True)
+
+
 def remove_photo(session: Session, user: User, photo_id: int) -> AuditLog:
     """Take a photo out of the gallery and the search; its file, individual and history are kept."""
     actor = _admin(session, user, "remove photos")
@@ -403,12 +424,81 @@ def _undo_merge(session: Session, entry: AuditLog) -> tuple[dict[str, Any], dict
     if moved:
         raise _changed_since(f"Photo {', '.join(map(str, moved))} of that merge")
     sightings = [s for s in _sightings_by_id(session, payload["sighting_ids"]) if s.decided_individual_id == target.id]
-    _reassign(session, photos.values(), sightings, source.id)
+    back, kept = _decided_during(session, entry, source.id, target.id)  # type: ignore[arg-type]
+    _reassign(session, [*photos.values(), *(p for _, p in back)], [*sightings, *(s for s, _ in back)], source.id)
     restored = payload["before"]
     source.status, source.merged_into_id = restored["status"], restored["merged_into_id"]
     session.add(source)
     session.flush()
-    return payload["after"], restored, [source.id, target.id]
+    after = {**restored, "sightings_moved_back": sorted(s.id for s, _ in back), "sightings_kept": kept}
+    return payload["after"], after, [source.id, target.id]
+
+
+def _decided_during(
+    session: Session, merge_entry: AuditLog, source_id: int, target_id: int
+) -> tuple[list[tuple[Sighting, Photo]], list[int]]:
+    """Sightings decided into ``target_id`` after the merge, still there: those whose decision named the merged
+    individual (by then resolved to the target), with their photos, and the ids of those whose votes named both.
+
+    What a decision named: the admin's individual, or the "same" votes cast before it that counted for the target.
+    A photo curated elsewhere since is left where it is.
+    """
+    decisions = session.exec(
+        select(AuditLog)
+        .where(AuditLog.action == "sighting.decide", AuditLog.target_type == "sighting", AuditLog.id > merge_entry.id)
+        .order_by(col(AuditLog.id))
+    ).all()
+    back: list[tuple[Sighting, Photo]] = []
+    kept: list[int] = []
+    for decision in decisions:
+        sighting = _locked_by_id(session, Sighting, [decision.target_id]).get(decision.target_id)  # type: ignore[list-item,arg-type]
+        if sighting is None or sighting.decided_individual_id != target_id:
+            continue
+        photo = _lock_photos(session, [sighting.photo_id])[sighting.photo_id]
+        if photo.individual_id != target_id:
+            continue
+        sides = {_side_after_undo(session, named, source_id) for named in _named(session, decision, target_id)}
+        if sides == {"source"}:
+            back.append((sighting, photo))
+        elif len(sides) > 1:
+            kept.append(sighting.id)  # type: ignore[arg-type]
+    return back, kept
+
+
+def _named(session: Session, decision: AuditLog, target_id: int) -> list[int]:
+    """The individuals a decision into ``target_id`` named: the admin's choice, or the deciding votes'."""
+    payload = decision.payload or {}
+    if payload.get("how") == "admin":
+        named = payload.get("named_individual_id")
+        return [named] if isinstance(named, int) else [target_id]
+    votes = session.exec(
+        select(AuditLog.payload).where(
+            AuditLog.action == "sighting.vote",
+            AuditLog.target_id == decision.target_id,
+            AuditLog.id < decision.id,
+        )
+    ).all()
+    named_ids = [(vote or {}).get("after", {}).get("individual_id") for vote in votes]
+    return [
+        ident
+        for ident in named_ids
+        if isinstance(ident, int) and get_individual(session, ident, follow_merged=True).id == target_id
+    ]
+
+
+def _side_after_undo(session: Session, individual_id: int, source_id: int) -> str:
+    """``"source"`` when ``individual_id``'s merge chain passes through ``source_id`` (it leads there once the
+    merge is undone), else ``"target"``."""
+    current = session.get(Individual, individual_id)
+    seen: set[int] = set()
+    while current is not None and current.id not in seen:
+        if current.id == source_id:
+            return "source"
+        seen.add(current.id)  # type: ignore[arg-type]
+        if current.status != "merged" or current.merged_into_id is None:
+            break
+        current = session.get(Individual, current.merged_into_id)
+    return "target"
 
 
 def _undo_split(session: Session, entry: AuditLog) -> tuple[dict[str, Any], dict[str, Any], list[int | None]]:
@@ -437,6 +527,14 @@ def _undo_move(session: Session, entry: AuditLog) -> tuple[dict[str, Any], dict[
     origin_id, destination_id = payload["before"]["individual_id"], payload["after"]["individual_id"]
     if photo.individual_id != destination_id:
         raise _changed_since(f"Photo {photo.id}")
+    if origin_id is None:
+        decided = session.exec(
+            select(Sighting.id).where(Sighting.photo_id == photo.id, Sighting.status == "decided")
+        ).first()
+        if decided is not None:
+            raise CurationError(
+                f"Photo {photo.id} was decided since (sighting {decided}); move it to another individual instead."
+            )
     if origin_id is not None:
         (origin,) = _lock_individuals(session, origin_id)
         if origin.status == "merged":

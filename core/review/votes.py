@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from core.errors import ScuteError
+from core.review.curation import moved_owner
 from core.review.individuals import InactiveTarget, active_target, create_next_individual, get_individual
 from core.review.rules import MAX_COMMENT_LENGTH, AlreadyDecided, AlreadyVoted, ReviewConfig, ReviewError
 from core.review.users import acting_user
@@ -183,7 +184,13 @@ def _apply(
         before=before,
         after={"status": "decided", "photo_individual_id": target.id, "photo_in_gallery": True},
         individuals=[target.id],
-        extra={"decision": decision, "code": target.code, "photo_id": photo.id, "how": how},
+        extra={
+            "decision": decision,
+            "code": target.code,
+            "photo_id": photo.id,
+            "how": how,
+            "named_individual_id": individual_id,  # as named, before merges are followed: undoing a merge asks
+        },
     )
     log.info("Sighting %s decided (%s): photo %s joins %s", sighting.id, how, photo.id, target.code)
     _call_hook(hook, photo)
@@ -195,7 +202,12 @@ def settle(
 ) -> tuple[bool, int | None]:
     """Re-count a pending sighting and decide it or flag the conflict; returns (applied, individual id)."""
     status, proposal = tally(session, sighting.id).verdict(config)  # type: ignore[arg-type]
-    if status == "decided" and proposal is not None:
+    moved = moved_owner(session, sighting) if status == "decided" and proposal is not None else None
+    if moved is not None and proposal != ("same", moved.id):
+        # An admin moved the photo meanwhile: the votes do not silently undo that; an admin decides.
+        log.warning("Sighting %s: the votes disagree with the move of its photo to %s", sighting.id, moved.code)
+        status = "conflict"
+    elif status == "decided" and proposal is not None:
         decision, individual_id = proposal
         try:
             target = _apply(session, sighting, decision, individual_id, actor, config, hook, how="consensus")

@@ -77,6 +77,7 @@ def check_database(session: Session) -> list[str]:
     problems += _sighting_checks(session)
     problems += _vote_checks(session)
     problems += _individual_checks(session)
+    problems += _owner_checks(session)
     return problems
 
 
@@ -172,6 +173,31 @@ def _individual_checks(session: Session) -> list[str]:
                 break
             seen.add(nxt.id)
             current = nxt
+    return problems
+
+
+def _owner_checks(session: Session) -> list[str]:
+    """No photo and no decided sighting stays on a merged individual: a merge moves them all to the survivor,
+    and a photo decided while the merge stood goes back with an undo. (A retired individual keeps its photos
+    and sightings on purpose.)"""
+    merged = dict(session.exec(select(Individual.id, Individual.code).where(Individual.status == "merged")).all())
+    if not merged:
+        return []
+    problems = []
+    photos = session.exec(
+        select(Photo.id, Photo.individual_id).where(col(Photo.individual_id).in_(list(merged))).order_by(col(Photo.id))
+    ).all()
+    for photo_id, owner in photos:
+        problems.append(f"photo {photo_id} belongs to {merged[owner]}, which was merged into another individual")
+    sightings = session.exec(
+        select(Sighting.id, Sighting.decided_individual_id)
+        .where(col(Sighting.decided_individual_id).in_(list(merged)))
+        .order_by(col(Sighting.id))
+    ).all()
+    for sighting_id, owner in sightings:
+        problems.append(
+            f"sighting {sighting_id} is decided as {merged[owner]}, which was merged into another individual"
+        )
     return problems
 
 

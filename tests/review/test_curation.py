@@ -32,9 +32,11 @@ from core.review.curation import (
 from core.review.rules import ReviewConfig
 from core.review.sightings import submit_sighting
 from core.review.users import PermissionDenied, create_user
+from core.review.votes import cast_vote, decide
 from core.store.audit import entries_for_individual, entries_for_target, entries_for_user, jsonable, record
 from core.store.db import session_scope
 from core.store.gallery import add_photo, gallery_entries, get_or_create_individual, resolve_merged
+from core.store.integrity import check_database
 from core.store.models import AuditLog, Individual, Photo, Sighting, User
 from core.store.photos import PhotoStore
 
@@ -231,6 +233,118 @@ def test_merge_rules(engine: Engine, world: World) -> None:
         d, _ = get_or_create_individual(session, "T-0004")
         entry = merge(session, _admin(session, world), d, "T-0001")
         assert entry.payload["target_id"] == world.b
+
+
+def _pending(engine: Engine, store: PhotoStore, world: World, seed: int) -> tuple[int, int]:
+    """A new pending sighting by the volunteer (no proposal): its id and its photo's."""
+    with session_scope(engine) as session:
+        submission = submit_sighting(
+            session,
+            store,
+            session.get(User, world.vol),  # type: ignore[arg-type]
+            image_bytes(seed),
+            candidates=[],
+            new_individual_probability=None,
+        )
+        return submission.sighting.id, submission.photo.id  # type: ignore[return-value]
+
+
+def _votes(engine: Engine, sighting: int, *individuals: int | str) -> None:
+    """One "same as" vote per individual (id or code), each by a new reviewer; two concordant votes decide."""
+    for individual in individuals:
+        with session_scope(engine) as session:
+            admin = session.exec(select(User).where(User.username == "admin")).one()
+            count = len(session.exec(select(User.id)).all())
+            reviewer = create_user(session, f"reviewer{count}", PASSWORD, "reviewer", actor=admin)
+            if isinstance(individual, str):
+                individual = session.exec(select(Individual.id).where(Individual.code == individual)).one()
+            cast_vote(session, reviewer, sighting, "same", individual)  # type: ignore[arg-type]
+
+
+def _check(engine: Engine) -> list[str]:
+    with session_scope(engine) as session:
+        return check_database(session)
+
+
+def test_undoing_a_merge_takes_back_what_was_decided_into_the_merged_individual(
+    engine: Engine, store: PhotoStore, world: World
+) -> None:
+    """Issue 15: a sighting decided "same as T-0001" while T-0001 was merged into T-0002 stayed on T-0002 after the
+    undo, and ``check`` was clean. Now it goes back with T-0001; one decided as T-0002 stays; one whose votes named
+    both (they only agreed because of the merge) stays and is listed for an admin; an admin's decision counts too."""
+    for_a, photo_a = _pending(engine, store, world, 20)
+    for_b, photo_b = _pending(engine, store, world, 21)
+    mixed, photo_mixed = _pending(engine, store, world, 22)
+    by_admin, photo_admin = _pending(engine, store, world, 23)
+    with session_scope(engine) as session:
+        merge_id = merge(session, _admin(session, world), world.a, world.b).id
+    _votes(engine, for_a, world.a, "T-0001")  # the merged code, which still resolves
+    _votes(engine, for_b, world.b, world.b)
+    _votes(engine, mixed, world.a, world.b)
+    with session_scope(engine) as session:
+        decide(session, _admin(session, world), by_admin, "same", world.a)
+    owners = _owners(engine)
+    assert [owners[p] for p in (photo_a, photo_b, photo_mixed, photo_admin)] == [world.b] * 4
+    assert _check(engine) == []
+
+    with session_scope(engine) as session:
+        entry = undo(session, _admin(session, world), merge_id)  # type: ignore[arg-type]
+    assert entry.payload["after"]["sightings_moved_back"] == [for_a, by_admin]
+    assert entry.payload["after"]["sightings_kept"] == [mixed]
+    owners = _owners(engine)
+    assert [owners[p] for p in (photo_a, photo_b, photo_mixed, photo_admin)] == [world.a, world.b, world.b, world.a]
+    assert [owners[p] for p in (world.a1, world.a2, world.a3, world.b1, world.b2)] == [world.a] * 3 + [world.b] * 2
+    sightings = dict(_state(engine)["sightings"])
+    assert [sightings[s] for s in (for_a, for_b, mixed, by_admin)] == [world.a, world.b, world.b, world.a]
+    assert _check(engine) == []
+
+
+def test_check_reports_photos_and_sightings_left_on_a_merged_individual(
+    engine: Engine, store: PhotoStore, world: World
+) -> None:
+    with session_scope(engine) as session:
+        merge(session, _admin(session, world), world.a, world.b)
+    assert _check(engine) == []
+    with session_scope(engine) as session:  # what an undo that forgot them (or a damaged restore) leaves behind
+        photo, sighting = session.get(Photo, world.a3), session.get(Sighting, world.sighting)
+        photo.individual_id = sighting.decided_individual_id = world.a  # type: ignore[union-attr]
+        session.add_all([photo, sighting])
+    assert _check(engine) == [
+        f"photo {world.a3} belongs to T-0001, which was merged into another individual",
+        f"sighting {world.sighting} is decided as T-0001, which was merged into another individual",
+    ]
+
+
+def test_a_moved_pending_photo_is_not_overridden_by_the_later_consensus(
+    engine: Engine, store: PhotoStore, world: World
+) -> None:
+    """Issue 15: an admin moved a pending sighting's photo to T-0002, then two votes "same as T-0001" silently put
+    it back. Now votes that disagree with the move make a conflict for an admin; votes that agree decide."""
+    disputed, photo = _pending(engine, store, world, 30)
+    agreed, agreed_photo = _pending(engine, store, world, 31)
+    with session_scope(engine) as session:
+        admin = _admin(session, world)
+        move_photo(session, admin, photo, world.b)
+        agreed_move = move_photo(session, admin, agreed_photo, world.b).id
+    _votes(engine, disputed, world.a, world.a)
+    _votes(engine, agreed, world.b, world.b)
+    with session_scope(engine) as session:
+        first, second = session.get(Sighting, disputed), session.get(Sighting, agreed)
+        assert (first.status, first.decided_individual_id) == ("conflict", None)  # type: ignore[union-attr]
+        assert (second.status, second.decided_individual_id) == ("decided", world.b)  # type: ignore[union-attr]
+        assert session.exec(
+            select(AuditLog).where(AuditLog.action == "sighting.conflict", AuditLog.target_id == disputed)
+        ).one()
+    owners = _owners(engine)
+    assert (owners[photo], owners[agreed_photo]) == (world.b, world.b)
+    with session_scope(engine) as session:  # the admin settles the conflict
+        decide(session, _admin(session, world), disputed, "same", world.a)
+    assert _owners(engine)[photo] == world.a
+    # A decided photo's move can no longer be undone into "no individual": that would undo the decision.
+    with pytest.raises(CurationError, match=f"Photo {agreed_photo} was decided since"), session_scope(engine) as s:
+        undo(s, _admin(s, world), agreed_move)
+    assert _owners(engine)[agreed_photo] == world.b
+    assert _check(engine) == []
 
 
 # --- split, move, remove, retire, rename ---------------------------------------------------------------
