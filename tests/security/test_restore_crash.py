@@ -22,6 +22,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,17 +77,35 @@ def _run(
     return process.exitcode, time.perf_counter() - started
 
 
-def _kill_moments(argv: list[str], finished_argv: list[str], n: int, seed: int) -> tuple[list[float], float]:
-    """``n`` moments spread over the work of ``argv``: after the start-up (measured with a run that fails
-    right after it) and before the end of an uninterrupted run (``finished_argv``, the same command)."""
+def _work_window(argv: list[str], finished_argv: list[str]) -> tuple[float, float]:
+    """When the work of ``finished_argv`` runs: after the start-up (measured with a run of ``argv`` that
+    fails at its first check) and before the end of an uninterrupted run."""
     code, startup = _run(argv)
     assert code == 2  # the start-up run stops at its first check
     code, duration = _run(finished_argv)
     assert code == 0
-    begin = 0.8 * startup
-    end = max(duration, begin + 0.05)
+    return 0.8 * startup, max(duration, startup + 0.05)
+
+
+def _kill_at_random(
+    run_once: Callable[[int, float], tuple[int, float, str]], window: tuple[float, float], kills: int, seed: int
+) -> list[tuple[float, int, str]]:
+    """Run until ``kills`` runs were killed, at moments spread evenly (with jitter) over the window; a run
+    that finished before its moment (the machine got faster) shortens the window."""
+    begin, end = window
     rng = random.Random(seed)
-    return [begin + (end - begin) * (i + rng.random()) / n for i in range(n)], duration
+    outcomes: list[tuple[float, int, str]] = []
+    killed = 0
+    while killed < kills:
+        assert len(outcomes) < 3 * kills, f"only {killed} of {kills} runs were killed: {outcomes}"
+        moment = begin + (end - begin) * (killed + rng.random()) / kills
+        code, elapsed, kind = run_once(len(outcomes), moment)
+        outcomes.append((round(moment, 2), code, kind))
+        if code == KILLED:
+            killed += 1
+        else:
+            end = max(begin + 0.05, min(end, 0.9 * elapsed))
+    return outcomes
 
 
 # --- the gallery and what it looks like ----------------------------------------------------------------
@@ -218,17 +237,17 @@ def test_restore_killed_at_random_moments_leaves_the_gallery_whole(
 ) -> None:
     old_backup = galleries["old_backup"]
     home, url = _fresh_live_copy(galleries, tmp_path / "measured")
-    moments, duration = _kill_moments(
-        _restore_argv(home, url, tmp_path / "no-backup"), _restore_argv(home, url, old_backup), kills, 15 + kills
-    )
+    window = _work_window(_restore_argv(home, url, tmp_path / "no-backup"), _restore_argv(home, url, old_backup))
     assert _digest(url) == galleries["old"]
-    outcomes = []
-    for i, moment in enumerate(moments):
+
+    def run_once(i: int, moment: float) -> tuple[int, float, str]:
+        nonlocal home, url
         home, url = _fresh_live_copy(galleries, tmp_path / f"run{i}")
-        code, _ = _run(_restore_argv(home, url, old_backup), kill_after=moment)
-        outcomes.append((round(moment, 2), code, _judge_restore(galleries, home, url, code, f"at {moment:.2f}s")))
-    print(f"restore: {duration:.2f}s uninterrupted; (kill moment, exit code, gallery): {outcomes}")
-    assert KILLED in [code for _, code, _ in outcomes]
+        code, elapsed = _run(_restore_argv(home, url, old_backup), kill_after=moment)
+        return code, elapsed, _judge_restore(galleries, home, url, code, f"at {moment:.2f}s")
+
+    outcomes = _kill_at_random(run_once, window, kills, 15 + kills)
+    print(f"restore: work from {window[0]:.2f}s to {window[1]:.2f}s; (kill moment, exit code, gallery): {outcomes}")
     # the last interrupted gallery: restoring the backup still works, and leaves nothing temporary behind
     assert _run(_restore_argv(home, url, old_backup))[0] == 0
     assert _digest(url) == galleries["old"]
@@ -292,17 +311,18 @@ def test_backup_killed_at_random_moments_leaves_a_whole_backup(
     foreign = tmp_path / "not-a-backup"
     (foreign / "notes").mkdir(parents=True)  # refused at once: measures the start-up
     measured = _previous_backup(galleries, tmp_path / "measured" / "nightly")
-    moments, duration = _kill_moments(
-        _backup_argv(galleries, foreign), _backup_argv(galleries, measured), kills, 25 + kills
-    )
+    window = _work_window(_backup_argv(galleries, foreign), _backup_argv(galleries, measured))
     assert _judge_backup(galleries, measured, 0, "uninterrupted") == "new"
-    outcomes = []
-    for i, moment in enumerate(moments):
+    out = measured
+
+    def run_once(i: int, moment: float) -> tuple[int, float, str]:
+        nonlocal out
         out = _previous_backup(galleries, tmp_path / f"run{i}" / "nightly")
-        code, _ = _run(_backup_argv(galleries, out), kill_after=moment)
-        outcomes.append((round(moment, 2), code, _judge_backup(galleries, out, code, f"at {moment:.2f}s")))
-    print(f"backup: {duration:.2f}s uninterrupted; (kill moment, exit code, folder): {outcomes}")
-    assert KILLED in [code for _, code, _ in outcomes]
+        code, elapsed = _run(_backup_argv(galleries, out), kill_after=moment)
+        return code, elapsed, _judge_backup(galleries, out, code, f"at {moment:.2f}s")
+
+    outcomes = _kill_at_random(run_once, window, kills, 25 + kills)
+    print(f"backup: work from {window[0]:.2f}s to {window[1]:.2f}s; (kill moment, exit code, folder): {outcomes}")
     # the next backup into the last folder completes and clears what the killed one left beside it
     assert _run(_backup_argv(galleries, out))[0] == 0
     assert _judge_backup(galleries, out, 0, "afterwards") == "new"
