@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             problems = check_database(session)
             store = PhotoStore(deployment.photo_dir)
             problems += check_files(session, store, deployment.feature_dir, verify_hashes=not args.quick)
+            problems += _searchability(session, deployment)
     finally:
         engine.dispose()
     leftovers = [p for root in (deployment.photo_dir, deployment.feature_dir) for p in leftover_temporary_files(root)]
@@ -91,6 +93,19 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"{len(leftovers)} leftover temporary files from interrupted writes (harmless)")
         print("gallery is consistent" if not problems else f"{len(problems)} problems found")
     return 1 if problems else 0
+
+
+def _searchability(session: Any, deployment: Settings) -> list[str]:
+    """Gallery photos that searches with the deployment's engine settings would leave out (core.indexing);
+    notes that are no problem go to standard error."""
+    from core.indexing.searchable import extractor_version, gallery_feature_problems
+
+    engine = deployment.engine
+    version = extractor_version(engine.extractor, engine.extractor_conf(), engine.device)
+    found = gallery_feature_problems(session, version)
+    for note in found.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return found.problems
 
 
 def register(subparsers: Any) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlmodel import Session
 
 from core.cli.common import acting_user, add_command, code_of, individual_id_of, print_table, say, settings, username_of
 from core.review import sightings, votes
 from core.store.models import SIGHTING_STATUSES
+
+T = TypeVar("T")
 
 
 def _sightings_list(args: argparse.Namespace, session: Session) -> None:
@@ -84,29 +87,58 @@ def _report(session: Session, outcome: votes.VoteOutcome, what: str) -> None:
         say(f"{what}; sighting {outcome.sighting_id} is {outcome.status}.")
 
 
+def _with_features(args: argparse.Namespace, session: Session, work: Callable[[votes.GalleryHook], T]) -> T:
+    """Run a vote or decision so that a photo joins the gallery only with usable features, computed outside the
+    write lock (core.indexing.searchable); the models are loaded only when a photo joins."""
+    from core.indexing.searchable import with_gallery_features_in
+    from core.store.photos import PhotoStore
+
+    deployment = settings(args)
+    engines: list[Any] = []
+
+    def engine() -> Any:
+        if not engines:
+            engines.append(deployment.engine.make_engine(deployment.home))
+        return engines[0]
+
+    return with_gallery_features_in(session, PhotoStore(deployment.photo_dir), engine, work)
+
+
 def _vote(args: argparse.Namespace, session: Session) -> None:
     actor = acting_user(session, args)
-    outcome = votes.cast_vote(
+    individual_id = individual_id_of(session, args.individual)
+    outcome = _with_features(
+        args,
         session,
-        actor,
-        args.sighting,
-        args.decision,
-        individual_id_of(session, args.individual),
-        args.comment,
-        config=settings(args).review,
+        lambda hook: votes.cast_vote(
+            session,
+            actor,
+            args.sighting,
+            args.decision,
+            individual_id,
+            args.comment,
+            config=settings(args).review,
+            on_gallery_change=hook,
+        ),
     )
     _report(session, outcome, "Vote stored")
 
 
 def _sightings_decide(args: argparse.Namespace, session: Session) -> None:
     actor = acting_user(session, args)
-    outcome = votes.decide(
+    individual_id = individual_id_of(session, args.individual)
+    outcome = _with_features(
+        args,
         session,
-        actor,
-        args.sighting,
-        args.decision,
-        individual_id_of(session, args.individual),
-        config=settings(args).review,
+        lambda hook: votes.decide(
+            session,
+            actor,
+            args.sighting,
+            args.decision,
+            individual_id,
+            config=settings(args).review,
+            on_gallery_change=hook,
+        ),
     )
     _report(session, outcome, "Decided")
 

@@ -80,7 +80,7 @@ def main() -> None:
         answer, pixels = handle(request)
         write_message(answers, answer)
         if pixels is not None:
-            view = memoryview(pixels).cast("B")  # C-contiguous: sent without a copy
+            view = pixels.data.cast("B")  # C-contiguous: sent without a copy
             while view:
                 view = view[os.write(answers, view) :]
 

@@ -11,7 +11,7 @@ the whole image again), so a 2 MB file with thousands of scans keeps a core busy
   limit (the memory budget plus the worker's own size) and a deadline: a worker past its deadline is killed,
   so an upload that slipped past the estimates costs at most ``seconds`` of one core, never the server.
 
-Workers are plain ``python -m core.engine.decode_worker`` processes that stay up between decodes (starting
+Workers are plain Python processes running :mod:`core.engine.decode_worker` that stay up between decodes (starting
 one costs about 0.4 s, a decode's round trip a few milliseconds plus copying the pixels once). They exit on
 their own when this process goes away (their input pipe closes).
 """
@@ -265,15 +265,10 @@ class _Worker:
     """One decoding process and its pipes."""
 
     def __init__(self) -> None:
-        env = dict(os.environ)
-        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
+        # The worker finds this checkout's ``core`` first, whatever the current folder and environment.
+        start = f"import sys; sys.path.insert(0, {str(_ROOT)!r}); from {_WORKER_MODULE} import main; main()"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", _WORKER_MODULE],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            close_fds=True,
+            [sys.executable, "-c", start], stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
         )
         assert self.process.stdin is not None and self.process.stdout is not None
         self.to_worker = self.process.stdin.fileno()
@@ -322,7 +317,7 @@ class DecoderPool:
                 if answer[0] == "ok":
                     shape = answer[1]
                     pixels = np.empty(shape, np.uint8)
-                    read_exact(worker.from_worker, pixels.nbytes, deadline, memoryview(pixels).cast("B"))
+                    read_exact(worker.from_worker, pixels.nbytes, deadline, pixels.data.cast("B"))
             except TimeoutError:
                 worker.stop()
                 raise too_slow() from None

@@ -152,6 +152,7 @@ def load_image(
 
     answer, pixels = default_pool().run(request, budget.seconds, too_slow, crashed)
     _status, _shape, info, cost = answer
+    assert pixels is not None  # an "ok" answer always carries them
     logger.debug("Loaded %s: %s %dx%d in %.3f s", label, info.format, info.width, info.height, cost.seconds)
     return LoadedImage(pixels=pixels, info=info, cost=cost)
 

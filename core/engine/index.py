@@ -214,11 +214,16 @@ class IndexBuilder:
                 usable.append(photo)
             except (ScuteError, OSError) as exc:
                 log.warning("Gallery photo %s left out of the index: %s", photo.path, exc)
-                skipped[photo.key] = str(exc)
+                skipped[photo.key] = f"gallery photo {photo.photo_id or photo.path.name} of {photo.identity}: {exc}"
             if progress:
                 progress(i + 1, total)
         if not usable:
-            raise EmptyGalleryError("No gallery photo could be read: " + "; ".join(sorted(set(skipped.values()))))
+            # Said of the gallery, never of the searcher's photo: the messages quote the gallery photos' reasons.
+            raise EmptyGalleryError(
+                f"None of the gallery's {len(skipped)} photos can be searched with, so there is nothing to compare "
+                "your photo with (an admin can list them with `python -m core check`). First one: "
+                + sorted(skipped.values())[0]
+            )
         if skipped:
             photos = usable
             pairs, neg_keys, pos_keys = null_pairs(photos, self.scoring)

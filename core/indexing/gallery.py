@@ -7,7 +7,6 @@ from sqlmodel import Session
 from core.engine.features import Features, photo_key
 from core.engine.index import GalleryPhoto
 from core.engine.search import Engine
-from core.review.votes import GalleryHook
 from core.store.gallery import gallery_entries, record_features
 from core.store.models import Photo
 from core.store.photos import PhotoStore
@@ -27,19 +26,3 @@ def record_photo_features(session: Session, engine: Engine, photo: Photo, featur
     relpath = engine.feature_cache.path(features.version, key).relative_to(engine.feature_cache.root)
     assert photo.id is not None
     record_features(session, photo.id, engine.extractor.name, engine.extractor.version, str(relpath), len(features))
-
-
-def ensure_features(session: Session, store: PhotoStore, engine: Engine, photo: Photo) -> Features:
-    """Extract (or read from the cache) and record the features of a photo, as it is framed, for the gallery."""
-    features = engine.features(store.path(photo.path), photo.sha256, photo.crop, photo.rotation)
-    record_photo_features(session, engine, photo, features)
-    return features
-
-
-def features_hook(session: Session, store: PhotoStore, engine: Engine) -> GalleryHook:
-    """What a vote or decision calls when a photo joins the gallery: its features, so the next search is quick."""
-
-    def hook(photo: Photo) -> None:
-        ensure_features(session, store, engine, photo)
-
-    return hook

@@ -5,7 +5,9 @@ once. :class:`~core.review.rules.ReviewConfig` says how many concordant votes de
 is tolerated before the sighting goes to an admin (``conflict``). Only a decision changes the gallery:
 "same" puts the photo into X's gallery, "new" creates the next code with the photo as its first. Under
 the write lock the status is checked again, so two people voting at the same moment in two processes
-store both votes and apply the decision once. The ``on_gallery_change`` hook runs inside that transaction.
+store both votes and apply the decision once. The ``on_gallery_change`` hook runs inside that transaction,
+so it must be cheap (no decoding: :mod:`core.indexing.searchable` computes features before the transaction);
+whatever it raises refuses the decision and rolls the transaction back.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from functools import cached_property
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from core.errors import ScuteError
 from core.review.curation import moved_owner
 from core.review.individuals import InactiveTarget, active_target, create_next_individual, get_individual
 from core.review.rules import MAX_COMMENT_LENGTH, AlreadyDecided, AlreadyVoted, ReviewConfig, ReviewError
@@ -48,7 +49,8 @@ __all__ = [
 ]
 
 GalleryHook = Callable[[Photo], None]
-"""Called with a photo that has just joined the gallery (inside the transaction, after flush)."""
+"""Called with a photo that has just joined the gallery (inside the transaction, after flush); raising refuses
+the decision (a photo that searches could not use never joins the gallery)."""
 
 
 @dataclass(frozen=True)
@@ -127,13 +129,8 @@ def tally(session: Session, sighting_id: int) -> Tally:
 
 
 def _call_hook(hook: GalleryHook | None, photo: Photo) -> None:
-    if hook is None:
-        return
-    try:
-        hook(photo)
-    except ScuteError as exc:
-        # The decision stands; the search computes missing features itself the next time.
-        log.warning("Could not cache features of photo %s after it joined the gallery: %s", photo.id, exc)
+    if hook is not None:
+        hook(photo)  # an error propagates: the decision is refused and nothing of it is kept
 
 
 def _apply(

@@ -1,5 +1,6 @@
 """Review: the queue of sightings waiting for a vote, each with what the submitter saw, and the votes and
-admin decisions that settle them (a photo joining the gallery gets its features at once)."""
+admin decisions that settle them. A photo joins the gallery only with usable features, computed before the
+decision's transaction (core.indexing.searchable), so no writer waits for a decode."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from sqlmodel import Session
 
-from core.indexing.gallery import features_hook
+from core.indexing.searchable import with_gallery_features
 from core.progress import StageProgress
 from core.review import votes
 from core.review.sightings import SightingDetail, list_sightings, review_queue, sighting_detail
@@ -76,7 +77,10 @@ def _code(session: Session, individual_id: int | None) -> str:
 def vote(
     app: App, user: User, sighting_id: int, decision: str, individual_id: int | None, comment: str = ""
 ) -> Settled:
-    with app.session() as session:
+    """Record the vote; when it decides, the photo joins the gallery (refused, with the sighting left pending,
+    when searches could not use it: :class:`~core.indexing.searchable.UnsearchablePhoto`)."""
+
+    def work(session: Session, hook: votes.GalleryHook) -> Settled:
         outcome = votes.cast_vote(
             session,
             user,
@@ -85,26 +89,25 @@ def vote(
             individual_id,
             comment,
             config=app.settings.review,
-            on_gallery_change=features_hook(session, app.store, app.engine),
+            on_gallery_change=hook,
         )
-        result = Settled(outcome, _code(session, outcome.individual_id))
+        return Settled(outcome, _code(session, outcome.individual_id))
+
+    result = with_gallery_features(app.db, app.store, app.engine, work)
     app.gallery_changed()
     return result
 
 
 def decide(app: App, user: User, sighting_id: int, decision: str, individual_id: int | None) -> Settled:
-    """An admin settles a sighting directly; the decision changes the gallery at once."""
-    with app.session() as session:
+    """An admin settles a sighting directly; the decision changes the gallery at once (as :func:`vote`)."""
+
+    def work(session: Session, hook: votes.GalleryHook) -> Settled:
         outcome = votes.decide(
-            session,
-            user,
-            sighting_id,
-            decision,
-            individual_id,
-            config=app.settings.review,
-            on_gallery_change=features_hook(session, app.store, app.engine),
+            session, user, sighting_id, decision, individual_id, config=app.settings.review, on_gallery_change=hook
         )
-        result = Settled(outcome, _code(session, outcome.individual_id))
+        return Settled(outcome, _code(session, outcome.individual_id))
+
+    result = with_gallery_features(app.db, app.store, app.engine, work)
     app.gallery_changed()
     return result
 

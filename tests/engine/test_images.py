@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import struct
+import time
 import warnings
 import zlib
 from datetime import datetime
@@ -902,3 +903,99 @@ def test_random_bytes_only_ever_raise_image_error(data: bytes) -> None:
 @given(mutated_photos())
 def test_mutated_photos_only_ever_raise_image_error(data: bytes) -> None:
     check_only_image_errors(data)
+
+
+# --------------------------------------------------------------------------------------------------
+# What a decode costs (issue 15, finding 2): bounded by bit depth, sample format, frames, scans and time
+
+
+def float_tiff(width: int, height: int) -> bytes:
+    """A 32-bit float TIFF of a few hundred kilobytes that declares ``width`` x ``height`` pixels: every strip
+    (one row each) points at the same row of bytes, so it decodes in full to width x height x 4 bytes."""
+    row = np.linspace(0, 1, width, dtype="<f4").tobytes()
+    tags = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 32), (259, 3, 1, 1), (262, 3, 1, 1)]
+    tags += [(273, 4, height, 0), (277, 3, 1, 1), (278, 4, 1, 1), (279, 4, height, 0), (339, 3, 1, 3)]  # float
+    offsets_at = 8 + 2 + 12 * len(tags) + 4
+    counts_at = offsets_at + 4 * height
+    row_at = counts_at + 4 * height
+    ifd = struct.pack("<H", len(tags))
+    for tag, kind, count, value in tags:
+        value = {273: offsets_at, 279: counts_at}.get(tag, value)
+        ifd += struct.pack("<HHIHH" if kind == 3 else "<HHII", tag, kind, count, value, *([0] if kind == 3 else []))
+    strips = struct.pack(f"<{height}I", *[row_at] * height) + struct.pack(f"<{height}I", *[len(row)] * height)
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + strips + row
+
+
+def many_scans_jpeg(extra_scans: int, width: int = 1600, height: int = 1200) -> bytes:
+    """A progressive JPEG with ``extra_scans`` more copies of its smallest scan: each one walks the whole
+    image again, so decoding time grows with them while the file barely grows (12 bytes a scan)."""
+    blocks = np.random.default_rng(0).integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)
+    data = encode(Image.fromarray(blocks.repeat(8, 0).repeat(8, 1)), "JPEG", progressive=True, quality=85)
+    end = data.rfind(b"\xff\xd9")
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xDA]
+    smallest = min((data[a:b] for a, b in zip(starts, [*starts[1:], end], strict=True)), key=len)
+    return data[:end] + smallest * extra_scans + data[end:]
+
+
+def test_float_tiff_is_decoded_in_range_to_uint8() -> None:
+    loaded = load_image(float_tiff(200, 100))
+    assert_rgb(loaded.pixels, 100, 200)
+    assert loaded.pixels[50, 0].tolist() == [0, 0, 0] and loaded.pixels[50, -1].tolist() == [255, 255, 255]
+    assert loaded.cost is not None and loaded.cost.seconds < 5
+
+
+def test_a_sub_megabyte_float_tiff_that_would_need_gigabytes_is_refused_quickly() -> None:
+    data = float_tiff(10_000, 10_000)  # 100 megapixels (under the pixel limit) of 32-bit floats: 400 MB raw
+    assert len(data) < 1_000_000
+    load_image(_png())  # the decoding worker is up
+    started = time.perf_counter()
+    with pytest.raises(
+        ImageError, match=r"would need about 1\.9 GB of memory.*32-bit floating-point.*limit is 1\.5 GB"
+    ):
+        load_image(data)
+    assert time.perf_counter() - started < 2.0
+
+
+def test_a_progressive_jpeg_with_thousands_of_scans_is_refused_quickly() -> None:
+    data = many_scans_jpeg(3000)
+    assert len(data) < 2_000_000
+    load_image(_png())
+    started = time.perf_counter()
+    with pytest.raises(ImageError, match=r"JPEG built from 30\d\d scans.*the limit is 100"):
+        load_image(data)
+    assert time.perf_counter() - started < 2.0
+    assert load_image(many_scans_jpeg(0)).pixels.shape == (1200, 1600, 3)  # an ordinary progressive JPEG loads
+
+
+def test_a_file_with_too_many_pages_is_refused() -> None:
+    pages = [Image.fromarray(gradient(16, 12)) for _ in range(40)]
+    data = encode(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    with pytest.raises(ImageError, match="more than 32 pictures or pages"):
+        load_image(data)
+    few = encode(pages[0], "TIFF", save_all=True, append_images=pages[1:3])
+    assert load_image(few).pixels.shape == (12, 16, 3)
+
+
+def test_a_decode_past_its_deadline_is_killed_and_the_next_one_gets_a_fresh_worker() -> None:
+    from core.engine.decoding import DecodeBudget, default_pool
+
+    slow = many_scans_jpeg(85)  # 95 scans: under the limit, but each one walks 2 megapixels again
+    load_image(_png())
+    pool = default_pool()
+    started_workers = pool.started
+    started = time.perf_counter()
+    with pytest.raises(ImageError, match=r"took longer than 0\.05 seconds to decode"):
+        load_image(slow, budget=DecodeBudget(seconds=0.05))
+    assert time.perf_counter() - started < 1.0  # the caller does not wait for the decoder
+    assert load_image(_png()).pixels.shape == (48, 64, 3)
+    assert pool.started == started_workers + 1  # the killed worker was replaced once
+
+
+def test_decode_memory_estimates_follow_bit_depth_and_sample_format() -> None:
+    from core.engine.decoding import estimated_memory
+
+    size = (1000, 1000)
+    rgb, grey16, floats = (estimated_memory(mode, size) for mode in ("RGB", "I;16", "F"))
+    assert rgb == 10_000_000 and grey16 == 17_000_000 and floats == 19_000_000
+    assert estimated_memory("RGB", size, progressive=True) == rgb  # the coefficients are freed before converting
+    assert estimated_memory("L", size, progressive=True) == 11_000_000

@@ -84,11 +84,22 @@ def _candidates(world: World) -> list[CandidateInput]:
     ]
 
 
-def _submit(engine: Engine, store: PhotoStore, world: World, seed: int = 100, user: str = "alice", **kwargs):
+def _submit(
+    engine: Engine, store: PhotoStore, world: World, seed: int = 100, user: str = "alice", size=(32, 24), **kwargs
+):
     kwargs.setdefault("candidates", _candidates(world))
     kwargs.setdefault("new_individual_probability", 0.12)
     with session_scope(engine) as session:
-        return submit_sighting(session, store, _user(session, getattr(world, user)), image_bytes(seed), **kwargs)
+        data = image_bytes(seed, size=size)
+        return submit_sighting(session, store, _user(session, getattr(world, user)), data, **kwargs)
+
+
+@pytest.fixture
+def cli_home(store: PhotoStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line's data folder is the tests' photo store; SIFT computes a decided photo's features
+    (a photo joins the gallery only with usable ones, core.indexing.searchable) without loading a network."""
+    monkeypatch.setenv("SCUTE_HOME", str(store.root.parent))
+    monkeypatch.setenv("SCUTE_EXTRACTOR", "sift")
 
 
 def _vote(engine: Engine, user_id: int, sighting_id: int, decision: str, individual_id: int | None = None, **kw):
@@ -699,8 +710,8 @@ def _cli(argv: list[str]) -> int:
     return cli.main(argv)
 
 
-def test_cli_sightings_and_vote(db_url: str, engine: Engine, store: PhotoStore, world: World, capsys) -> None:
-    submission = _submit(engine, store, world, proposal="same", proposed_individual_id=world.t1)
+def test_cli_sightings_and_vote(db_url: str, engine: Engine, store: PhotoStore, world: World, capsys, cli_home) -> None:
+    submission = _submit(engine, store, world, proposal="same", proposed_individual_id=world.t1, size=(256, 192))
     sid = str(submission.sighting.id)
     capsys.readouterr()
 
@@ -733,8 +744,8 @@ def test_cli_sightings_and_vote(db_url: str, engine: Engine, store: PhotoStore, 
         assert _count(session, Vote) == 2
 
 
-def test_cli_admin_decides(db_url: str, engine: Engine, store: PhotoStore, world: World, capsys) -> None:
-    submission = _submit(engine, store, world)
+def test_cli_admin_decides(db_url: str, engine: Engine, store: PhotoStore, world: World, capsys, cli_home) -> None:
+    submission = _submit(engine, store, world, size=(256, 192))
     sid = str(submission.sighting.id)
     assert _cli(["sightings", "decide", sid, "new", "--user", "alice", "--db", db_url]) == 2
     assert "only a admin may decide" in capsys.readouterr().err
