@@ -51,7 +51,7 @@ def _summary(item: ReviewItem, voting: Callable[[], None] | None) -> None:
             + (f" · turned {photo.rotation}°" if photo.rotation else "")
         )
         if sighting.notes:
-            st.markdown(f"**Notes:** {md(sighting.notes)}")
+            st.text(f"Notes: {sighting.notes}")  # a volunteer's text: plain, so no URL in it becomes a link
     with right:
         st.markdown("**Candidates the submitter saw**")
         rows = [
@@ -76,8 +76,9 @@ def _summary(item: ReviewItem, voting: Callable[[], None] | None) -> None:
                 "new": "new individual",
                 "unsure": "unsure",
             }[vote.decision]
-            comment = f" — “{md(vote.comment)}”" if vote.comment else ""
-            st.markdown(f"- **{md(users.get(vote.user_id, '?'))}**: {what}{comment}")
+            st.markdown(f"- **{md(users.get(vote.user_id, '?'))}**: {what}")
+            if vote.comment:  # plain text: Markdown would turn a URL in it into a link (a phishing aid)
+                st.text(f"“{vote.comment}”")
         if voting is not None:
             voting()
 
