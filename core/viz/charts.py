@@ -148,20 +148,29 @@ def plain_sentence(
 ) -> str:
     """The same evidence as :func:`score_sentence`, for a volunteer: points and chance, no statistics."""
     compared = _plain_verdict(z)
-    tail = f", so Scute gives it {probability:.0%}." if probability is not None else "."
+    tail = f", so Scute gives it {_share(probability)}." if probability is not None else "."
+    usual = "fewer than one" if null_mean < 0.95 else f"about {null_mean:.0f}"
     if method == "count":
         return (
             f"{label}: {_points(matches)} {'matches' if matches == 1 else 'match'}. Photos of two different "
-            "animals match about "
-            f"{null_mean:.0f}: this is {compared}{tail}"
+            f"animals match {usual}: this is {compared}{tail}"
         )
     if method == "confident":
         return (
             f"{label}: {strong_matches} of the {_points(matches)} that match are strong matches. Photos of two "
-            f"different animals have about {null_mean:.0f}: this is {compared}{tail}"
+            f"different animals have {usual}: this is {compared}{tail}"
         )
     verb = "matches" if matches == 1 else "match"
     return f"{label}: {_points(matches)} {verb}, {strong_matches} of them strongly: this is {compared}{tail}"
+
+
+def _share(probability: float) -> str:
+    """A probability as the candidate cards show it: never a flat "100%" or "0%" for an estimate."""
+    if 0.99 < probability < 1 or probability >= 1:
+        return ">99%"
+    if 0 < probability < 0.01 or probability <= 0:
+        return "<1%"
+    return f"{probability:.0%}"
 
 
 def _points(count: int) -> str:

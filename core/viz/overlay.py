@@ -165,15 +165,17 @@ LEGEND_WORDS = ((0.0, "unsure"), (0.5, "fair"), (1.0, "confident"))
 def legend_strip(width: int) -> np.ndarray:
     """A white band as wide as the overlay: the colour ramp with "unsure", "fair" and "confident" under it."""
     unit = max(12, width // 60)
-    band = np.full((unit * 3, width, 3), 255, dtype=np.uint8)
+    scale, weight = unit / 22, max(1, unit // 12)
+    text_height = cv2.getTextSize("fair", cv2.FONT_HERSHEY_SIMPLEX, scale, weight)[0][1]
+    baseline = unit // 2 + unit + unit // 2 + text_height
+    band = np.full((baseline + unit // 2 + weight, width, 3), 255, dtype=np.uint8)
     bar_width = min(width - 2 * unit, unit * 24)
     x0 = (width - bar_width) // 2
     band[unit // 2 : unit // 2 + unit, x0 : x0 + bar_width] = colour_legend(bar_width, unit)
-    scale, weight = unit / 22, max(1, unit // 12)
     for at, word in LEGEND_WORDS:
-        (tw, th), _ = cv2.getTextSize(word, cv2.FONT_HERSHEY_SIMPLEX, scale, weight)
+        tw = cv2.getTextSize(word, cv2.FONT_HERSHEY_SIMPLEX, scale, weight)[0][0]
         x = int(np.clip(x0 + at * bar_width - tw / 2, 0, width - tw))
-        cv2.putText(band, word, (x, unit * 2 + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (15, 23, 42), weight, cv2.LINE_AA)
+        cv2.putText(band, word, (x, baseline), cv2.FONT_HERSHEY_SIMPLEX, scale, (15, 23, 42), weight, cv2.LINE_AA)
     return band
 
 

@@ -216,7 +216,11 @@ def test_plain_sentence_speaks_of_points_and_chance_not_statistics():
     assert (
         weak == "T-1: 1 point matches. Photos of two different animals match about 3: this is about what chance gives."
     )
-    for text in (sentence, weak):
+    sure = charts.plain_sentence(
+        "T-2", method="confident", z=40.0, probability=0.9996, matches=226, strong_matches=171, null_mean=0.4
+    )
+    assert "have fewer than one:" in sure and sure.endswith("Scute gives it >99%.")  # not "about 0", not "100%"
+    for text in (sentence, weak, sure):
         assert "standard deviation" not in text and "null" not in text
 
 
