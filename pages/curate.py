@@ -314,7 +314,10 @@ def _import(user) -> None:
             accept_multiple_files=True,
             key="curate.import.photos",
         )
-        st.caption("Photos are matched to the manifest's rows by file name.")
+        st.caption(
+            "Photos are matched to the manifest's rows by file name (and by content where the manifest has a "
+            "sha256 column). A row whose file name several different uploads share is skipped, never guessed."
+        )
         if st.button("Import", key="curate.import.csv.go", type="primary", disabled=manifest is None or not photos):
             assert manifest is not None
             files = [(f.name, f.getvalue()) for f in photos or []]  # names may repeat (two cameras)

@@ -118,9 +118,9 @@ def _match(row: ManifestRow, raw: Mapping[str, str], by_name: Mapping[str, list[
     contents = {upload.sha256 for upload in candidates}
     if len(contents) > 1:
         return None, (
-            f"{len(candidates)} different uploaded photos are named {parts[-1]} "
-            f"({_folders(candidates)}); this row does not say which one it means. Give each row the photo's "
-            "folder as uploaded (upload the folder, not loose files), add a sha256 column, or import a ZIP"
+            f"{len(candidates)} different uploaded photos are named {parts[-1]} ({_folders(candidates)}) and "
+            "this row does not say which one it means: give the files different names, add a sha256 column "
+            "to the manifest, or import a ZIP (it keeps the folders)"
         )
     return candidates[0], ""
 
