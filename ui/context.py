@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -166,23 +167,61 @@ def _cookie_token() -> str | None:
 
 
 def sync_cookie() -> None:
-    """Write or clear the session cookie in the browser when the session changed (one tiny script)."""
+    """Write or clear the session cookie in the browser when the session changed (one tiny script).
+
+    Behind ``serve.py`` the server sets the cookie, ``HttpOnly`` so that no page script can read it: the
+    script here only hands the server a one-time ticket (:func:`redeem_cookie_ticket`), never the token.
+    With a bare ``streamlit run app.py`` (development) the script writes the cookie itself.
+    """
     pending = st.session_state.pop(COOKIE_KEY, None)
     if pending is None:
         return
     action, token = pending
-    if action == "set" and _TOKEN_RE.fullmatch(token):
-        value, max_age = token, SESSION_MAX_AGE_S
+    setting = action == "set" and _TOKEN_RE.fullmatch(token) is not None
+    if setting:
         st.session_state[COOKIE_AT_KEY] = time.time()
+    if server_sets_cookie:
+        url = "/" + "/".join(p for p in (str(st.get_option("server.baseUrlPath") or "").strip("/"), COOKIE_PATH) if p)
+        request = (
+            f"{{method: 'POST', credentials: 'same-origin', headers: {{'X-Scute-Ticket': '{_issue_ticket(token)}'}}}}"
+            if setting
+            else "{method: 'DELETE', credentials: 'same-origin'}"
+        )
+        script = f"fetch('{url}', {request});"
     else:
-        value, max_age = "", 0
-    secure = "(location.protocol === 'https:' ? '; Secure' : '')"
-    st.html(
-        f"<script>document.cookie = '{COOKIE_NAME}={value}; path=/; max-age={max_age}; SameSite=Strict' + {secure};"
-        "</script>",
-        unsafe_allow_javascript=True,
-        width=1,
-    )
+        value, max_age = (token, SESSION_MAX_AGE_S) if setting else ("", 0)
+        secure = "(location.protocol === 'https:' ? '; Secure' : '')"
+        script = f"document.cookie = '{COOKIE_NAME}={value}; path=/; max-age={max_age}; SameSite=Strict' + {secure};"
+    st.html(f"<script>{script}</script>", unsafe_allow_javascript=True, width=1)
+
+
+# --- cookies set by the server (serve.py) ------------------------------------------------------------
+
+server_sets_cookie = False
+"""Set by ``serve.py``, whose :class:`ui.http_guard.HttpGuard` answers :data:`COOKIE_PATH` and sets the cookie."""
+COOKIE_PATH = "scute/session"
+TICKET_TTL_S = 60.0
+_tickets: dict[str, tuple[str, float]] = {}
+
+
+def _issue_ticket(token: str) -> str:
+    """A one-time, short-lived name for ``token`` that the page may see (the token itself it may not)."""
+    ticket = secrets.token_urlsafe(24)
+    now = time.monotonic()
+    with _signed_in_lock:
+        for stale in [t for t, (_, at) in _tickets.items() if now - at > TICKET_TTL_S]:
+            del _tickets[stale]
+        _tickets[ticket] = (token, now)
+    return ticket
+
+
+def redeem_cookie_ticket(ticket: str) -> str | None:
+    """The token a ticket stands for, once, within :data:`TICKET_TTL_S`; None for anything else."""
+    with _signed_in_lock:
+        entry = _tickets.pop(ticket, None)
+    if entry is None or time.monotonic() - entry[1] > TICKET_TTL_S or not _TOKEN_RE.fullmatch(entry[0]):
+        return None
+    return entry[0]
 
 
 def require(*roles: str) -> User:

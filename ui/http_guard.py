@@ -11,6 +11,9 @@
   (:func:`ui.context.signed_in_user_id`), and refused (413) once the session keeps :data:`MAX_SESSION_FILES`
   files or :data:`MAX_SESSION_BYTES`; signing out frees them.
 
+* **The session cookie set by the server, ``HttpOnly``** (no page script can read it): the page hands
+  ``/scute/session`` a one-time ticket (``ui.context.sync_cookie``) and the answer sets the cookie.
+
 A reverse proxy in front should add the same headers and close the same path: see ``docs/deploy/``.
 """
 
@@ -73,6 +76,9 @@ class HttpGuard:
         if path.rstrip("/").endswith(CLOSED_PATHS):
             await _plain(send, 404, "Not found.")
             return
+        if path.rstrip("/").endswith("/" + ctx.COOKIE_PATH):
+            await _session_cookie(scope, send)
+            return
         refusal = self._upload_refusal(scope) if scope.get("method") in ("PUT", "POST") else None
         if refusal is not None:
             status, text = refusal
@@ -126,6 +132,32 @@ async def _plain(send: Send, status: int, text: str) -> None:
     headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers + _ENCODED_HEADERS})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _session_cookie(scope: Scope, send: Send) -> None:
+    """``POST`` with a one-time ticket sets the session cookie ``HttpOnly``; ``DELETE`` clears it.
+
+    The ticket travels in a custom header, so a cross-site page cannot send it without a CORS preflight,
+    which this path never grants.
+    """
+    method = scope.get("method")
+    secure = "; Secure" if scope.get("scheme") == "https" else ""
+    if method == "DELETE":
+        value, max_age = "", 0
+    elif method == "POST":
+        ticket = dict(scope.get("headers", [])).get(b"x-scute-ticket", b"").decode("latin-1")
+        token = ctx.redeem_cookie_ticket(ticket) if ticket else None
+        if token is None:
+            await _plain(send, 403, "This sign-in link has expired; sign in again.")
+            return
+        value, max_age = token, ctx.SESSION_MAX_AGE_S
+    else:
+        await _plain(send, 405, "Method not allowed.")
+        return
+    cookie = f"{ctx.COOKIE_NAME}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+    headers = [(b"set-cookie", cookie.encode("latin-1")), (b"cache-control", b"no-store"), (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 204, "headers": headers + _ENCODED_HEADERS})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def streamlit_kept_uploads(session_id: str) -> tuple[int, int]:

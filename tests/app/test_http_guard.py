@@ -166,7 +166,8 @@ def test_no_page_offers_an_upload_before_sign_in(server: str, browser) -> None:
 def test_a_signed_in_volunteer_uploads_and_a_copied_cookie_dies_at_sign_out(
     server: str, browser, tmp_path: Path
 ) -> None:
-    """Uploads still work for a signed-in volunteer; after sign-out the session cookie, copied, signs nobody in."""
+    """Uploads still work for a signed-in volunteer; the session cookie is HttpOnly (before: readable by page
+    scripts) and, copied, signs nobody in after sign-out (before: it worked for up to 24 hours)."""
     context = browser.new_context()
     page = context.new_page()
     photo = tmp_path / "turtle.png"
@@ -184,6 +185,11 @@ def test_a_signed_in_volunteer_uploads_and_a_copied_cookie_dies_at_sign_out(
         _settle(page)
         cookies = [c for c in context.cookies() if c["name"] == ctx.COOKIE_NAME]
         assert len(cookies) == 1 and cookies[0]["value"]
+        assert cookies[0]["httpOnly"] is True and cookies[0]["sameSite"] == "Strict"  # set by the server
+        assert ctx.COOKIE_NAME not in page.evaluate("document.cookie")  # so no page script can read it
+        page.goto(server)  # a new page load: the cookie still keeps the volunteer signed in
+        page.get_by_role("heading", name="Hello, alice").wait_for(timeout=60_000)
+        _settle(page)
         page.locator('[data-testid="stSidebar"]').get_by_role("button", name="Sign out").click()
         page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
     finally:
