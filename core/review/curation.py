@@ -445,7 +445,13 @@ def _decided_during(
     """
     decisions = session.exec(
         select(AuditLog)
-        .where(AuditLog.action == "sighting.decide", AuditLog.target_type == "sighting", AuditLog.id > merge_entry.id)
+        .join(Sighting, col(Sighting.id) == col(AuditLog.target_id))
+        .where(
+            AuditLog.action == "sighting.decide",
+            AuditLog.target_type == "sighting",
+            col(AuditLog.id) > merge_entry.id,
+            Sighting.decided_individual_id == target_id,
+        )
         .order_by(col(AuditLog.id))
     ).all()
     back: list[tuple[Sighting, Photo]] = []
