@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,19 @@ class ImportReport:
             f"{self.added} photos added, {self.already_present} already in the gallery, "
             f"{self.individuals_created} new individuals, {len(self.problems)} rows skipped"
         )
+
+
+def manifest_date(text: str) -> datetime:
+    """A manifest's ``date``: ``2024-06-01`` (taken at noon UTC, as the Identify page dates a day) or an ISO 8601
+    date and time; anything else skips the row with a reason rather than guessing between day and month."""
+    text = text.strip()
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ScuteError(f"the date {text[:40]!r} is not a date like 2024-06-01 or 2024-06-01T09:30") from None
+    if len(text) == 10:
+        value = value.replace(hour=12)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _resolve_inside(root: Path, relative: str) -> Path:
@@ -158,6 +172,7 @@ def _import_row(
     side = (row.side or "unknown").strip().lower()
     if side not in SIDES:
         raise ScuteError(f"unknown side {row.side!r} (use {', '.join(SIDES)})")
+    taken_at = manifest_date(row.date) if row.date.strip() else None
     path = _resolve_inside(root, row.path)
     try:
         data = path.read_bytes()
@@ -182,7 +197,7 @@ def _import_row(
             original_name=original_name,
             width=image.info.width,
             height=image.info.height,
-            taken_at=image.info.taken_at,
+            taken_at=taken_at or image.info.taken_at,  # the catalogue's date wins over the camera's clock
             latitude=image.info.latitude,
             longitude=image.info.longitude,
         )

@@ -18,6 +18,7 @@ class ManifestRow:
     identity: str
     side: str = "unknown"
     encounter: str = ""
+    date: str = ""  # when the photo was taken (ISO 8601, column ``date`` or ``taken_at``), for photos without EXIF
 
 
 def csv_rows(data: bytes, what: str, *, keep: frozenset[str] = frozenset()) -> tuple[list[str], list[dict[str, str]]]:
@@ -48,7 +49,13 @@ def parse_manifest(data: bytes, what: str) -> tuple[list[ManifestRow], list[dict
     if not {"path", "identity"} <= set(fields):
         raise ManifestError(f"{what} needs the columns path and identity (found: {', '.join(fields) or 'none'}).")
     rows = [
-        ManifestRow(r.get("path", ""), r.get("identity", ""), r.get("side") or "unknown", r.get("encounter", ""))
+        ManifestRow(
+            r.get("path", ""),
+            r.get("identity", ""),
+            r.get("side") or "unknown",
+            r.get("encounter", ""),
+            r.get("date") or r.get("taken_at", ""),
+        )
         for r in raw
     ]
     return rows, raw

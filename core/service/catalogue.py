@@ -7,12 +7,13 @@ import io
 import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from core.catalogue.exporter import export_catalogue, write_individual_zip
 from core.catalogue.format import CATALOGUE_ZIP
 from core.catalogue.importer import ImportReport, RowProblem, import_rows
-from core.catalogue.manifest import ManifestRow, parse_manifest, read_manifest
+from core.catalogue.manifest import parse_manifest, read_manifest
 from core.catalogue.uploads import match_rows, uploads_of
 from core.catalogue.zip_import import ZipImportReport, import_zip
 from core.errors import ManifestError, ScuteError
@@ -73,7 +74,7 @@ def _import_uploaded(
         app.db,
         app.store,
         app.engine,
-        [ManifestRow(item.upload.sha256, item.row.identity, item.row.side) for item in matched],
+        [replace(item.row, path=item.upload.sha256) for item in matched],  # side, encounter and date travel along
         folder,
         progress,
         lines=[item.line for item in matched],

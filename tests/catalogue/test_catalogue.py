@@ -1003,3 +1003,32 @@ def test_an_interrupted_import_resumes_without_redoing_finished_photos(db, store
     assert (report.added, report.already_present, len(extracted)) == (3, 3, 6)
     with session_scope(db) as session:
         assert count(session, Photo) == 6 and count(session, FeatureRecord) == 6
+
+
+def test_a_manifest_date_column_dates_photos_without_exif(db, store: PhotoStore, tmp_path: Path) -> None:
+    """Issue 17: photos without EXIF dates showed their import time as first and last seen; a catalogue can say."""
+    from core.catalogue.importer import import_rows
+    from core.catalogue.manifest import read_manifest
+
+    folder = tmp_path / "catalogue"
+    folder.mkdir()
+    (folder / "dated.jpg").write_bytes(photo_bytes(801))
+    (folder / "undated.jpg").write_bytes(photo_bytes(802))
+    (folder / "exif.jpg").write_bytes(
+        photo_bytes(803, exif_with("2021:03:04 05:06:07", ("N", (1, 0, 0)), ("E", (1, 0, 0))))
+    )
+    (folder / "bad.jpg").write_bytes(photo_bytes(804))
+    manifest = folder / "manifest.csv"
+    manifest.write_text(
+        "path,identity,date\ndated.jpg,T-1,2019-07-14\nundated.jpg,T-1,\nexif.jpg,T-2,\nbad.jpg,T-2,14/07/2019\n"
+    )
+    engine = SearchEngine("sift", dict(SIFT_CONF), device="cpu", cache_dir=tmp_path / "engine")
+    report = import_rows(db, store, engine, read_manifest(manifest), folder)
+    assert report.added == 3
+    assert [(p.line, p.path) for p in report.problems] == [(5, "bad.jpg")]
+    assert "not a date like 2024-06-01" in report.problems[0].reason
+    with session_scope(db) as session:
+        dates = {p.original_name: p.taken_at for p in session.exec(select(Photo)).all()}
+    assert dates["dated.jpg"] == datetime(2019, 7, 14, 12, 0, tzinfo=UTC)
+    assert dates["undated.jpg"] is None  # unknown stays unknown, never the import time
+    assert dates["exif.jpg"] == datetime(2021, 3, 4, 5, 6, 7, tzinfo=UTC)
