@@ -117,10 +117,13 @@ def register(subparsers: Any) -> None:
         "backup",
         help="consistent online copy of the database, photo store and feature cache",
         description="Copy the database (one consistent snapshot, safe while the app runs), then the photos "
-        "and features, into DIR. Running it again into the same DIR copies only new photos.",
+        "and features, into DIR. The backup is written beside DIR and put in place whole, so an interrupted "
+        "backup leaves the previous one in DIR. Running it again into the same DIR copies only new photos.",
     )
     p.add_argument("--db", help="SQLAlchemy URL (default: SQLite file in $SCUTE_HOME)")
-    p.add_argument("--out", required=True, metavar="DIR", help="backup folder (created when missing)")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="backup folder (created when missing; it may hold only a backup)"
+    )
     p.add_argument("--home", help=home_help)
     p.add_argument(
         "--method",
@@ -135,7 +138,8 @@ def register(subparsers: Any) -> None:
         "restore",
         help="bring back a backup made with `backup`",
         description="Restore the database, photos and features of a backup folder. Refuses a database that "
-        "already holds data unless --force (which replaces everything in it).",
+        "already holds data unless --force (which replaces everything in it, in one step, once the restored "
+        "copy has been verified; an interrupted or refused restore changes nothing).",
     )
     p.add_argument("--db", help="SQLAlchemy URL to restore into (default: SQLite file in $SCUTE_HOME)")
     p.add_argument("--from", dest="source", required=True, metavar="DIR", help="the backup folder")
