@@ -142,7 +142,13 @@ def backup(
             for name in (PHOTOS_DIR, FEATURES_DIR):
                 _link_tree(out / name, stage / name)
         manifest = _write_backup(url, stage, home=home, method=method, include_features=include_features)
-        _put_in_place(stage, out)
+        try:
+            _put_in_place(stage, out)
+        except OSError as exc:
+            raise BackupError(
+                f"The backup could not be put in place at {out} ({exc.strerror or exc}); {out} was left as it "
+                "was. A backup folder must be an ordinary folder (not a mount point) in a writable folder."
+            ) from exc
     finally:
         shutil.rmtree(stage, ignore_errors=True)  # after the switch: the previous backup
     log.info("Backup of %s written to %s (%s, %d photos)", manifest.backend, out, manifest.method, manifest.photos)
@@ -241,7 +247,11 @@ def _put_in_place(stage: Path, out: Path) -> None:
     elif not _exchange(stage, out):  # no atomic exchange here: two renames, a moment without ``out``
         previous = stage.with_name(stage.name + ".previous")
         os.rename(out, previous)
-        os.rename(stage, out)
+        try:
+            os.rename(stage, out)
+        except OSError:
+            os.rename(previous, out)
+            raise
         os.rename(previous, stage)
     fsync_dir(out.parent)
 

@@ -32,6 +32,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -322,15 +323,17 @@ def _restore_pg_dump(dump: Path, url: str, engine: Engine, manifest: BackupManif
     run = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", f"--dbname={uri}"]
     run += ["-c", drops] if drops else []
     run += ["-f", "-", "-c", check]
-    try:
-        producer = subprocess.Popen(script, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        consumer = subprocess.run(run, env=env, stdin=producer.stdout, capture_output=True, text=True, check=False)
-    except OSError as exc:
-        raise BackupError(f"Could not run the PostgreSQL client: {exc}") from exc
-    assert producer.stdout is not None and producer.stderr is not None
-    producer.stdout.close()
-    produced = producer.stderr.read().decode(errors="replace")
-    producer.wait()
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty pg_restore cannot block on it
+        try:
+            producer = subprocess.Popen(script, env=env, stdout=subprocess.PIPE, stderr=errors)
+            consumer = subprocess.run(run, env=env, stdin=producer.stdout, capture_output=True, text=True, check=False)
+        except OSError as exc:
+            raise BackupError(f"Could not run the PostgreSQL client: {exc}") from exc
+        assert producer.stdout is not None
+        producer.stdout.close()
+        producer.wait()
+        errors.seek(0)
+        produced = errors.read().decode(errors="replace")
     for name, code, message in (("psql", consumer.returncode, ""), ("pg_restore", producer.returncode, produced)):
         if code != 0:
             detail = (message or consumer.stderr or consumer.stdout).strip().splitlines()[-5:]

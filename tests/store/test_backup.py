@@ -518,6 +518,19 @@ def test_a_failed_backup_refresh_leaves_the_previous_backup_restorable(
     assert refreshed.photos == read_manifest(out).photos == 6
 
 
+def test_a_refresh_without_an_atomic_exchange_replaces_the_backup_by_renames(
+    sqlite_backup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where renameat2 is missing (not Linux, old kernels, some file systems), two renames do it."""
+    url, home, out = sqlite_backup
+    PhotoStore(home / "photos").put(image_bytes(778), ".png")
+    monkeypatch.setattr(backup_module, "_exchange", lambda first, second: False)
+    manifest = backup(url, out, home=home)
+    assert manifest.photos == read_manifest(out).photos == 6
+    assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(("backup", ".tmp-"))) == ["backup"]
+    restore(out, f"sqlite:///{tmp_path / 'restored.db'}", home=tmp_path / "restored-home")
+
+
 def test_backup_refuses_a_folder_that_holds_other_files(sqlite_backup, tmp_path: Path) -> None:
     """A backup replaces its whole folder, so it never takes over one that holds anything else."""
     url, home, _ = sqlite_backup
