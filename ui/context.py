@@ -92,12 +92,13 @@ def signed_in_user_id(session_id: str) -> int | None:
 # --- signing in ------------------------------------------------------------------------------------
 
 
-def client_address() -> str:
-    """The browser's address for sign-in throttling ("local" for localhost, where Streamlit gives none)."""
+def client_address() -> str | None:
+    """The browser's address for sign-in throttling; None when unknown (localhost, or a proxy on the same
+    host that sends no ``X-Forwarded-For``), so that one guesser cannot make everybody wait."""
     try:
-        return st.context.ip_address or "local"
+        return st.context.ip_address
     except Exception:  # no browser context (bare scripts)
-        return "local"
+        return None
 
 
 def start_session(token: str) -> None:
