@@ -193,6 +193,9 @@ def _sidebar(user: User) -> None:
         if st.button("Sign out", key="auth.signout", icon=":material/logout:", width="stretch"):
             ctx.sign_out("You are signed out.")
             st.rerun()
+        upload_notice = ctx.upload_notice()  # the upload widget itself can only say "status code 413"
+        if upload_notice:
+            st.warning(upload_notice, icon=":material/upload_file:")
         ctx.sync_cookie()
 
 

@@ -25,6 +25,7 @@ from core.service import accounts
 from core.service.accounts import SESSION_MAX_AGE_S, SessionError, User
 from core.service.app import App
 from core.settings import Settings
+from ui import upload_limits
 
 log = logging.getLogger("scute.app")
 T = TypeVar("T")
@@ -81,6 +82,11 @@ def _release_uploads() -> None:
     session_id = _streamlit_session_id()
     if session_id is not None and Runtime.exists():
         Runtime.instance().uploaded_file_mgr.remove_session_files(session_id)
+
+
+def upload_notice() -> str | None:
+    """Why this tab may upload nothing more (``ui.upload_limits``), in words; None while it may."""
+    return upload_limits.notice(_streamlit_session_id())
 
 
 def signed_in_user_id(session_id: str) -> int | None:

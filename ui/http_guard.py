@@ -8,8 +8,8 @@
 * **Uploads only from signed-in sessions, and capped.** Streamlit accepts a file upload from any connected
   browser session, widget or not, and keeps every file in memory until the session ends (ten minutes
   after the tab closes). So an upload is refused (403) unless the session is signed in
-  (:func:`ui.context.signed_in_user_id`), and refused (413) once the session keeps :data:`MAX_SESSION_FILES`
-  files or :data:`MAX_SESSION_BYTES`; signing out frees them.
+  (:func:`ui.context.signed_in_user_id`), and refused (413) once the session keeps the files or bytes of
+  ``ui.upload_limits``; signing out frees them.
 
 * **The session cookie set by the server, ``HttpOnly``** (no page script can read it): the page hands
   ``/scute/session`` a one-time ticket (``ui.context.sync_cookie``) and the answer sets the cookie.
@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ui import context as ctx
+from ui import upload_limits
 
 log = logging.getLogger("scute.http")
 
@@ -41,16 +42,8 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Referrer-Policy", "same-origin"),
 )
 CLOSED_PATHS = ("/_stcore/metrics",)
-MAX_SESSION_FILES = 60
-"""Uploaded files one browser session may keep (the Identify list of a long day in the field)."""
-MAX_SESSION_BYTES = 600 * 1024 * 1024
-"""Bytes one browser session may keep in uploads."""
 
 _UPLOAD_PATH = re.compile(r"/_stcore/upload_file/(?P<session>[^/]+)/[^/]+$")
-
-
-def _mb(size: int) -> str:
-    return f"{size / 1024 / 1024:.0f} MB"
 
 
 class HttpGuard:
@@ -59,14 +52,14 @@ class HttpGuard:
     def __init__(
         self,
         app: ASGIApp,
-        max_session_files: int = MAX_SESSION_FILES,
-        max_session_bytes: int = MAX_SESSION_BYTES,
+        max_session_files: int = upload_limits.MAX_SESSION_FILES,
+        max_session_bytes: int = upload_limits.MAX_SESSION_BYTES,
         kept_uploads: Callable[[str], tuple[int, int]] | None = None,
     ) -> None:
         self.app = app
         self.max_session_files = max_session_files
         self.max_session_bytes = max_session_bytes
-        self.kept_uploads = kept_uploads or streamlit_kept_uploads
+        self.kept_uploads = kept_uploads or upload_limits.kept
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -102,14 +95,12 @@ class HttpGuard:
             log.warning("Refused an upload from a browser session that is not signed in")
             return 403, "Please sign in before uploading photos."
         files, size = self.kept_uploads(session_id)
-        incoming = _content_length(scope)
-        if files >= self.max_session_files or size + incoming > self.max_session_bytes:
+        reason = upload_limits.refusal(
+            files, size, _content_length(scope), self.max_session_files, self.max_session_bytes
+        )
+        if reason is not None:
             log.warning("Refused an upload: the session keeps %d files, %d bytes", files, size)
-            return 413, (
-                f"This session already keeps {files} uploaded files ({_mb(size)}); at most "
-                f"{self.max_session_files} files or {_mb(self.max_session_bytes)} are kept. Sign out and in "
-                "again to start afresh."
-            )
+            return 413, reason
         return None
 
 
@@ -158,14 +149,3 @@ async def _session_cookie(scope: Scope, send: Send) -> None:
     headers = [(b"set-cookie", cookie.encode("latin-1")), (b"cache-control", b"no-store"), (b"content-length", b"0")]
     await send({"type": "http.response.start", "status": 204, "headers": headers + _ENCODED_HEADERS})
     await send({"type": "http.response.body", "body": b""})
-
-
-def streamlit_kept_uploads(session_id: str) -> tuple[int, int]:
-    """Files and bytes Streamlit keeps in memory for this browser session (all its uploads so far)."""
-    from streamlit.runtime import Runtime
-
-    if not Runtime.exists():
-        return 0, 0
-    manager = Runtime.instance().uploaded_file_mgr
-    storage = getattr(manager, "file_storage", {}).get(session_id, {})
-    return len(storage), sum(len(rec.data) for rec in list(storage.values()))

@@ -24,6 +24,7 @@ from fixtures.photos import CHEAP_HASHER, image_bytes
 from core.review import users
 from core.store.db import init_db, session_scope
 from ui import context as ctx
+from ui import upload_limits
 from ui.http_guard import SECURITY_HEADERS, HttpGuard
 
 sync_api = playwright_or_skip()
@@ -149,6 +150,7 @@ def _settle(page) -> None:
     page.wait_for_timeout(300)
 
 
+@pytest.mark.slow  # a guard, not a regression: the pages already stop before any widget (about 20 s)
 def test_no_page_offers_an_upload_before_sign_in(server: str, browser) -> None:
     context = browser.new_context()
     page = context.new_page()
@@ -253,3 +255,14 @@ def test_a_signed_in_session_keeps_a_limited_number_and_size_of_uploads(monkeypa
     assert _put(guard, "s-2", 1_001)[0] == 413  # over the bytes
     assert _put(guard, "s-3", 10)[0] == 403  # not signed in
     assert len(kept["s-1"]) == 3 and sum(kept["s-2"]) == 9_000
+
+
+def test_the_cap_is_explained_in_words() -> None:
+    """Streamlit's upload widget shows only "status code 413"; the page says why, and what to do."""
+    assert upload_limits.refusal(59, 10, incoming=5) is None
+    assert upload_limits.refusal(60, 10) == (
+        "This tab already keeps 60 uploaded files (0 MB); at most 60 files or 600 MB are kept. "
+        "Sign out and in again to upload more."
+    )
+    assert upload_limits.refusal(1, 599 * 1024 * 1024, incoming=2 * 1024 * 1024) is not None
+    assert upload_limits.notice(None) is None  # no tab, nothing kept
