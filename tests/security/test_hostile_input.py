@@ -36,6 +36,7 @@ from sqlmodel import select
 
 from core.catalogue.importer import import_rows
 from core.catalogue.manifest import ManifestRow, read_manifest
+from core.engine.decoding import DecodeBudget
 from core.engine.features import FeatureCache
 from core.engine.images import load_image
 from core.errors import ImageError, ManifestError, ScuteError
@@ -154,6 +155,118 @@ def test_each_format_bomb_is_refused_as_too_large(fmt: str) -> None:
     side = 60_000 if fmt == "JPEG" else 100_000
     with pytest.raises(ImageError, match="too large"):
         load_image(CRAFTERS[fmt][0](side, side))  # default limit: 120 MP
+
+
+# --- what a decode costs: bit depth, sample format, frames, scans, memory and time (issue 15) -----------
+
+#: Budgets small enough that generated headers reach them within a test's seconds.
+COST_BUDGET = DecodeBudget(memory=200_000_000, seconds=3.0, frames=8, scans=40)
+
+
+def _tiff(width: int, height: int, bits: int, sample_format: int, samples: int, pages: int) -> bytes:
+    """A TIFF whose every strip (one row each) points at one row of bytes, so ``width`` x ``height`` pixels of
+    any bit depth and sample format fit in a few kilobytes; ``pages`` chained copies of its directory."""
+    row = bytes(range(256)) * (width * samples * bits // 8 // 256 + 1)
+    row = row[: max(1, width * samples * bits // 8)]
+    photometric = 2 if samples == 3 else 1
+    tags = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, bits), (259, 3, 1, 1), (262, 3, 1, photometric)]
+    tags += [(273, 4, height, 0), (277, 3, 1, samples), (278, 4, 1, 1), (279, 4, height, 0), (339, 3, 1, sample_format)]
+    ifd_size = 2 + 12 * len(tags) + 4
+    arrays_at = 8 + ifd_size * pages
+    row_at = arrays_at + 8 * height
+    out = b"II*\x00" + struct.pack("<I", 8)
+    for page in range(pages):
+        out += struct.pack("<H", len(tags))
+        for tag, kind, count, value in tags:
+            value = {273: arrays_at, 279: arrays_at + 4 * height}.get(tag, value)
+            pack = (
+                ("<HHIHH", (tag, kind, count, value, 0))
+                if kind == 3 and count == 1
+                else ("<HHII", (tag, kind, count, value))
+            )
+            out += struct.pack(pack[0], *pack[1])
+        out += struct.pack("<I", 8 + ifd_size * (page + 1) if page + 1 < pages else 0)
+    return out + struct.pack(f"<{height}I", *[row_at] * height) + struct.pack(f"<{height}I", *[len(row)] * height) + row
+
+
+def _png(width: int, height: int, bits: int, colour: int) -> bytes:
+    """A PNG of any declared bit depth and colour type, its rows all zero (compressed to almost nothing)."""
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour]
+    row_bytes = (width * channels * bits + 7) // 8
+    raw = zlib.compress((b"\x00" * (row_bytes + 1)) * height, 9)
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    palette = chunk(b"PLTE", bytes(range(48))) if colour == 3 else b""
+    ihdr = struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + palette + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+
+
+def _scans(width: int, height: int, extra: int, progressive: bool) -> bytes:
+    """A JPEG with ``extra`` more copies of its smallest scan (each one walks the whole image again)."""
+    blocks = np.random.default_rng(width * height).integers(0, 256, (max(1, height // 8), max(1, width // 8), 3))
+    image = Image.fromarray(blocks.astype(np.uint8).repeat(8, 0).repeat(8, 1))
+    data = encode(image, "JPEG", progressive=progressive, quality=85)
+    end = data.rfind(b"\xff\xd9")
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xDA]
+    smallest = min((data[a:b] for a, b in zip(starts, [*starts[1:], end], strict=True)), key=len)
+    return data[:end] + smallest * extra + data[end:]
+
+
+@st.composite
+def costly_headers(draw: st.DrawFn) -> bytes:
+    """Headers that change what a decode costs, not only how many bytes or pixels a file declares."""
+    kind = draw(st.sampled_from(["tiff", "png", "jpeg", "bomb"]))
+    side = st.one_of(st.integers(1, 64), st.integers(64, 2500))
+    if kind == "tiff":
+        bits = draw(st.sampled_from([1, 8, 16, 32, 64]))
+        return _tiff(
+            draw(side),
+            draw(side),
+            bits,
+            draw(st.sampled_from([1, 2, 3])),
+            draw(st.sampled_from([1, 3])),
+            draw(st.integers(1, 12)),
+        )
+    if kind == "png":
+        colour = draw(st.sampled_from([0, 2, 3, 4, 6]))
+        return _png(draw(side), draw(side), draw(st.sampled_from([1, 2, 4, 8, 16])), colour)
+    if kind == "jpeg":
+        small = st.integers(8, 1024)
+        return _scans(draw(small), draw(small), draw(st.integers(0, 120)), draw(st.booleans()))
+    fmt = draw(st.sampled_from(sorted(CRAFTERS)))
+    return CRAFTERS[fmt][0](draw(st.integers(1, 20_000)), draw(st.integers(1, 20_000)))
+
+
+def check_decode_cost(data: bytes) -> None:
+    """Refused with a message, or decoded within the budget's memory and time (measured in the worker)."""
+    started = time.perf_counter()
+    try:
+        loaded = load_image(data, budget=COST_BUDGET)
+    except ImageError as exc:
+        assert "Please" in str(exc), exc
+    else:
+        assert loaded.cost is not None
+        assert loaded.cost.peak_bytes <= COST_BUDGET.memory, loaded.cost
+        assert loaded.cost.seconds <= COST_BUDGET.seconds, loaded.cost
+        assert loaded.pixels.dtype == np.uint8 and loaded.pixels.shape[2] == 3
+    # The deadline holds for the caller too: a stopped worker is not waited for (2 s: a fresh worker's start).
+    assert time.perf_counter() - started < COST_BUDGET.seconds + 2.0
+
+
+@settings(FUZZ, max_examples=12)
+@given(costly_headers())
+def test_decode_cost_stays_within_the_budget(data: bytes) -> None:
+    """CI's short form (a few seconds); the long form below runs many more examples."""
+    check_decode_cost(data)
+
+
+@pytest.mark.slow
+@settings(FUZZ, max_examples=400)
+@given(costly_headers())
+def test_decode_cost_stays_within_the_budget_long(data: bytes) -> None:
+    check_decode_cost(data)
 
 
 # --- extreme shapes in every format --------------------------------------------------------------------
