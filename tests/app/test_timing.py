@@ -94,7 +94,7 @@ def settle(page, timeout_ms: int = STEP_TIMEOUT_MS) -> None:
 
 
 def go(page, link: str, heading: str) -> None:
-    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=link).click()
+    page.locator('[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]').filter(has_text=link).first.click()
     page.get_by_role("heading", name=heading).first.wait_for(timeout=UI_TIMEOUT_MS)
     settle(page)
 
@@ -267,7 +267,11 @@ def test_browser_timings_cpu(server: str, browser, turtle_manifest, tmp_path: Pa
     # 4. The admin opens Review (the stored evidence) and votes the same: that decides it.
     evidence = admin.locator('[data-testid="stImage"]').filter(has_text="matches shown").first
     review_s = timed(
-        lambda: admin.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Review").click(),
+        lambda: (
+            admin.locator('[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]')
+            .filter(has_text="Review")
+            .first.click()
+        ),
         lambda: evidence.wait_for(timeout=STEP_TIMEOUT_MS),
     )
     settle(admin)
