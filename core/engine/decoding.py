@@ -351,15 +351,17 @@ class DecoderPool:
         return _Worker()
 
 
-_POOL: DecoderPool | None = None
+_POOL: tuple[int, DecoderPool] | None = None  # (the process that started it, the pool)
 _POOL_LOCK = threading.Lock()
 
 
 def default_pool() -> DecoderPool:
-    """The process's pool, started on first use and stopped at exit."""
+    """The process's pool, started on first use and stopped at exit. A forked child gets a pool of its own:
+    its parent's workers answer on pipes the parent reads too."""
     global _POOL
     with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = DecoderPool()
-            atexit.register(_POOL.close)
-        return _POOL
+        if _POOL is None or _POOL[0] != os.getpid():
+            pool = DecoderPool()
+            atexit.register(pool.close)
+            _POOL = (os.getpid(), pool)
+        return _POOL[1]

@@ -29,8 +29,10 @@ Known limits, by design:
   other code sets it, truncated files load padded.
 * HEIC orientation comes from the container (libheif applies it; pillow-heif resets EXIF to 1).
 
-Over 500 lines because every check between an upload's bytes and the decoder lives here, in the order
-they run; what the photo says about itself (EXIF) is in :mod:`core.engine.exif`.
+Every check between an upload's bytes and the decoder lives here, in the order they run; what the photo says
+about itself (EXIF) is in :mod:`core.engine.exif`, what a decode may cost and the worker that runs it in
+:mod:`core.engine.decoding`, the conversion of decoded pixels in :mod:`core.engine.pixels`, and what an
+unreadable file looks like in :mod:`core.engine.sniff`.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ from PIL import Image, UnidentifiedImageError
 
 from core.engine.decoding import DecodeBudget, DecodeCost, check_cost, default_pool
 from core.engine.exif import PhotoInfo, orientation, photo_info, safe_exif
+from core.engine.pixels import apply_orientation, to_rgb_array
+from core.engine.sniff import sniff
 from core.errors import ImageError
 
 __all__ = [
@@ -182,7 +186,7 @@ def decode_here(
         rgb = _to_rgb(im, label)
         exif = safe_exif(im)
         info = photo_info(im, exif)
-    pixels = _apply_orientation(rgb, orientation(exif))
+    pixels = apply_orientation(rgb, orientation(exif))
     pixels = np.require(pixels, dtype=np.uint8, requirements=["C_CONTIGUOUS", "WRITEABLE"])
     return LoadedImage(pixels=pixels, info=info)
 
@@ -380,56 +384,8 @@ def _check_dimensions(size: tuple[int, int], max_pixels: int, label: _Label) -> 
         )
 
 
-# Magic numbers of things people upload by mistake, so the message can say what the file looks like.
-_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"GIF87a", "a GIF image"),
-    (b"GIF89a", "a GIF image"),
-    (b"%PDF", "a PDF document"),
-    (b"PK\x03\x04", "a ZIP archive or an Office document"),
-    (b"8BPS", "a Photoshop document"),
-    (b"BM", "a BMP image"),
-    (b"\x00\x00\x01\x00", "an icon file"),
-    (b"<svg", "an SVG drawing"),
-    (b"<?xml", "an XML or SVG file"),
-)
-_DAMAGED_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-)
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
-
-
-def _sniff(data: bytes) -> tuple[str | None, str | None]:
-    """Guess ``(description, damaged_format)`` for a file no allowed decoder accepted."""
-    if data[4:8] == b"ftyp":
-        brand = data[8:12]
-        if brand in _HEIF_BRANDS:
-            return "a HEIC photo", "HEIC"
-        if brand in (b"avif", b"avis"):
-            return "an AVIF image", None
-        return "a video", None
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return None, "WebP"
-    for magic, fmt in _DAMAGED_SIGNATURES:
-        if data.startswith(magic):
-            return None, fmt
-    for magic, description in _SIGNATURES:
-        if data.startswith(magic):
-            return description, None
-    head = data[:2048]
-    try:
-        text: str | None = head.decode("utf-8")
-    except UnicodeDecodeError as exc:  # tolerate a character cut at the 2 KB boundary only
-        text = head[: exc.start].decode("utf-8") if exc.start >= len(head) - 3 else None
-    if text and text.strip() and all(ch.isprintable() or ch in "\r\n\t\f" for ch in text):
-        return "a text file", None
-    return None, None
-
-
 def _unidentified_error(data: bytes, label: _Label) -> ImageError:
-    description, damaged = _sniff(data)
+    description, damaged = sniff(data)
     logger.info("Refused %s: unidentified (%s)", label, description or damaged or "unknown")
     if damaged == "HEIC" and not HEIF_AVAILABLE:
         return ImageError(
@@ -472,7 +428,7 @@ def _to_rgb(im: Image.Image, label: _Label) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # conversion notes (palette transparency) are not problems
-            return _convert(im)
+            return to_rgb_array(im)
     except MemoryError as exc:
         raise _decode_error(exc, label, im.format) from exc
     except Exception as exc:
@@ -481,65 +437,6 @@ def _to_rgb(im: Image.Image, label: _Label) -> np.ndarray:
             f"{label.photo} uses a colour format Scute cannot convert ({im.mode}). "
             "Please export it as an ordinary colour JPEG or PNG and upload that."
         ) from exc
-
-
-def _convert(im: Image.Image) -> np.ndarray:
-    mode = im.mode
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        gray = _to_uint8(np.asarray(im))
-        return np.repeat(gray[:, :, np.newaxis], 3, axis=2)
-    if mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        flat = Image.new("RGB", im.size, (255, 255, 255))
-        flat.paste(rgba, mask=rgba.getchannel("A"))
-        return np.asarray(flat)
-    if mode != "RGB":
-        im = im.convert("RGB")  # L, 1, P, CMYK (Adobe's inverted CMYK included), YCbCr
-    return np.asarray(im)
-
-
-def _to_uint8(values: np.ndarray) -> np.ndarray:
-    """Map 16-bit / 32-bit / float single-channel data to 0..255 by range, never by clipping.
-
-    Works in one float32 array, in place, so the conversion needs about 4 bytes a pixel on top of the
-    decoded image (what :func:`core.engine.decoding.estimated_memory` budgets), not several float64 copies.
-    """
-    if values.dtype == np.uint16:
-        return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    data = values.astype(np.float32)
-    np.nan_to_num(data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = float(data.min()), float(data.max())
-    if values.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
-        data *= 255.0
-    elif low >= 0 and high <= 255:
-        pass
-    elif low >= 0 and high <= 65535:
-        data *= 255.0 / 65535.0
-    else:
-        data -= low
-        data *= 255.0 / (high - low)
-    np.rint(data, out=data)
-    np.clip(data, 0, 255, out=data)
-    return data.astype(np.uint8)
-
-
-def _apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
-    """Rotate/flip as EXIF orientation 1-8 says (same result as ``ImageOps.exif_transpose``)."""
-    if orientation == 2:
-        return pixels[:, ::-1]
-    if orientation == 3:
-        return pixels[::-1, ::-1]
-    if orientation == 4:
-        return pixels[::-1]
-    if orientation == 5:
-        return pixels.transpose(1, 0, 2)
-    if orientation == 6:
-        return np.rot90(pixels, k=-1)
-    if orientation == 7:
-        return pixels.transpose(1, 0, 2)[::-1, ::-1]
-    if orientation == 8:
-        return np.rot90(pixels, k=1)
-    return pixels
 
 
 # --------------------------------------------------------------------------------------------------
