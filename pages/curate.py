@@ -295,7 +295,7 @@ def _import(user) -> None:
         ["zip", "csv", "server"],
         format_func={
             "zip": "A ZIP with manifest.csv and the photos (e.g. a Scute export)",
-            "csv": "A CSV manifest (path,identity[,side]) and the photo files",
+            "csv": "A CSV manifest (path,identity[,side][,date]) and the photo files",
             "server": "A catalogue already on this server (path to a manifest.csv or a .zip)",
         }.get,
         key="curate.import.how",

@@ -115,7 +115,7 @@ def register_import(sub: Any) -> None:
     p = sub.add_parser("import", help="import a catalogue: a CSV manifest (path,identity[,side]) with photos, or a ZIP")
     p.add_argument("--db", help="SQLAlchemy URL (default: SQLite file in $SCUTE_HOME)")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--manifest", help="CSV with columns path,identity[,side]")
+    source.add_argument("--manifest", help="CSV with columns path,identity[,side][,date] (ISO dates, e.g. 2024-06-01)")
     source.add_argument("--zip", help="ZIP with manifest.csv and the photos (e.g. catalogue.zip from export)")
     p.add_argument("--root", help="folder the manifest paths are relative to (default: the manifest's folder)")
     engine_options(p)
