@@ -52,8 +52,8 @@ class HttpGuard:
     def __init__(
         self,
         app: ASGIApp,
-        max_session_files: int = upload_limits.MAX_SESSION_FILES,
-        max_session_bytes: int = upload_limits.MAX_SESSION_BYTES,
+        max_session_files: int | None = None,
+        max_session_bytes: int | None = None,
         kept_uploads: Callable[[str], tuple[int, int]] | None = None,
     ) -> None:
         self.app = app

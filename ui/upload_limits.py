@@ -33,10 +33,12 @@ def refusal(
     files: int,
     size: int,
     incoming: int = 0,
-    max_files: int = MAX_SESSION_FILES,
-    max_bytes: int = MAX_SESSION_BYTES,
+    max_files: int | None = None,
+    max_bytes: int | None = None,
 ) -> str | None:
-    """Why one more upload of ``incoming`` bytes is refused, or None when it fits."""
+    """Why one more upload of ``incoming`` bytes is refused, or None when it fits (caps default to this module's)."""
+    max_files = MAX_SESSION_FILES if max_files is None else max_files
+    max_bytes = MAX_SESSION_BYTES if max_bytes is None else max_bytes
     if files < max_files and size + incoming <= max_bytes:
         return None
     return (

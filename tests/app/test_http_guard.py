@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fixtures.browser import chromium, playwright_or_skip, streamlit_app
+from fixtures.browser import REPO, chromium, playwright_or_skip, streamlit_app
 from fixtures.photos import CHEAP_HASHER, image_bytes
 
 from core.review import users
@@ -266,3 +266,47 @@ def test_the_cap_is_explained_in_words() -> None:
     )
     assert upload_limits.refusal(1, 599 * 1024 * 1024, incoming=2 * 1024 * 1024) is not None
     assert upload_limits.notice(None) is None  # no tab, nothing kept
+
+
+@pytest.mark.slow  # its own server with a one-file cap (about 40 s)
+def test_a_tab_at_its_cap_is_told_why_on_the_page(tmp_path: Path, browser) -> None:
+    """Streamlit's widget says only "status code 413": the sidebar says what the cap is and what to do."""
+    home = tmp_path / "home"
+    engine = init_db(f"sqlite:///{home / 'gallery.db'}")
+    original, users._HASHER = users._HASHER, CHEAP_HASHER
+    try:
+        with session_scope(engine) as session:
+            admin = users.create_user(session, "admin", PASSWORD, "admin", actor=None)
+            users.create_user(session, "alice", PASSWORD, actor=admin)
+    finally:
+        users._HASHER = original
+        engine.dispose()
+    serve_small = tmp_path / "serve_one_file.py"
+    serve_small.write_text(
+        "import streamlit as st\nfrom starlette.middleware import Middleware\n"
+        "from ui import context, upload_limits\nfrom ui.http_guard import HttpGuard\n"
+        "context.server_sets_cookie = True\nupload_limits.MAX_SESSION_FILES = 1\n"
+        f"app = st.App({str(REPO / 'app.py')!r}, middleware=[Middleware(HttpGuard)])\n"
+    )
+    photos = [tmp_path / f"turtle{i}.png" for i in (1, 2)]
+    for i, photo in enumerate(photos):
+        photo.write_bytes(image_bytes(300 + i))
+    with streamlit_app(home, tmp_path / "streamlit.log", drop=("DATABASE_URL",), script=str(serve_small)) as url:
+        context = browser.new_context()
+        page = context.new_page()
+        try:
+            page.goto(url)
+            page.get_by_label("User name").fill("alice")
+            page.get_by_label("Password", exact=True).fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_role("heading", name="Hello, alice").wait_for(timeout=60_000)
+            page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Identify", exact=True).click()
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photos[0]))
+            page.get_by_role("button", name="Find this turtle").wait_for(timeout=60_000)
+            _settle(page)
+            sidebar = page.locator('[data-testid="stSidebar"]')
+            assert "at most 1 files" in sidebar.inner_text() and "Sign out and in again" in sidebar.inner_text()
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photos[1]))
+            page.get_by_text("status code 413").wait_for(timeout=60_000)  # refused by the server
+        finally:
+            context.close()
