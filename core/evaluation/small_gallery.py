@@ -14,6 +14,7 @@ import numpy as np
 
 from core.catalogue.manifest import ManifestRow
 from core.engine.search import Engine
+from core.engine.shortlist import ShortlistConf
 from core.evaluation.folds import fit_fold_prior
 from core.evaluation.protocol import METHODS, Split, encounter_of, evaluate, manifest_photo
 from core.progress import StageProgress
@@ -72,6 +73,7 @@ def evaluate_small_galleries(
     encounters: str = "column",
     fold_prior: bool = False,
     progress: StageProgress | None = None,
+    shortlist: ShortlistConf | bool | None = None,
 ) -> SmallGalleryReport:
     """Several small galleries, each searched as the app does (own side, the engine's default search).
     ``fold_prior``: a prior fitted on the identities the draw does not use, so none of its photos shaped it."""
@@ -86,7 +88,9 @@ def evaluate_small_galleries(
                 used = {r.identity for r in split.gallery} | set(split.novel)
                 rest = [manifest_photo(root, r) for r in rows if r.identity not in used]
                 engine.prior = fit_fold_prior(engine, rest, METHODS)
-            report = evaluate(rows, root, engine, (engine.scoring.method,), split=split, exhaustive=False)
+            report = evaluate(
+                rows, root, engine, (engine.scoring.method,), shortlist=shortlist, exhaustive=False, split=split
+            )
             for q in report.queries_detail:
                 outcomes.append(
                     {

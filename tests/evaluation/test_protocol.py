@@ -188,8 +188,17 @@ def test_queries_are_compared_with_their_own_side_and_folds_summarised(data_dir:
     every = read_manifest(root / "manifest.csv")
     identities = sorted({r.identity for r in every})[:3]
     rows = [r for r in every if r.identity in identities]
-    by_ident = {i: sorted((r for r in rows if r.identity == i), key=lambda r: r.path)[:6] for i in identities}
-    rows = [r for photos in by_ident.values() for r in photos]
+    kept = []
+    for ident in identities:  # four encounters each; in the last one's gallery (1st, 3rd) only left flanks
+        photos = sorted((r for r in rows if r.identity == ident), key=lambda r: r.path)
+        encounters = list(dict.fromkeys(encounter_of(r, "name") for r in photos))[:4]
+        kept += [
+            r
+            for r in photos
+            if encounter_of(r, "name") in encounters
+            and (encounters.index(encounter_of(r, "name")) % 2 == 1 or r.side == "left" or ident != identities[-1])
+        ]
+    rows = kept
     engine = Engine("sift", {"max_side": 256}, device="cpu", cache_dir=tmp_path)
     split = protocol_split(rows, 0, 3, encounters="name")
     report = evaluate(rows, root, engine, ("confident",), split=split, exhaustive=False)
@@ -207,3 +216,26 @@ def test_queries_are_compared_with_their_own_side_and_folds_summarised(data_dir:
     tops = [f.search.top1 for f in folds.folds]
     assert mean == pytest.approx(sum(tops) / 3) and spread == pytest.approx(float(np.std(tops)))
     assert "3 identity folds" in folds.table() and "file name" in folds.table()
+
+
+def test_a_small_gallery_draw_keeps_encounters_apart_and_adds_unseen_individuals() -> None:
+    from core.evaluation.small_gallery import small_gallery_split
+
+    rows = [
+        ManifestRow(f"n{k}/{enc}_{side}.jpg", f"n{k}", side)
+        for k in range(10)
+        for enc in range(1, 8)
+        for side in ("left", "right")
+    ]
+    draws = [small_gallery_split(rows, draw, individuals=4, photos=4, encounters="name") for draw in range(3)]
+    for split in draws:
+        chosen = {r.identity for r in split.gallery}
+        assert len(chosen) == 4 and all(sum(r.identity == i for r in split.gallery) == 4 for i in chosen)
+        gallery_encounters = {(r.identity, encounter_of(r, "name")) for r in split.gallery}
+        assert len(gallery_encounters) == 16  # one photo per encounter while there are enough encounters
+        assert not gallery_encounters & {(r.identity, encounter_of(r, "name")) for r in split.queries}
+        assert len(split.novel) == 4 and not set(split.novel) & chosen
+        assert sum(r.identity in split.novel for r in split.queries) == 16
+    assert len({tuple(sorted({r.identity for r in s.gallery})) for s in draws}) > 1  # draws differ, reproducibly
+    again = small_gallery_split(rows, 1, individuals=4, photos=4, encounters="name")
+    assert again.gallery == draws[1].gallery and again.queries == draws[1].queries

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,15 @@ class MemoryFeatureCache(FeatureCache):
                     hit.descriptors = hit.descriptors.astype(np.float16)
                 self.memory[(version, key)] = hit
         return hit
+
+    def put(self, features: Features, key: str) -> Path:
+        """Write to disk and keep what a read would give back (descriptors rounded to half precision, as
+        stored), so that the benchmark never reads its own writes again. Safe from several writer threads."""
+        path = super().put(features, key)
+        half = features.descriptors.astype(np.float16)
+        kept = dataclasses.replace(features, descriptors=half if self.half else half.astype(np.float32))
+        self.memory[(features.version, key)] = kept
+        return path
 
     def forget(self) -> None:
         self.memory.clear()

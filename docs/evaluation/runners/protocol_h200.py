@@ -47,6 +47,36 @@ def save(name, data):
 
 part = sys.argv[1]
 results = {}
+if part == "cpu":  # the CPU preset as deployed: the CPU's shortlist for the app's search, exhaustive beside it
+    from core.engine.shortlist import SHORTLIST_CONFS
+
+    cpu = SHORTLIST_CONFS["cpu"]
+    for name, exhaustive in (("nyala", True), ("turtles", False)):
+        root, encounters = SETS[name]
+        rows = read_manifest(root / "manifest.csv")
+        r = evaluate_folds(
+            rows,
+            root,
+            engine(False),
+            METHODS,
+            folds=4,
+            encounters=encounters,
+            fold_prior=True,
+            shortlist=cpu,
+            exhaustive=exhaustive,
+        )
+        log(name, "\n" + r.table())
+        results[f"{name}/fold-prior/cpu-shortlist"] = r.to_dict()
+        save("protocol-cpu.json", results)
+    for name, (root, encounters) in SETS.items():
+        rows = read_manifest(root / "manifest.csv")
+        r = evaluate_small_galleries(
+            rows, root, engine(False), draws=6, encounters=encounters, fold_prior=True, shortlist=cpu
+        )
+        d = dataclasses.asdict(r)
+        log(name, "small", {k: v for k, v in d.items() if k != "outcomes"})
+        results[f"{name}/small/fold-prior"] = d
+        save("protocol-cpu.json", results)
 if part in ("folds", "gpu"):
     sets = dict(SETS)
     if part == "gpu":
