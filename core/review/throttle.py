@@ -5,7 +5,8 @@ more tabs on another worker. Why a refusal ("try again in 8 s") and never a slee
 script thread would hold the server for everyone, and a refused attempt costs one query, not an argon2
 verification (about half a second of both cores). Why a process-wide slot for the verification itself: many
 anonymous tabs signing in at once would otherwise keep every core hashing and slow signed-in volunteers;
-with the slot, sign-ins wait their turn for at most :data:`SLOT_WAIT_S` and are then told to try again.
+with the slot (one check at a time, each followed by an equal rest), sign-ins wait their turn for at most
+:data:`SLOT_WAIT_S` and are then told to try again.
 
 The account key is the normalised name whether or not such an account exists, so the refusal tells an
 attacker nothing about which names are real. A success clears the account's count, never the client's: a
@@ -57,7 +58,12 @@ SLOT_WAIT_S = 0.5
 """How long a sign-in waits for the process's password-check slot before it is told to try again."""
 _MAX_KEY_LENGTH = 200
 
+REST_PER_CHECK = 1.0
+"""After each password check the next one waits this many times as long as the check took."""
+_BUSY = "Many people are signing in right now; try again in 2 s."
+
 _PASSWORD_CHECK = threading.BoundedSemaphore(1)
+_slot = {"next_start": 0.0}  # monotonic time before which no password check starts
 
 
 class SignInThrottled(AuthenticationError):
@@ -140,10 +146,25 @@ def record_success(session: Session, keys: Sequence[str]) -> None:
 
 @contextmanager
 def password_check_slot(wait_s: float = SLOT_WAIT_S) -> Iterator[None]:
-    """One password verification at a time in this process; :class:`SignInThrottled` if none frees in time."""
+    """One password verification at a time in this process, each followed by a rest as long as it took.
+
+    So sign-ins use at most half of the time of the cores argon2 runs on, however many tabs try at once;
+    one that cannot start within ``wait_s`` gets :class:`SignInThrottled` (the wait here is that short).
+    """
+    deadline = time.monotonic() + wait_s
     if not _PASSWORD_CHECK.acquire(timeout=wait_s):
-        raise SignInThrottled(2, "Many people are signing in right now; try again in 2 s.")
+        raise SignInThrottled(2, _BUSY)
     try:
-        yield
+        rest = _slot["next_start"] - time.monotonic()
+        if rest > 0:
+            if time.monotonic() + rest > deadline:
+                raise SignInThrottled(2, _BUSY)
+            time.sleep(rest)
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            finished = time.monotonic()
+            _slot["next_start"] = finished + (finished - started) * REST_PER_CHECK
     finally:
         _PASSWORD_CHECK.release()

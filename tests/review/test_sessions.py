@@ -364,4 +364,19 @@ def test_sign_ins_never_queue_for_the_password_check(engine: Engine, world: Worl
     finally:
         release.set()
         worker.join()
+    time.sleep(time.monotonic() - started + 0.1)  # the rest after that long check (it began before `started`)
     assert _attempt(engine, PASSWORD, T0, client="198.51.100.20") == "ok"  # a refused-as-busy attempt is no failure
+
+
+def test_each_password_check_is_followed_by_an_equal_rest() -> None:
+    """However many tabs sign in, password checks take at most half the time of the cores they run on."""
+    import time
+
+    with throttle.password_check_slot():
+        time.sleep(0.4)  # a slow argon2 check on a loaded machine
+    with pytest.raises(throttle.SignInThrottled, match="Many people are signing in"), throttle.password_check_slot(0.1):
+        pass
+    started = time.monotonic()
+    with throttle.password_check_slot(wait_s=2.0):
+        waited = time.monotonic() - started
+    assert 0.2 <= waited <= 0.6
