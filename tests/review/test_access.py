@@ -72,7 +72,7 @@ READ_ONLY = (
         )
     }
     | {("sightings", name) for name in ("count_sightings", "list_sightings", "review_queue", "sighting_detail")}
-    | {("individuals", "get_individual"), ("individuals", "next_code"), ("votes", "tally")}
+    | {("individuals", "get_individual"), ("individuals", "next_code"), ("votes", "tally"), ("curation", "moved_owner")}
 )
 MODULES = {
     "users": users,
