@@ -164,7 +164,7 @@ LEGEND_WORDS = ((0.0, "unsure"), (0.5, "fair"), (1.0, "confident"))
 
 def legend_strip(width: int) -> np.ndarray:
     """A white band as wide as the overlay: the colour ramp with "unsure", "fair" and "confident" under it."""
-    unit = max(12, width // 60)
+    unit = max(14, min(width // 28, 30))  # readable when a phone shows a 720 px picture 360 px wide
     scale, weight = unit / 22, max(1, unit // 12)
     text_height = cv2.getTextSize("fair", cv2.FONT_HERSHEY_SIMPLEX, scale, weight)[0][1]
     baseline = unit // 2 + unit + unit // 2 + text_height
