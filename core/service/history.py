@@ -81,6 +81,11 @@ def plural(count: int, one: str, many: str | None = None) -> str:
     return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
+def _share(probability: float) -> str:
+    """As the candidate cards say it: an estimate is never a flat 100 % or 0 %."""
+    return ">99%" if probability > 0.99 else "<1%" if probability < 0.01 else f"{probability:.0%}"
+
+
 def _quoted(text: object) -> str:
     return f"“{text}”"
 
@@ -149,7 +154,7 @@ def _submit(entry: AuditLog, names: _Names) -> str:
     best = ""
     if candidates:
         _rank, code, probability = candidates[0]
-        best = f"; best candidate {code} at {probability:.0%}" if isinstance(probability, int | float) else ""
+        best = f"; best candidate {code} at {_share(probability)}" if isinstance(probability, int | float) else ""
     return f"sent sighting #{entry.target_id} (photo {after.get('photo_id')}{where}{best})"
 
 
