@@ -14,7 +14,7 @@ from typing import Any
 from sqlmodel import Session
 
 from core.cli.common import CliError, acting_user, add_command, print_table, say
-from core.review import users
+from core.review import throttle, users
 from core.store.models import ROLES
 
 
@@ -71,6 +71,12 @@ def _users_passwd(args: argparse.Namespace, session: Session) -> None:
     say(f"Changed the password of {users.normalize_username(args.name)!r}.")
 
 
+def _users_unlock(args: argparse.Namespace, session: Session) -> None:
+    cleared = throttle.clear_account(session, acting_user(session, args), args.name)
+    name = users.normalize_username(args.name)
+    say(f"{name!r} may sign in again at once." if cleared else f"{name!r} had no failed sign-ins to forget.")
+
+
 def register(subparsers: Any) -> None:
     """Add ``users`` to the main parser's subcommands."""
     parser = subparsers.add_parser("users", help="manage accounts and roles", description="Manage accounts and roles.")
@@ -94,6 +100,7 @@ def register(subparsers: Any) -> None:
     for name, handler, text in (
         ("disable", _users_disable, "disable an account (admins only); its history is kept"),
         ("enable", _users_enable, "enable a disabled account (admins only)"),
+        ("unlock", _users_unlock, "forget an account's failed sign-ins, so it may sign in at once (admins only)"),
     ):
         add_command(commands, name, handler, text, user="required").add_argument("name", metavar="NAME")
 

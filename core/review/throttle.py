@@ -24,9 +24,9 @@ from contextlib import contextmanager
 
 from sqlmodel import Session, col, delete, select
 
-from core.review.users import AuthenticationError
-from core.store.audit import lock_for_write
-from core.store.models import SignInThrottle
+from core.review.users import AuthenticationError, acting_user, get_user
+from core.store.audit import lock_for_write, record
+from core.store.models import SignInThrottle, User
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ __all__ = [
     "MAX_WAIT_S",
     "SignInThrottled",
     "check",
+    "clear_account",
     "keys_for",
     "password_check_slot",
     "record_failure",
@@ -142,6 +143,22 @@ def record_success(session: Session, keys: Sequence[str]) -> None:
     accounts = [key for key in keys if key.startswith("account:")]
     if accounts:
         session.exec(delete(SignInThrottle).where(col(SignInThrottle.key).in_(accounts)))  # type: ignore[call-overload]
+
+
+def clear_account(session: Session, actor: User, username: str) -> bool:
+    """Let an account sign in again at once (admins only, audited): its failed sign-ins are forgotten.
+
+    For a volunteer whose name a stranger kept failing on; returns whether there was anything to forget.
+    """
+    lock_for_write(session)
+    actor = acting_user(session, actor, "admin", action="clear sign-in waits")
+    target = get_user(session, username)
+    row = session.get(SignInThrottle, f"account:{target.username}")
+    if row is not None:
+        session.delete(row)
+    record(session, actor, "user.unlock", target, before={"failures": row.failures if row else 0}, after=None)
+    session.flush()
+    return row is not None
 
 
 @contextmanager

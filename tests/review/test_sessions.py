@@ -13,6 +13,7 @@ from fixtures.world import PASSWORD, World, make_world
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
+from sqlmodel import select
 
 from core.review import sessions, sightings, throttle, users
 from core.review.sessions import (
@@ -29,7 +30,7 @@ from core.review.sessions import (
 from core.review.users import AuthenticationError, PermissionDenied
 from core.settings import Settings
 from core.store.db import init_db, session_scope
-from core.store.models import User
+from core.store.models import AuditLog, User
 from core.store.photos import PhotoStore
 
 pytestmark = pytest.mark.usefixtures("cheap_hashing")
@@ -380,3 +381,20 @@ def test_each_password_check_is_followed_by_an_equal_rest() -> None:
     with throttle.password_check_slot(wait_s=2.0):
         waited = time.monotonic() - started
     assert 0.2 <= waited <= 0.6
+
+
+def test_an_admin_lets_a_locked_out_volunteer_in_at_once(engine: Engine, world: World) -> None:
+    """A stranger failing on purpose makes alice wait; an admin (only an admin) clears it, and it is audited."""
+    for i in range(throttle.FREE_FAILURES_PER_ACCOUNT + 1):
+        assert _attempt(engine, f"stranger {i}", T0) == "wrong"
+    assert _attempt(engine, PASSWORD, T0, client="192.0.2.80") == "wait"
+    with pytest.raises(PermissionDenied), session_scope(engine) as session:
+        throttle.clear_account(session, session.get(User, world.bob), "alice")
+    with session_scope(engine) as session:
+        assert throttle.clear_account(session, session.get(User, world.admin), "Alice") is True
+    assert _attempt(engine, PASSWORD, T0, client="192.0.2.80") == "ok"
+    with session_scope(engine) as session:
+        entries = session.exec(select(AuditLog).where(AuditLog.action == "user.unlock")).all()
+        assert [(e.user_id, e.target_id, e.payload["before"]) for e in entries] == [
+            (world.admin, world.alice, {"failures": throttle.FREE_FAILURES_PER_ACCOUNT + 1})
+        ]

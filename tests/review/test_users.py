@@ -414,3 +414,23 @@ def test_ordinary_good_passwords_are_accepted(engine: Engine, admin_id: int, pas
     with session_scope(engine) as session:
         created = create_user(session, "newbie", password, actor=session.get(User, admin_id))
     assert created.username == "newbie"
+
+
+def test_cli_users_unlock(db_url: str, engine: Engine, admin_id: int, capsys) -> None:
+    """``users unlock`` lets a volunteer in at once after strangers failed on their name (admins only)."""
+    from core.review import sessions, throttle
+
+    with session_scope(engine) as session:
+        create_user(session, "alice", PASSWORD, actor=session.get(User, admin_id))
+    for i in range(throttle.FREE_FAILURES_PER_ACCOUNT + 1):
+        with contextlib.suppress(AuthenticationError), session_scope(engine) as session:
+            sessions.sign_in(session, "alice", f"guess {i}", secret=b"k" * 32)
+    db = ["--db", db_url]
+    assert _cli(["users", "unlock", "alice", "--user", "alice", *db]) == 2  # not an admin
+    assert "may clear sign-in waits" in capsys.readouterr().err
+    assert _cli(["users", "unlock", "alice", "--user", "root", *db]) == 0
+    assert capsys.readouterr().out == "'alice' may sign in again at once.\n"
+    assert _cli(["users", "unlock", "alice", "--user", "root", *db]) == 0
+    assert capsys.readouterr().out == "'alice' had no failed sign-ins to forget.\n"
+    with session_scope(engine) as session:
+        assert sessions.sign_in(session, "alice", PASSWORD, secret=b"k" * 32)[0].username == "alice"
