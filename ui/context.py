@@ -71,8 +71,19 @@ def _mark_session(user_id: int | None) -> None:
     with _signed_in_lock:
         if user_id is None:
             _signed_in_sessions.pop(session_id, None)
-        else:
+        elif session_id not in _signed_in_sessions:  # a new entry: forget those of tabs closed meanwhile
+            _forget_closed_sessions()
+        if user_id is not None:
             _signed_in_sessions[session_id] = user_id
+
+
+def _forget_closed_sessions() -> None:
+    from streamlit.runtime import Runtime
+
+    if Runtime.exists():
+        runtime = Runtime.instance()
+        for closed in [sid for sid in _signed_in_sessions if not runtime.is_active_session(sid)]:
+            del _signed_in_sessions[closed]
 
 
 def _release_uploads() -> None:
