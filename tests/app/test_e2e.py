@@ -1,24 +1,29 @@
 """End to end in a real browser: ``streamlit run app.py`` on localhost, driven with Playwright in Chromium.
 
-A volunteer signs in, uploads a turtle photo, sees the right individual among the candidates with the
-match overlay and the confidence CDF, and proposes it; a second user signs in, confirms it on the
-Review page, and finds the photo in the gallery. The app runs with a copy of the small real gallery
+On a desktop: a volunteer signs in, uploads a turtle photo, sees the right individual among the candidates
+with the match overlay and the confidence CDF, and proposes it; a second user confirms it on the Review page
+and opens the individual by clicking its row in the gallery. On a 390×844 phone: a volunteer sends a turtle
+the gallery does not know (the proposal starts from what the evidence says, and a "same as" against it asks
+again), a reviewer agrees it is new, and the new individual is in the gallery with its date unknown. The first
+load never shows Streamlit's raw page list. The app runs with a copy of the small real gallery
 (``app_gallery``) and the small engine settings.
 
-With ``SCUTE_SCREENSHOTS=1`` the test also writes the README's screenshots to ``docs/screenshots/``
-(small PNGs); otherwise it writes nothing into the repository. It is skipped, saying why, only when
-Debian's Chromium or the ``playwright`` package is missing (never ``playwright install``: no download).
+With ``SCUTE_SCREENSHOTS=1`` the tests also write screenshots of every page, desktop and phone, to
+``docs/screenshots/`` (small PNGs, shown in the README); otherwise they write nothing into the repository.
+They are skipped, saying why, only when Debian's Chromium or the ``playwright`` package is missing (never
+``playwright install``: no download).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fixtures.appgallery import APP_ENV, PASSWORD, AppGallery, copy_home
+from fixtures.appgallery import APP_ENV, IDENTITIES, PASSWORD, AppGallery, copy_home
 from fixtures.browser import REPO, chromium, playwright_or_skip, streamlit_app
 
 SCREENSHOTS = REPO / "docs" / "screenshots"
@@ -45,6 +50,10 @@ def browser() -> Iterator[object]:
         yield launched
 
 
+DESKTOP = {"viewport": {"width": 1280, "height": 1000}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+
+
 def settle(page) -> None:
     """Wait until Streamlit has finished running the script (its status widget disappears)."""
     page.wait_for_timeout(300)
@@ -63,10 +72,60 @@ def sign_in(page, url: str, name: str) -> None:
     settle(page)
 
 
+def sign_out(page) -> None:
+    open_sidebar(page)
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+
+
+def open_sidebar(page) -> None:
+    """On a phone the sidebar (the menu) starts folded away behind a button."""
+    expand = page.locator('[data-testid="stExpandSidebarButton"]')
+    if expand.count() and expand.first.is_visible():
+        expand.first.click()
+        page.locator('[data-testid="stSidebar"]').get_by_role("button", name="Sign out").wait_for(timeout=10_000)
+
+
 def go(page, link: str, heading: str) -> None:
-    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=link).click()
+    open_sidebar(page)
+    menu(page).filter(has_text=re.compile(rf"{link}$")).first.click()
     page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
     settle(page)
+    close_sidebar_on_a_phone(page)
+
+
+def menu(page):
+    """The entries of the app's menu in the sidebar (links drawn by app.py)."""
+    return page.locator('[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]')
+
+
+def close_sidebar_on_a_phone(page) -> None:
+    """On a phone the open menu covers the page: fold it away, as a volunteer would after choosing."""
+    if page.viewport_size["width"] >= 640:
+        return
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    if sidebar.get_attribute("data-collapsed") == "false":
+        page.locator('[data-testid="stSidebarCollapseButton"] button').click()
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=\"stSidebar\"]').dataset.collapsed === 'true'",
+            timeout=10_000,
+        )
+        page.wait_for_timeout(500)  # the sidebar slides away
+
+
+def top(page) -> None:
+    page.locator('[data-testid="stMain"]').evaluate("main => main.scrollTo(0, 0)")
+    page.wait_for_timeout(300)
+
+
+def shot(page, name: str) -> None:
+    """What the screen shows now (the viewport: what a volunteer sees), as docs/screenshots/NAME."""
+    if os.environ.get("SCUTE_SCREENSHOTS") != "1":
+        return
+    settle(page)
+    page.wait_for_function("() => [...document.images].every(img => img.complete)", timeout=60_000)
+    page.wait_for_timeout(1500 if page.locator('[data-testid="stDataFrame"]').count() else 600)  # tables draw late
+    save_screenshot(page.screenshot(), name)
 
 
 def save_screenshot(png: bytes, name: str) -> None:
@@ -98,35 +157,102 @@ def region(page, top, bottom) -> bytes:
     return page.screenshot(clip={"x": main["x"], "y": y0, "width": main["width"], "height": y1 - y0})
 
 
-def test_volunteer_identifies_reviewer_confirms_gallery_shows_it(server: str, browser, app_gallery: AppGallery):
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    expected = app_gallery.query_identity
+def visible(locator):
+    """The elements of ``locator`` the page shows (the overlay is drawn twice: side by side and stacked)."""
+    return locator.locator("visible=true")
 
-    # A volunteer identifies a photo.
-    sign_in(page, server, "alice")
-    go(page, "Identify", "Identify a turtle")
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(app_gallery.query))
+
+def upload_and_search(page, photo: Path) -> str:
+    """Upload ``photo`` on the Identify page, search, and return the banner's text."""
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
     find = page.get_by_role("button", name="Find this turtle")
     find.wait_for(timeout=60_000)
     settle(page)
     find.click()
-    verdict = page.get_by_text("Most likely")
-    verdict.wait_for(timeout=SEARCH_TIMEOUT_MS)
+    banner = page.locator('[data-testid="stAlert"]').filter(
+        has_text=re.compile("Most likely|Probably a new individual|No clear answer")
+    )
+    banner.first.wait_for(timeout=SEARCH_TIMEOUT_MS)
     settle(page)
-    assert expected in verdict.inner_text()
+    return banner.first.inner_text()
+
+
+def proposal_radios(page):
+    return page.get_by_role("radiogroup").filter(has_text="I'm not sure").first.get_by_role("radio")
+
+
+def checked_proposal(page) -> str:
+    radios = proposal_radios(page)
+    labels = [radios.nth(i).evaluate("r => r.closest('label').innerText") for i in range(radios.count())]
+    return next(label for i, label in enumerate(labels) if radios.nth(i).is_checked())
+
+
+def click_table_row(page, table, row: int, row_height: int = 64) -> None:
+    """Click the selection box of ``row`` (0-based) in a Streamlit table, a canvas without per-row elements."""
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    header = 36  # the grid's header row
+    page.mouse.click(box["x"] + 18, box["y"] + header + row * row_height + row_height / 2)
+
+
+def test_first_load_shows_no_raw_page_list(server: str, browser):
+    """Issue 17: for 2-3 s the first load showed Streamlit's page list ("app, curate, evaluate, …")."""
+    page = browser.new_page(**DESKTOP)
+    # Remember every navigation list the page ever shows, even for a moment, from the very first paint.
+    page.add_init_script(
+        """
+        window.__navSeen = [];
+        new MutationObserver(() => {
+          for (const nav of document.querySelectorAll('[data-testid="stSidebarNav"]')) {
+            window.__navSeen.push(nav.innerText);
+          }
+        }).observe(document, {childList: true, subtree: true});
+        """
+    )
+    page.goto(server)
+    page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+    settle(page)
+    assert page.evaluate("window.__navSeen") == []
+    page.get_by_label("User name").fill("alice")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Hello, alice").wait_for(timeout=60_000)
+    settle(page)
+    assert page.evaluate("window.__navSeen") == []  # signed in: the app's own menu, never the raw list
+    entries = menu(page)
+    labels = [entries.nth(i).inner_text().strip() for i in range(entries.count())]
+    assert len(labels) == 4 and all(
+        text.endswith(name) for text, name in zip(labels, ["Home", "Identify", "Review", "Gallery"], strict=True)
+    ), labels
+    page.close()
+
+
+def test_volunteer_identifies_reviewer_confirms_gallery_shows_it(server: str, browser, app_gallery: AppGallery):
+    page = browser.new_page(**DESKTOP)
+    expected = app_gallery.query_identity
+
+    # A volunteer identifies a photo.
+    sign_in(page, server, "alice")
+    shot(page, "desktop-home.png")
+    go(page, "Identify", "Identify a turtle")
+    banner = upload_and_search(page, app_gallery.query)
+    assert banner.startswith("Most likely") and expected in banner
+    verdict = page.get_by_text("Most likely")
     cards = page.locator('[data-testid="stHorizontalBlock"]').filter(has_text="New individual").first
     assert f"1. {expected}" in cards.inner_text()
 
-    overlay = page.locator('[data-testid="stImage"]').filter(has_text="matches shown").first
+    overlay = visible(page.locator('[data-testid="stImage"]').filter(has_text="matches shown")).first
     overlay.scroll_into_view_if_needed()
     assert overlay.locator("img").evaluate("img => img.complete && img.naturalWidth > 0")
+    assert "Your photo (left)" in overlay.inner_text()  # side by side on a desktop
+    assert "(the strongest 30)" in overlay.inner_text()  # the default: only the strongest lines
     chart = page.locator('[data-testid="stPlotlyChart"]').first
     chart.scroll_into_view_if_needed()
     chart.locator(".main-svg").first.wait_for(timeout=60_000)
     traces = chart.locator(".scatterlayer .trace").count()
     assert traces >= 2  # the candidate's curve and the null (plus the other candidates)
-    explanation = page.get_by_text("standard deviations").first
-    assert expected in explanation.inner_text()
+    explanation = page.get_by_text("than chance gives").first
+    assert expected in explanation.inner_text() and "standard deviations" not in explanation.inner_text()
 
     verdict.scroll_into_view_if_needed()
     save_screenshot(region(page, verdict, cards), "identify-result.png")
@@ -137,14 +263,15 @@ def test_volunteer_identifies_reviewer_confirms_gallery_shows_it(server: str, br
     page.wait_for_timeout(500)
     save_screenshot(evidence.screenshot(), "confidence-cdf.png")
 
-    # The best candidate is proposed by default.
-    proposal = page.get_by_role("radiogroup").filter(has_text="Same as").first
-    assert proposal.get_by_role("radio").first.is_checked()
-    page.get_by_role("button", name="Send for review").click()
+    # The evidence is convincing, so the best candidate is proposed by default.
+    assert checked_proposal(page).startswith(f"Same as {expected}")
+    send = page.get_by_role("button", name="Send for review")
+    send.scroll_into_view_if_needed()
+    shot(page, "desktop-identify-proposal.png")
+    send.click()
     page.get_by_text("Sent for review as sighting #1").wait_for(timeout=60_000)
     settle(page)
-    page.get_by_role("button", name="Sign out").click()
-    page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+    sign_out(page)
 
     # A second user confirms it on the Review page.
     sign_in(page, server, "bob")
@@ -154,20 +281,122 @@ def test_volunteer_identifies_reviewer_confirms_gallery_shows_it(server: str, br
     vote.wait_for(timeout=SEARCH_TIMEOUT_MS)
     page.locator('[data-testid="stImage"]').filter(has_text="matches shown").first.wait_for(timeout=SEARCH_TIMEOUT_MS)
     settle(page)
-    page.locator('[data-testid="stMain"]').evaluate("main => main.scrollTo(0, 0)")
-    page.wait_for_timeout(300)
+    top(page)
     save_screenshot(page.screenshot(), "review-queue.png")
     vote.click()
     page.get_by_text("That decided it").wait_for(timeout=60_000)
     settle(page)
 
-    # The photo is in the gallery now, credited to the sighting.
+    # The decided sighting can be opened from "Recently decided".
+    page.get_by_text("Recently decided", exact=True).click()
+    settle(page)
+    click_table_row(page, page.locator('[data-testid="stDataFrame"]').first, 0, row_height=35)
+    page.get_by_role("heading", name="Sighting #1").wait_for(timeout=60_000)
+    settle(page)
+    assert page.get_by_text("Sighting #1 · submitted by alice").count() == 1
+
+    # The photo is in the gallery now, credited to the sighting: click the individual's row to open it.
     go(page, "Gallery", "Gallery")
-    page.locator('[data-testid="stSelectbox"]').filter(has_text="Open an individual").click()
-    page.get_by_role("option", name=expected, exact=True).click()
+    table = page.locator('[data-testid="stDataFrame"]').first
+    table.wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
+    shot(page, "desktop-gallery.png")
+    codes = sorted(code for _, code in app_gallery.gallery_rows)
+    click_table_row(page, table, sorted(set(codes)).index(expected))
     page.get_by_role("heading", name=expected).first.wait_for(timeout=60_000)
     settle(page)
+    assert expected in page.url
     assert page.get_by_text("sighting #1 by alice").count() == 1
     photos = page.locator('[data-testid="stMetric"]').filter(has_text="Photos in the gallery")
     assert photos.inner_text().strip().endswith("3")
+    shot(page, "desktop-gallery-individual.png")
+    sign_out(page)
+
+    # The admin's pages: the audit log reads as sentences; Evaluate says what it will do.
+    sign_in(page, server, "admin")
+    go(page, "Curate", "Curate the gallery")
+    page.get_by_text("History & undo", exact=True).click()
+    settle(page)
+    shot(page, "desktop-curate-history.png")
+    go(page, "Evaluate", "Evaluate on this gallery")
+    shot(page, "desktop-evaluate.png")
+    page.close()
+
+
+def test_phone_volunteer_sends_a_new_turtle_and_a_reviewer_agrees(
+    server: str, browser, turtle_manifest: list[dict[str, object]]
+):
+    strangers = sorted(Path(r["path"]) for r in turtle_manifest if r["identity"] not in IDENTITIES)  # type: ignore[arg-type]
+    stranger = strangers[0]  # a turtle the gallery does not know, in a photo without a date
+    page = browser.new_page(**PHONE)
+
+    sign_in(page, server, "alice")
+    shot(page, "phone-home.png")
+    go(page, "Identify", "Identify a turtle")
+    shot(page, "phone-identify.png")
+    banner = upload_and_search(page, stranger)
+    page.get_by_text(banner[:12]).first.evaluate(
+        "e => { e.scrollIntoView({block: 'start'}); document.querySelector('[data-testid=stMain]').scrollBy(0, -90); }"
+    )
+    shot(page, "phone-identify-result.png")
+
+    # On a phone the two photos of the overlay are stacked, not squeezed side by side.
+    overlay = visible(page.locator('[data-testid="stImage"]').filter(has_text="matches shown")).first
+    overlay.scroll_into_view_if_needed()
+    assert "Your photo (top)" in overlay.inner_text()
+    assert overlay.bounding_box()["width"] <= 390
+    shot(page, "phone-match-overlay.png")
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    chart.scroll_into_view_if_needed()
+    chart.locator(".main-svg").first.wait_for(timeout=60_000)
+    shot(page, "phone-confidence-cdf.png")
+
+    # The proposal starts from the evidence: "same as" only when the banner says "Most likely".
+    default = checked_proposal(page)
+    if banner.startswith("Most likely"):
+        assert default.startswith("Same as")
+    else:
+        assert default.startswith("None of these" if banner.startswith("Probably a new") else "I'm not sure")
+    # "Same as" the second candidate goes against the evidence: it is asked again, and can be taken back.
+    same_as = page.get_by_role("radio", name=re.compile("^Same as"))
+    assert same_as.count() >= 2
+    same_as.nth(1).check(force=True)  # the round button drawn over the input takes the tap
+    page.get_by_role("button", name="Send for review").click()
+    page.get_by_text("anyway?").wait_for(timeout=60_000)
+    page.get_by_text("anyway?").scroll_into_view_if_needed()
+    shot(page, "phone-identify-confirm.png")
+    page.get_by_role("button", name="No, let me change it").click()
+    settle(page)
+    page.get_by_text("anyway?").wait_for(state="detached", timeout=60_000)  # taken back: nothing was sent
+    page.get_by_role("radio", name=re.compile("^None of these")).check(force=True)
+    page.get_by_role("button", name="Send for review").click()
+    page.get_by_text("Sent for review as sighting #1").wait_for(timeout=60_000)
+    settle(page)
+    sign_out(page)
+
+    sign_in(page, server, "bob")
+    go(page, "Review", "Review sightings")
+    page.get_by_text("Sighting 1 of 1 waiting for you").wait_for(timeout=60_000)
+    settle(page)
+    top(page)
+    shot(page, "phone-review.png")
+    page.get_by_role("button", name="New individual").click()
+    page.get_by_text("That decided it").wait_for(timeout=60_000)
+    settle(page)
+
+    go(page, "Gallery", "Gallery")
+    table = page.locator('[data-testid="stDataFrame"]').first
+    table.wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
+    shot(page, "phone-gallery.png")
+    click_table_row(page, table, 0)  # "T-0001", the new one, sorts before the imported t002…t019
+    page.get_by_role("heading", name="T-0001").first.wait_for(timeout=60_000)
+    settle(page)
+    # The photo has no date of its own and none was given: shown as unknown, not as the day it was sent.
+    metrics = page.locator('[data-testid="stMetric"]')
+    assert metrics.filter(has_text="First seen").inner_text().strip().endswith("date unknown")
+    assert metrics.filter(has_text="Last seen").inner_text().strip().endswith("date unknown")
+    top(page)
+    shot(page, "phone-gallery-individual.png")
+    sign_out(page)
     page.close()
