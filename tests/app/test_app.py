@@ -67,7 +67,7 @@ def signed_in(name: str) -> AppTest:
 
 def texts(at: AppTest) -> str:
     """Everything the page says, for assertions on what a user reads."""
-    parts = [m.value for m in at.markdown] + [m.value for m in at.caption]
+    parts = [m.value for m in at.markdown] + [m.value for m in at.caption] + [t.value for t in at.text]
     for kind in (at.success, at.info, at.warning, at.error, at.title, at.header, at.subheader):
         parts += [e.value for e in kind]
     return "\n".join(str(p) for p in parts)
