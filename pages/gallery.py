@@ -51,6 +51,9 @@ def _table(rows: list[IndividualRow]) -> str | None:
     """The individuals as a table with a thumbnail each; clicking a row opens that individual (its code)."""
     store = ctx.app().store
     generation = st.session_state.get(f"{TABLE}.generation", 0)
+    # What a phone shows without scrolling sideways comes first; columns nobody filled in are left out.
+    columns = ["Photo", "Code", "Name", "Last seen", "Photos", "Status", "Species"]
+    columns = [c for c in columns if c not in ("Name", "Species") or any(getattr(r, c.lower()) for r in rows)]
     event = st.dataframe(
         [
             {
@@ -59,13 +62,14 @@ def _table(rows: list[IndividualRow]) -> str | None:
                 else None,
                 "Code": r.code,
                 "Name": r.name or "",
-                "Species": r.species,
-                "Status": STATUS_LABELS.get(r.status, r.status) + (f" → {r.merged_into}" if r.merged_into else ""),
-                "Photos": r.photos,
                 "Last seen": f"{r.last_seen:%d %b %Y}" if r.last_seen else "date unknown",
+                "Photos": r.photos,
+                "Status": STATUS_LABELS.get(r.status, r.status) + (f" → {r.merged_into}" if r.merged_into else ""),
+                "Species": r.species,
             }
             for i, r in enumerate(rows)
         ],
+        column_order=columns,
         hide_index=True,
         width="stretch",
         row_height=64,
