@@ -2,6 +2,8 @@
 
 Every action goes through ``core.review.curation`` / ``core.review.users`` / ``core.catalogue``,
 which check the role, record the change in the audit log and make merges, splits and moves undoable.
+Over 500 lines because it holds seven tabs of a few widgets each, every one wired to a single service call;
+one file per tab would scatter one page.
 """
 
 from __future__ import annotations
@@ -391,14 +393,28 @@ def _export(user) -> None:
     stamp = datetime.now().strftime("%Y%m%d-%H%M")
     app = ctx.app()
 
+    occasions = st.text_input(
+        "Sampling occasions for capture–recapture (optional)",
+        key="curate.export.occasions",
+        placeholder="2024-06-01..2024-06-30, 2024-07-01..2024-07-31",
+        help="Date ranges, in order and not overlapping. The tables then include each individual's encounter "
+        "history over these occasions, as CSV and as MARK's .inp file.",
+    )
+    problem = catalogue_service.occasions_problem(occasions) if occasions.strip() else None
+    if problem:
+        st.error(problem)
+        occasions = ""
+
     def tables() -> bytes:
-        return catalogue_service.export_tables_zip(app)[0]
+        return catalogue_service.export_tables_zip(app, occasions)[0]
 
     def catalogue() -> bytes:
         return catalogue_service.export_photos_zip(app)
 
     st.download_button(
-        "Tables: individuals, encounters, sightings, votes, audit (CSV in a ZIP)",
+        "Tables: individuals, encounters, Darwin Core occurrences, sightings, votes, audit"
+        + (", encounter histories" if occasions.strip() else "")
+        + " (CSV in a ZIP)",
         tables,
         file_name=f"scute-tables-{stamp}.zip",
         mime="application/zip",

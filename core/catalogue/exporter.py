@@ -6,6 +6,8 @@
 - ``photos.csv``: every stored photo, including removed ones and photos of pending sightings;
 - ``encounters.csv``: one row per identified gallery photo (individual code, date, time, GPS, side,
   source), the table capture–recapture software starts from; merged codes are replaced by the survivor;
+- ``occurrences_dwc.csv``: the encounters as Darwin Core occurrences (:mod:`core.catalogue.analysis`); with
+  sampling ``occasions``, ``encounter_histories.csv`` and MARK's ``encounter_histories.inp``;
 - ``sightings.csv``, ``candidates.csv``, ``votes.csv``, ``decisions.csv`` and ``audit.csv``: the full
   review history;
 - with ``photos=True``, ``catalogue.zip``: ``manifest.csv`` (``path,identity,side`` plus the photo's
@@ -29,13 +31,20 @@ import stat
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine as SqlEngine
 from sqlmodel import Session, col, select
 
+from core.catalogue.analysis import (
+    DARWIN_CORE_COLUMNS,
+    Encounter,
+    EncounterHistories,
+    darwin_core_rows,
+    encounter_histories,
+)
 from core.catalogue.format import (
     CATALOGUE_ZIP,
     INDIVIDUAL_COLUMNS,
@@ -61,6 +70,9 @@ from core.store.photos import PhotoStore
 
 log = logging.getLogger(__name__)
 
+DARWIN_CORE_NAME = "occurrences_dwc.csv"
+HISTORIES_NAME = "encounter_histories.csv"
+MARK_NAME = "encounter_histories.inp"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same catalogue gives the same ZIP bytes
 
 
@@ -81,6 +93,7 @@ class ExportReport:
     votes: int = 0
     zipped_photos: int = 0
     problems: list[str] = field(default_factory=list)
+    histories: EncounterHistories | None = None  # with sampling occasions
 
     def summary(self) -> str:
         text = (
@@ -269,6 +282,7 @@ def export_catalogue(
     *,
     photos: bool = False,
     per_individual: bool = False,
+    occasions: Sequence[tuple[date, date]] = (),
 ) -> ExportReport:
     """Write the CSV files (and with ``photos`` the catalogue ZIP) into ``out_dir``; see the module docstring.
 
@@ -285,7 +299,7 @@ def export_catalogue(
     snap = _read_snapshot(db)
     report = ExportReport(out_dir=out_dir)
     try:
-        _export_files(snap, store, out_dir, report, photos=photos, per_individual=per_individual)
+        _export_files(snap, store, out_dir, report, photos=photos, per_individual=per_individual, occasions=occasions)
     except OSError as exc:
         raise ExportError(f"Cannot write the export into {out_dir}: {exc.strerror or exc}.") from None
     log.info("%s", report.summary())
@@ -293,7 +307,14 @@ def export_catalogue(
 
 
 def _export_files(
-    snap: _Snapshot, store: PhotoStore, out_dir: Path, report: ExportReport, *, photos: bool, per_individual: bool
+    snap: _Snapshot,
+    store: PhotoStore,
+    out_dir: Path,
+    report: ExportReport,
+    *,
+    photos: bool,
+    per_individual: bool,
+    occasions: Sequence[tuple[date, date]] = (),
 ) -> None:
     def write(name: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         dest = out_dir / name
@@ -355,12 +376,27 @@ def _export_files(
     report.photos = len(snap.photos)
 
     encounters = []
+    records: list[Encounter] = []
     for photo, owner in _gallery_photos(snap):
         sighting = by_photo.get(photo.id)  # type: ignore[arg-type]
         when = _photo_date(photo, sighting)
         latitude = photo.latitude if photo.latitude is not None else (sighting.latitude if sighting else None)
         longitude = photo.longitude if photo.longitude is not None else (sighting.longitude if sighting else None)
         observer = snap.user(sighting.submitted_by if sighting is not None else photo.uploaded_by)
+        records.append(
+            Encounter(
+                photo.id,  # type: ignore[arg-type]
+                owner.code,
+                owner.name or "",
+                owner.species,
+                when,
+                latitude,
+                longitude,
+                photo.side,
+                observer,
+                photo.sha256,
+            )
+        )
         encounters.append(
             [
                 photo.id,
@@ -400,6 +436,13 @@ def _export_files(
         encounters,
     )
     report.encounters = len(encounters)
+    write(DARWIN_CORE_NAME, DARWIN_CORE_COLUMNS, darwin_core_rows(records))
+    if occasions:
+        histories = encounter_histories(records, occasions)
+        write(HISTORIES_NAME, *histories.csv_rows())
+        atomic_write(out_dir / MARK_NAME, histories.mark_inp().encode())
+        report.files.append(out_dir / MARK_NAME)
+        report.histories = histories
 
     votes_per_sighting: dict[int, int] = {}
     for vote in snap.votes:

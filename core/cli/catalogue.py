@@ -64,9 +64,11 @@ def _export(args: argparse.Namespace) -> int:
 
     Hence not ``_guarded``.
     """
+    from core.catalogue.analysis import parse_occasions
     from core.catalogue.exporter import export_catalogue
 
     try:
+        occasions = parse_occasions(args.occasions) if args.occasions else []
         engine = open_database(settings(args).database_url)
     except ScuteError as exc:
         return fail(str(exc))
@@ -77,6 +79,7 @@ def _export(args: argparse.Namespace) -> int:
             Path(args.out),
             photos=args.photos,
             per_individual=args.per_individual,
+            occasions=occasions,
         )
     except ScuteError as exc:
         return fail(str(exc))
@@ -89,7 +92,18 @@ def _export(args: argparse.Namespace) -> int:
     say(report.summary())
     for path in report.files:
         say(f"  {path.name}" if path.parent == report.out_dir else f"  {path.relative_to(report.out_dir)}")
+    if report.histories is not None:
+        h = report.histories
+        say(
+            f"Encounter histories: {_count(len(h.histories), 'individual')} over "
+            f"{_count(len(h.occasions), 'occasion')}; left out: {_count(h.undated, 'encounter')} without a date "
+            f"and {h.outside} outside every occasion."
+        )
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def register_export(subparsers: Any) -> None:
@@ -106,6 +120,12 @@ def register_export(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--per-individual", action="store_true", help="also write individuals/<code>.zip, one ZIP per individual"
+    )
+    parser.add_argument(
+        "--occasions",
+        metavar="RANGES",
+        help="sampling occasions for capture–recapture histories (encounter_histories.csv and MARK's .inp), "
+        "e.g. '2024-06-01..2024-06-30,2024-07-01..2024-07-31'",
     )
     parser.set_defaults(func=_export)
 

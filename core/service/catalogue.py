@@ -114,14 +114,29 @@ def prepare_gallery(app: App, progress: Progress | None = None) -> None:
     app.indexes.get(app.engine, app.db, app.store, None, progress)
 
 
-def export_tables_zip(app: App) -> tuple[bytes, str]:
-    """Every CSV table of :func:`core.catalogue.exporter.export_catalogue` in one ZIP, and the export's summary."""
+def occasions_problem(occasions: str) -> str | None:
+    """Why the sampling occasions typed on the Export page cannot be used, or None."""
+    from core.catalogue.analysis import parse_occasions
+
+    try:
+        parse_occasions(occasions)
+    except ScuteError as exc:
+        return str(exc)
+    return None
+
+
+def export_tables_zip(app: App, occasions: str = "") -> tuple[bytes, str]:
+    """Every CSV table of :func:`core.catalogue.exporter.export_catalogue` in one ZIP, and the export's summary;
+    with sampling ``occasions`` (``2024-06-01..2024-06-30, …``) the encounter histories too (CSV and MARK)."""
+    from core.catalogue.analysis import parse_occasions
+
+    ranges = parse_occasions(occasions) if occasions.strip() else []
     with tempfile.TemporaryDirectory(prefix="scute-export-") as tmp:
-        report = export_catalogue(app.db, app.store, Path(tmp))
+        report = export_catalogue(app.db, app.store, Path(tmp), occasions=ranges)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
             for path in sorted(report.files):
-                if path.suffix == ".csv":
+                if path.suffix in (".csv", ".inp"):
                     bundle.write(path, arcname=path.name)
     return buffer.getvalue(), report.summary()
 

@@ -393,6 +393,21 @@ def test_merge_after_a_side_by_side_check_and_undo(home: Path, db):
     assert actions[-2:] == ["individual.merge", "individual.merge.undo"]
 
 
+def test_export_offers_darwin_core_and_refuses_unreadable_occasions(home: Path):
+    """Issue 16: the tables name the Darwin Core occurrences; occasions add the histories or say what is wrong."""
+    at = signed_in("admin")
+    at.switch_page("pages/curate.py").run()
+    at.segmented_control(key="curate.section").set_value("export").run()
+    assert not at.exception
+    labels = [b.label for b in at.get("download_button")]
+    assert any("Darwin Core occurrences" in label and "histories" not in label for label in labels), labels
+    at.text_input(key="curate.export.occasions").input("2024-06-30..2024-06-01").run()
+    assert shown_errors(at) == ["The occasion '2024-06-30..2024-06-01' ends before it starts."]
+    at.text_input(key="curate.export.occasions").input("2024-06-01..2024-06-30").run()
+    assert not at.error
+    assert any("encounter histories" in b.label for b in at.get("download_button"))
+
+
 def test_a_volunteer_is_refused_curation_even_by_address(home: Path):
     at = signed_in("alice")
     # The page is not in her navigation; running its script directly still refuses her.

@@ -296,6 +296,7 @@ def test_export_csv_files(db: Engine, store: PhotoStore, world: World, tmp_path:
             "individuals.csv",
             "photos.csv",
             "encounters.csv",
+            "occurrences_dwc.csv",
             "sightings.csv",
             "candidates.csv",
             "votes.csv",
@@ -895,6 +896,13 @@ def test_cli_export_then_import(db_url: str, db: Engine, world: World, home: Pat
         "(6 photos in catalogue.zip)."
     )
     assert "  encounters.csv" in lines and "  catalogue.zip" in lines and "  individuals/T-0001.zip" in lines
+    assert "  occurrences_dwc.csv" in lines and "  encounter_histories.inp" not in lines  # no occasions given
+    histories = tmp_path / "histories"
+    assert cli.main(["export", "--db", db_url, "--out", str(histories), "--occasions", "2023-01-01..2024-12-31"]) == 0
+    said = capsys.readouterr().out
+    assert "  encounter_histories.inp" in said and "Encounter histories: " in said and "over 1 occasion;" in said
+    assert cli.main(["export", "--db", db_url, "--out", str(histories), "--occasions", "June"]) == 2
+    assert "Cannot read the occasion 'June'" in capsys.readouterr().err
     before = catalogue_state(db)
     db.dispose()
 
@@ -1032,3 +1040,48 @@ def test_a_manifest_date_column_dates_photos_without_exif(db, store: PhotoStore,
     assert dates["dated.jpg"] == datetime(2019, 7, 14, 12, 0, tzinfo=UTC)
     assert dates["undated.jpg"] is None  # unknown stays unknown, never the import time
     assert dates["exif.jpg"] == datetime(2021, 3, 4, 5, 6, 7, tzinfo=UTC)
+
+
+def test_darwin_core_and_capture_histories_follow_the_encounters(
+    db: Engine, store: PhotoStore, world: World, tmp_path: Path, capsys
+) -> None:
+    """Issue 16: a Darwin Core occurrence per encounter, and MARK histories over the coordinator's occasions."""
+    from core.catalogue.analysis import DARWIN_CORE_COLUMNS, OccasionError, parse_occasions
+
+    out = tmp_path / "out"
+    occasions = parse_occasions("2023-07-01..2023-12-31, 2024-01-01/2024-12-31")
+    report = export_catalogue(db, store, out, occasions=occasions)
+    encounters = read_csv(out / "encounters.csv")
+    occurrences = read_csv(out / "occurrences_dwc.csv")
+    assert tuple(occurrences[0]) == DARWIN_CORE_COLUMNS
+    assert [o["occurrenceID"] for o in occurrences] == [f"scute:photo:{e['photo_sha256']}" for e in encounters]
+    for e, o in zip(encounters, occurrences, strict=True):
+        assert (o["organismID"], o["basisOfRecord"]) == (e["individual"], "HumanObservation")
+        assert o["eventDate"][:10] == e["date"] and (o["eventDate"] == "") == (e["date"] == "")
+        assert (o["decimalLatitude"], o["decimalLongitude"]) == (e["latitude"], e["longitude"])
+        assert o["geodeticDatum"] == ("EPSG:4326" if e["latitude"] else "")
+
+    # Histories: 1 where the individual has a dated encounter inside the occasion; others counted, not lost.
+    expected: dict[str, list[int]] = {}
+    for e in encounters:
+        if e["date"]:
+            slot = 0 if e["date"] < "2024" else 1
+            expected.setdefault(e["individual"], [0, 0])[slot] = 1
+    histories = read_csv(out / "encounter_histories.csv")
+    assert list(histories[0]) == ["individual", "2023-07-01..2023-12-31", "2024-01-01..2024-12-31"]
+    got = {h["individual"]: [int(h[k]) for k in list(h)[1:]] for h in histories}
+    assert got == expected and expected
+    assert report.histories is not None and report.histories.undated == sum(1 for e in encounters if not e["date"])
+    inp = (out / "encounter_histories.inp").read_text().splitlines()
+    assert inp == [f"/* {code} */ {''.join(map(str, h))} 1;" for code, h in sorted(expected.items())]
+
+    # The command line takes the same occasions and says what it left out; bad ranges are refused clearly.
+    for bad, message in [
+        ("2024-06-01-2024-06-30", "write it as"),
+        ("2024-02-30..2024-03-01", "does not exist"),
+        ("2024-06-30..2024-06-01", "ends before it starts"),
+        ("2024-06-01..2024-06-30, 2024-06-15..2024-07-15", "starts before the previous one ends"),
+        (" , ", "at least one"),
+    ]:
+        with pytest.raises(OccasionError, match=message):
+            parse_occasions(bad)
