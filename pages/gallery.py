@@ -123,7 +123,8 @@ def _timeline(encounters: list[Encounter]) -> go.Figure:
 
 
 def _individual(individual_id: int) -> None:
-    page = browse.individual_page(ctx.app(), individual_id)
+    user = ctx.current_user()
+    page = browse.individual_page(ctx.app(), individual_id, user.role if user is not None else "volunteer")
     if page is None:
         st.warning("That individual no longer exists.")
         return
@@ -178,6 +179,11 @@ def _individual(individual_id: int) -> None:
     located = [e for e in encounters if e.latitude is not None and e.longitude is not None]
     if located:
         st.map({"lat": [e.latitude for e in located], "lon": [e.longitude for e in located]}, zoom=9, height=320)
+        if user is None or user.role not in browse.PRECISE_POSITION_ROLES:
+            st.caption(
+                "Positions are rounded to about 11 km for volunteers, to protect where the animals live; "
+                "reviewers and admins see them as recorded."
+            )
     else:
         st.caption("No photo of this individual carries a GPS position, so there is no map.")
     if history:

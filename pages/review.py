@@ -40,11 +40,11 @@ def _summary(item: ReviewItem, voting: Callable[[], None] | None) -> None:
         image = photo_image(str(item.photo_path), None, 0, 900)
         st.image(pictures.crop_preview(image, photo.crop), width="stretch")
         when = sighting.taken_at.strftime("%d %b %Y") if sighting.taken_at else "date unknown"
-        place = (
-            f"{sighting.latitude:.5f}, {sighting.longitude:.5f}"
-            if sighting.latitude is not None and sighting.longitude is not None
-            else "place unknown"
-        )
+        latitude, longitude = item.place(ctx.require())
+        located = latitude is not None and longitude is not None
+        place = f"{latitude:.5f}, {longitude:.5f}" if located else "place unknown"
+        if latitude is not None and (latitude, longitude) != (sighting.latitude, sighting.longitude):
+            place += " (rounded to about 11 km)"
         st.caption(
             f"Sighting #{sighting.id} · submitted by {md(users.get(sighting.submitted_by, '?'))} on "
             f"{sighting.created_at:%d %b %Y} · seen {when} · :material/location_on: {place} · side: {sighting.side}"

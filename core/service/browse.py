@@ -131,8 +131,25 @@ class Encounter:
     in_gallery: bool
 
 
-def encounters(session: Session, individual_id: int) -> list[Encounter]:
-    """The individual's photos in time order, each with where it came from, for the timeline and the map."""
+#: Volunteers see positions rounded to this many degrees (about 11 km): where an animal lives, not the beach
+#: it nests on. Reviewers and admins, who are trusted with the data, see the recorded position.
+VOLUNTEER_POSITION_DEGREES = 0.1
+PRECISE_POSITION_ROLES = ("reviewer", "admin")
+
+
+def shown_position(role: str, latitude: float | None, longitude: float | None) -> tuple[float | None, float | None]:
+    """The position a user of ``role`` may see: recorded for reviewers and admins, coarsened for others."""
+    if latitude is None or longitude is None:
+        return None, None
+    if role in PRECISE_POSITION_ROLES:
+        return latitude, longitude
+    step = VOLUNTEER_POSITION_DEGREES
+    return round(round(latitude / step) * step, 4), round(round(longitude / step) * step, 4)
+
+
+def encounters(session: Session, individual_id: int, viewer_role: str = "volunteer") -> list[Encounter]:
+    """The individual's photos in time order, each with where it came from, for the timeline and the map;
+    positions as ``viewer_role`` may see them (:func:`shown_position`)."""
     photos = session.exec(select(Photo).where(Photo.individual_id == individual_id).order_by(col(Photo.id))).all()
     sightings = {
         s.photo_id: s
@@ -144,6 +161,7 @@ def encounters(session: Session, individual_id: int) -> list[Encounter]:
         sighting = sightings.get(photo.id)  # type: ignore[arg-type]
         latitude = photo.latitude if photo.latitude is not None else (sighting.latitude if sighting else None)
         longitude = photo.longitude if photo.longitude is not None else (sighting.longitude if sighting else None)
+        latitude, longitude = shown_position(viewer_role, latitude, longitude)
         sighting_date = sighting.taken_at if sighting else None
         out.append(
             Encounter(
@@ -200,7 +218,7 @@ class IndividualPage:
     history: list[AuditRow]
 
 
-def individual_page(app: App, individual_id: int) -> IndividualPage | None:
+def individual_page(app: App, individual_id: int, viewer_role: str = "volunteer") -> IndividualPage | None:
     with app.session() as session:
         individual = session.get(Individual, individual_id)
         if individual is None:
@@ -209,7 +227,7 @@ def individual_page(app: App, individual_id: int) -> IndividualPage | None:
         return IndividualPage(
             individual,
             target.code if target is not None else None,
-            encounters(session, individual_id),
+            encounters(session, individual_id, viewer_role),
             photos_of(session, individual_id),
             audit_rows(session, individual_id=individual_id, limit=50),
         )

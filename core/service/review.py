@@ -15,6 +15,7 @@ from core.progress import StageProgress
 from core.review import votes
 from core.review.sightings import SightingDetail, list_sightings, review_queue, sighting_detail
 from core.service.app import App
+from core.service.browse import shown_position
 from core.service.evidence import Evidence, stored
 from core.service.history import usernames
 from core.service.identify import SearchResult, find, query_image
@@ -35,6 +36,13 @@ class ReviewItem:
     def code(self, individual_id: int | None) -> str:
         """The individual's code alone ("?" when it is gone)."""
         return self.codes.get(individual_id, "?").split(" ")[0] if individual_id is not None else "?"
+
+    def place(self, viewer: User) -> tuple[float | None, float | None]:
+        """Where the sighting was, as ``viewer`` may see it: its own submitter, reviewers and admins see the
+        recorded position, other volunteers a coarsened one (:func:`core.service.browse.shown_position`)."""
+        sighting = self.detail.sighting
+        role = "admin" if viewer.id == sighting.submitted_by else viewer.role
+        return shown_position(role, sighting.latitude, sighting.longitude)
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ def conflicts(app: App) -> list[int]:
 
 
 def item(app: App, sighting_id: int) -> ReviewItem:
+    """The sighting with what a reviewer needs; its position as recorded (pages show :meth:`ReviewItem.place`)."""
     with app.session() as session:
         detail = sighting_detail(session, sighting_id)
         ids = {c.individual_id for c in detail.candidates} | {v.individual_id for v in detail.votes if v.individual_id}

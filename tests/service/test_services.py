@@ -11,7 +11,7 @@ from fixtures.photos import image_bytes
 from core.evaluation.protocol import EvaluationReport, QueryOutcome
 from core.review import curation, users
 from core.review.rules import ReviewConfig
-from core.review.sightings import submit_sighting
+from core.review.sightings import sighting_detail, submit_sighting
 from core.service.browse import encounters, filter_individuals, individual_rows
 from core.service.dashboard import dashboard
 from core.service.evaluation import report_csv, slowest_queries, wrongest_queries
@@ -240,3 +240,58 @@ def test_a_same_as_against_the_evidence_asks_for_confirmation():
     for proposal in ("new", "unsure"):
         assert needs_confirmation(candidates, 0.81, proposal, None) is None
     assert needs_confirmation([], None, "same", 10) is None  # no search: nothing to go against
+
+
+def test_volunteers_see_positions_coarsened_reviewers_and_admins_as_recorded(db, store: PhotoStore):
+    """Issue 16: where an endangered animal was seen is not shown exactly to every volunteer."""
+    from core.service.browse import shown_position
+    from core.service.review import ReviewItem
+
+    assert shown_position("admin", 37.71234, 20.98765) == (37.71234, 20.98765)
+    assert shown_position("reviewer", 37.71234, 20.98765) == (37.71234, 20.98765)
+    assert shown_position("volunteer", 37.71234, 20.98765) == (37.7, 21.0)
+    assert shown_position("volunteer", -0.04, -179.96) == (-0.0, -180.0)
+    assert shown_position("volunteer", None, 20.9) == (None, None)
+    with session_scope(db) as session:
+        admin = users.create_user(session, "admin", PASSWORD, "admin", actor=None)
+        alice = users.create_user(session, "alice", PASSWORD, actor=admin)
+        bob = users.create_user(session, "bob", PASSWORD, actor=admin)
+        carol = users.create_user(session, "carol", PASSWORD, "reviewer", actor=admin)
+        individual, _ = get_or_create_individual(session, "T-0001")
+        add_photo(
+            session,
+            store,
+            image_bytes(5),
+            suffix=".png",
+            individual=individual,
+            width=48,
+            height=40,
+            latitude=37.71234,
+            longitude=20.98765,
+        )
+        submission = submit_sighting(
+            session,
+            store,
+            alice,
+            image_bytes(6),
+            candidates=[],
+            new_individual_probability=0.9,
+            proposal="new",
+            latitude=37.71234,
+            longitude=20.98765,
+        )
+        people = {u.username: u for u in (admin, alice, bob, carol)}
+        for u in people.values():
+            session.expunge(u)
+        sighting_id = submission.sighting.id
+        individual_id = individual.id
+    with session_scope(db) as session:
+        as_volunteer = encounters(session, individual_id, "volunteer")
+        as_reviewer = encounters(session, individual_id, "reviewer")
+        detail = sighting_detail(session, sighting_id)
+    assert [(e.latitude, e.longitude) for e in as_volunteer] == [(37.7, 21.0)]
+    assert [(e.latitude, e.longitude) for e in as_reviewer] == [(37.71234, 20.98765)]
+    item = ReviewItem(detail, {}, {}, Path("unused"), None)
+    assert item.place(people["bob"]) == (37.7, 21.0)  # another volunteer
+    assert item.place(people["alice"]) == (37.71234, 20.98765)  # her own sighting
+    assert item.place(people["carol"]) == (37.71234, 20.98765)
