@@ -3,8 +3,9 @@ fitted on a fold's gallery alone so that no figure is scored by a prior that saw
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,8 @@ def evaluate_folds(
         raise ScuteError("The protocol needs two folds and two individuals at least: one fold new, the others known.")
     folds = min(folds, identities)
     reports = []
-    shipped, scoring = engine.prior, engine.scoring
-    if fold_prior:  # as with a shipped prior: galleries sample no pairs of their own
-        engine.scoring = dataclasses.replace(scoring, null_negatives=0, null_positives=0)
-    try:
+    shipped = engine.prior
+    with own_priors(engine, fold_prior):
         for fold in range(folds):
             split = protocol_split(rows, fold, folds, encounters)
             if fold_prior:
@@ -102,8 +101,6 @@ def evaluate_folds(
             reports.append(evaluate(rows, root, engine, methods, progress, shortlist, exhaustive, split, sides))
             if progress:
                 progress("folds", fold + 1, folds)
-    finally:
-        engine.prior, engine.scoring = shipped, scoring
     protocol = {
         "folds": folds,
         "novel_identities": [r.novel_identities for r in reports],
@@ -118,6 +115,19 @@ def evaluate_folds(
         "identities": identities,
     }
     return FoldsReport(reports, summarise(reports), protocol)
+
+
+@contextlib.contextmanager
+def own_priors(engine: Engine, enabled: bool) -> Iterator[None]:
+    """While the caller sets ``engine.prior`` per split (when ``enabled``), galleries sample no pairs of their own,
+    as with a shipped prior; the engine's prior and scoring are given back afterwards whatever happens."""
+    shipped, scoring = engine.prior, engine.scoring
+    if enabled:
+        engine.scoring = dataclasses.replace(scoring, null_negatives=0, null_positives=0)
+    try:
+        yield
+    finally:
+        engine.prior, engine.scoring = shipped, scoring
 
 
 def fit_fold_prior(engine: Engine, photos: Sequence[GalleryPhoto], methods: Sequence[str]) -> Prior:

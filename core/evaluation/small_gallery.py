@@ -3,7 +3,6 @@ enough to act on, and does an unseen individual read as new? The prior must carr
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -15,7 +14,7 @@ import numpy as np
 from core.catalogue.manifest import ManifestRow
 from core.engine.search import Engine
 from core.engine.shortlist import ShortlistConf
-from core.evaluation.folds import fit_fold_prior
+from core.evaluation.folds import fit_fold_prior, own_priors
 from core.evaluation.protocol import METHODS, Split, encounter_of, evaluate, manifest_photo
 from core.progress import StageProgress
 
@@ -78,10 +77,7 @@ def evaluate_small_galleries(
     """Several small galleries, each searched as the app does (own side, the engine's default search).
     ``fold_prior``: a prior fitted on the identities the draw does not use, so none of its photos shaped it."""
     outcomes: list[dict[str, Any]] = []
-    shipped, scoring = engine.prior, engine.scoring
-    if fold_prior:
-        engine.scoring = dataclasses.replace(scoring, null_negatives=0, null_positives=0)
-    try:
+    with own_priors(engine, fold_prior):
         for draw in range(draws):
             split = small_gallery_split(rows, draw, individuals, photos, encounters)
             if fold_prior:
@@ -104,8 +100,6 @@ def evaluate_small_galleries(
                 )
             if progress:
                 progress("draws", draw + 1, draws)
-    finally:
-        engine.prior, engine.scoring = shipped, scoring
     known = [o for o in outcomes if not o["novel"]]
     novel = [o for o in outcomes if o["novel"]]
     return SmallGalleryReport(

@@ -239,3 +239,18 @@ def test_a_small_gallery_draw_keeps_encounters_apart_and_adds_unseen_individuals
     assert len({tuple(sorted({r.identity for r in s.gallery})) for s in draws}) > 1  # draws differ, reproducibly
     again = small_gallery_split(rows, 1, individuals=4, photos=4, encounters="name")
     assert again.gallery == draws[1].gallery and again.queries == draws[1].queries
+
+
+def test_own_priors_sample_no_pairs_and_give_the_engine_back(tmp_path: Path) -> None:
+    from core.engine.search import Engine
+    from core.evaluation.folds import own_priors
+
+    engine = Engine("sift", {"max_side": 256}, device="cpu", cache_dir=tmp_path)
+    prior, scoring = engine.prior, engine.scoring
+    with pytest.raises(RuntimeError), own_priors(engine, True):
+        assert (engine.scoring.null_negatives, engine.scoring.null_positives) == (0, 0)
+        engine.prior = "fitted on a fold"  # type: ignore[assignment]
+        raise RuntimeError("a fold failed")
+    assert engine.prior is prior and engine.scoring is scoring
+    with own_priors(engine, False):
+        assert engine.scoring is scoring  # the engine's own sampling, untouched
