@@ -20,6 +20,7 @@ __all__ = [
     "data_uri",
     "placeholder",
     "png_bytes",
+    "region_in_photo",
     "thumbnail",
     "working_frame",
 ]
@@ -58,6 +59,35 @@ def crop_preview(pixels: np.ndarray, crop: tuple[float, float, float, float] | N
     thickness = max(2, max(h, w) // 300)
     cv2.rectangle(dimmed, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), (250, 204, 21), thickness, cv2.LINE_AA)
     return dimmed
+
+
+def region_in_photo(
+    region: tuple[float, float, float, float],
+    crop: tuple[float, float, float, float] | None,
+    rotation: int,
+) -> tuple[float, float, float, float]:
+    """Where ``region`` of the engine's query image lies in the whole, unturned photo, as a crop.
+
+    The query image is the photo cropped, then turned clockwise by ``rotation`` (``crop_and_rotate``);
+    ``region`` is ``(x0, y0, x1, y1)`` in fractions of that image. The answer is in the coordinates of
+    ``crop`` (fractions of the photo before turning), so it can become the volunteer's crop as it is.
+    """
+    u0, v0, u1, v1 = (min(max(float(v), 0.0), 1.0) for v in region)
+    turns = (int(rotation) // 90) % 4
+    corners = []
+    for u, v in ((u0, v0), (u1, v1)):
+        for _ in range(turns):  # undo one clockwise quarter turn: (u, v) in the turned frame is (v, 1 - u) before
+            u, v = v, 1.0 - u
+        corners.append((u, v))
+    (a0, b0), (a1, b1) = corners
+    x0, y0, x1, y1 = crop if crop is not None else (0.0, 0.0, 1.0, 1.0)
+    w, h = x1 - x0, y1 - y0
+    return (
+        round(x0 + min(a0, a1) * w, 4),
+        round(y0 + min(b0, b1) * h, 4),
+        round(x0 + max(a0, a1) * w, 4),
+        round(y0 + max(b0, b1) * h, 4),
+    )
 
 
 def cover(image: np.ndarray, aspect: float = 4 / 3) -> np.ndarray:

@@ -290,3 +290,38 @@ def test_thumbnail_is_small_and_upright(tmp_path: Path):
 def test_png_bytes_round_trip():
     image = np.random.default_rng(2).integers(0, 256, (7, 9, 3), dtype=np.uint8)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(pictures.png_bytes(image)))), image)
+
+
+# --- the region the engine used, back in the photo ---------------------------------------------------
+
+
+def _marked_photo() -> np.ndarray:
+    """A 200 x 300 photo with one white block over x 150-210, y 40-90 (x 0.5-0.7, y 0.2-0.45)."""
+    photo = grey(200, 300, 20)
+    photo[40:90, 150:210] = 255
+    return photo
+
+
+def _block(image: np.ndarray) -> tuple[float, float, float, float]:
+    """The white block's bounding box in fractions of ``image``."""
+    rows, cols = np.nonzero(image[:, :, 0] == 255)
+    h, w = image.shape[:2]
+    return cols.min() / w, rows.min() / h, (cols.max() + 1) / w, (rows.max() + 1) / h
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270, -90])
+@pytest.mark.parametrize("crop", [None, (0.4, 0.1, 0.9, 0.6)])
+def test_region_of_the_query_image_maps_back_to_the_block_in_the_photo(crop, rotation):
+    query = pictures.crop_and_rotate(_marked_photo(), crop, rotation)
+    back = pictures.region_in_photo(_block(query), crop, rotation)
+    assert back == pytest.approx((0.5, 0.2, 0.7, 0.45), abs=1e-3)
+    # the crop it gives frames the same block when used as the volunteer's crop (then turned as before)
+    reframed = pictures.crop_and_rotate(_marked_photo(), back, rotation)
+    assert (reframed[:, :, 0] == 255).all()
+
+
+def test_region_in_photo_by_value_for_a_quarter_turn_and_a_crop():
+    # The query is the photo's right half turned clockwise: its top-left quarter is the half's bottom-left.
+    assert pictures.region_in_photo((0.0, 0.0, 0.5, 0.5), (0.5, 0.0, 1.0, 1.0), 90) == (0.5, 0.5, 0.75, 1.0)
+    assert pictures.region_in_photo((0.0, 0.0, 1.0, 1.0), (0.1, 0.2, 0.3, 0.4), 270) == (0.1, 0.2, 0.3, 0.4)
+    assert pictures.region_in_photo((-0.2, 0.1, 1.3, 0.6), None, 0) == (0.0, 0.1, 1.0, 0.6)  # clamped to the photo
