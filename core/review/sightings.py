@@ -51,6 +51,7 @@ from core.review.votes import (
 )
 from core.safe_text import check_text
 from core.store.audit import lock_for_write, record
+from core.store.fieldwork import Encounter
 from core.store.gallery import add_photo
 from core.store.models import (
     SIDES,
@@ -155,6 +156,7 @@ def submit_sighting(
     longitude: float | None = None,
     notes: str = "",
     original_name: str = "",
+    encounter_id: int | None = None,
     config: ReviewConfig | None = None,
     on_gallery_change: GalleryHook | None = None,
 ) -> Submission:
@@ -164,6 +166,7 @@ def submit_sighting(
     existing sighting with ``created`` False; a different user's proposal then counts as their vote, while
     the same user's is ignored. A photo that already is a gallery photo raises :class:`AlreadyInGallery`.
     With ``required_votes=1`` the proposal alone decides, and the photo joins the gallery at once.
+    Without ``encounter_id`` the photo becomes a one-photo encounter of its own.
     """
     config = config or ReviewConfig()
     # Decode fully, not just the header: a photo whose body is truncated or corrupt would otherwise be
@@ -232,8 +235,23 @@ def submit_sighting(
                         in_gallery=False,
                         uploaded_by=actor.id,
                     )
+                own_encounter = encounter_id
+                if own_encounter is None:
+                    encounter = Encounter(
+                        submitted_by=actor.id,  # type: ignore[arg-type]
+                        taken_at=taken_at,
+                        latitude=latitude,
+                        longitude=longitude,
+                        notes=notes,
+                    )
+                    session.add(encounter)
+                    session.flush()
+                    own_encounter = encounter.id
+                elif session.get(Encounter, own_encounter) is None:
+                    raise ReviewError(f"Encounter {own_encounter} does not exist.")
                 sighting = Sighting(
                     photo_id=photo.id,  # type: ignore[arg-type]
+                    encounter_id=own_encounter,  # type: ignore[arg-type]
                     submitted_by=actor.id,  # type: ignore[arg-type]
                     side=side,
                     notes=notes,

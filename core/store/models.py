@@ -6,13 +6,14 @@ later migrations can refer to them on every backend, SQLite's batch mode include
 """
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, LargeBinary, UniqueConstraint
-from sqlalchemy.engine import Dialect
-from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Field, SQLModel
+
+from core.store import feedback, fieldwork  # noqa: F401  (their tables are part of the same schema)
+from core.store.columns import UTCDateTime, sql_in, utc_now
 
 SIDES: tuple[str, ...] = ("left", "right", "top", "other", "unknown")
 """Which side of the head a photo shows; turtle heads are asymmetric, so left never matches right."""
@@ -22,40 +23,6 @@ INDIVIDUAL_STATUSES: tuple[str, ...] = ("active", "retired", "merged")
 
 Crop = tuple[float, float, float, float]
 """``(x0, y0, x1, y1)`` as fractions of the oriented image (after EXIF orientation and ``rotation``)."""
-
-
-def utc_now() -> datetime:
-    """Aware UTC now; the default of every ``created_at``."""
-    return datetime.now(UTC)
-
-
-def _sql_in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stores UTC and always hands back aware UTC datetimes, also on SQLite (which keeps no zone).
-
-    Naive values are taken to be UTC already: callers holding a local EXIF time without an offset must
-    convert it before storing, or accept that it is treated as UTC.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if not isinstance(value, datetime):
-            raise TypeError(f"expected a datetime, got {type(value).__name__}")
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        # SQLite's DATETIME formatter drops the zone anyway; strip it explicitly so the text is UTC.
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def validate_crop(crop: Any) -> Crop | None:
@@ -77,7 +44,7 @@ class Individual(SQLModel, table=True):
     """One animal. Merging keeps the row (status ``merged``) so that a merge can be undone."""
 
     __tablename__ = "individual"
-    __table_args__ = (CheckConstraint(_sql_in("status", INDIVIDUAL_STATUSES), name="ck_individual_status"),)
+    __table_args__ = (CheckConstraint(sql_in("status", INDIVIDUAL_STATUSES), name="ck_individual_status"),)
 
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(max_length=64, unique=True, index=True)
@@ -97,7 +64,7 @@ class Photo(SQLModel, table=True):
     """One stored image. ``sha256`` identifies the content; ``path`` is relative to the photo store."""
 
     __tablename__ = "photo"
-    __table_args__ = (CheckConstraint(_sql_in("side", SIDES), name="ck_photo_side"),)
+    __table_args__ = (CheckConstraint(sql_in("side", SIDES), name="ck_photo_side"),)
 
     id: int | None = Field(default=None, primary_key=True)
     sha256: str = Field(max_length=64, unique=True, index=True)
@@ -120,6 +87,12 @@ class Photo(SQLModel, table=True):
     taken_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     latitude: float | None = None
     longitude: float | None = None
+    site_id: int | None = Field(
+        default=None,
+        nullable=True,
+        index=True,
+        sa_column_args=[ForeignKey("site.id", name="fk_photo_site_id_site")],
+    )
     uploaded_by: int | None = None
     in_gallery: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utc_now, sa_type=UTCDateTime)
@@ -176,7 +149,7 @@ class User(SQLModel, table=True):
     """An account. The table is not called ``user``: that is a reserved word in PostgreSQL."""
 
     __tablename__ = "user_account"
-    __table_args__ = (CheckConstraint(_sql_in("role", ROLES), name="ck_user_account_role"),)
+    __table_args__ = (CheckConstraint(sql_in("role", ROLES), name="ck_user_account_role"),)
 
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(max_length=64, unique=True, index=True)
@@ -187,13 +160,13 @@ class User(SQLModel, table=True):
 
 
 class Sighting(SQLModel, table=True):
-    """One submitted photo awaiting (or past) review; at most one per photo, so re-submissions link to it."""
+    """One submitted photo under review, part of one encounter; one per photo, so re-submissions link to it."""
 
     __tablename__ = "sighting"
     __table_args__ = (
-        CheckConstraint(_sql_in("status", SIGHTING_STATUSES), name="ck_sighting_status"),
-        CheckConstraint(_sql_in("side", SIDES), name="ck_sighting_side"),
-        CheckConstraint(f"decision IS NULL OR {_sql_in('decision', SIGHTING_DECISIONS)}", name="ck_sighting_decision"),
+        CheckConstraint(sql_in("status", SIGHTING_STATUSES), name="ck_sighting_status"),
+        CheckConstraint(sql_in("side", SIDES), name="ck_sighting_side"),
+        CheckConstraint(f"decision IS NULL OR {sql_in('decision', SIGHTING_DECISIONS)}", name="ck_sighting_decision"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -201,6 +174,12 @@ class Sighting(SQLModel, table=True):
         unique=True,
         index=True,
         sa_column_args=[ForeignKey("photo.id", name="fk_sighting_photo_id_photo")],
+    )
+    encounter_id: int | None = Field(  # set on every sighting; nullable only because SQLite adds it in place
+        default=None,
+        nullable=True,
+        index=True,
+        sa_column_args=[ForeignKey("encounter.id", name="fk_sighting_encounter_id_encounter")],
     )
     submitted_by: int = Field(
         index=True,
@@ -277,7 +256,7 @@ class Vote(SQLModel, table=True):
     __tablename__ = "vote"
     __table_args__ = (
         UniqueConstraint("sighting_id", "user_id", name="uq_vote_sighting_user"),
-        CheckConstraint(_sql_in("decision", VOTE_DECISIONS), name="ck_vote_decision"),
+        CheckConstraint(sql_in("decision", VOTE_DECISIONS), name="ck_vote_decision"),
         CheckConstraint(
             "(decision = 'same' AND individual_id IS NOT NULL) OR (decision <> 'same' AND individual_id IS NULL)",
             name="ck_vote_individual",

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, func, select
 
 from core.store.db import (
+    BASELINE_REVISION,
     SchemaError,
     alembic_config,
     current_revision,
@@ -39,11 +40,11 @@ def _photo(sha: str, individual_id: int | None = None, **kwargs) -> Photo:
 
 
 def test_init_db_brings_schema_to_head(engine: Engine) -> None:
-    assert head_revision() == "0004_sign_in"
+    assert head_revision() == "0005_encounters"
     with engine.connect() as conn:
         versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
         tables = set(inspect(conn).get_table_names())
-    assert versions == ["0004_sign_in"]
+    assert versions == ["0005_encounters"]
     assert tables >= GALLERY_TABLES | {"alembic_version"}
 
 
@@ -85,11 +86,17 @@ def test_downgrade_to_base_then_upgrade(engine: Engine) -> None:
 
 
 def test_adopts_database_created_without_migrations(db_url: str) -> None:
+    # The gallery tables as the baseline created them, without the history table that says so.
     raw = make_engine(db_url)
-    tables = [Individual.__table__, Photo.__table__, FeatureRecord.__table__]
-    SQLModel.metadata.create_all(raw, tables=tables)  # type: ignore[arg-type]
-    with session_scope(raw) as session:
-        session.add(Individual(code="old"))
+    with raw.begin() as connection:
+        command.upgrade(alembic_config(connection), BASELINE_REVISION)
+        connection.execute(text("DROP TABLE alembic_version"))
+        connection.execute(
+            text(
+                "INSERT INTO individual (code, name, species, status, notes, created_at) "
+                "VALUES ('old', NULL, '', 'active', '', '2026-01-01 00:00:00')"
+            )
+        )
     assert current_revision(raw) is None
     raw.dispose()
 

@@ -118,9 +118,20 @@ def _old_gallery(url: str, store: PhotoStore) -> Engine:
 def _gallery_snapshot(engine: Engine) -> dict:
     with engine.connect() as conn:
         return {
-            table: [tuple(row) for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
+            table: [dict(row._mapping) for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
             for table in sorted(GALLERY_TABLES)
         }
+
+
+def _as_before(after: dict, before: dict) -> dict:
+    """``after`` limited to the columns ``before`` had; columns added later must be empty (NULL)."""
+    limited = {}
+    for table, rows in after.items():
+        old_columns = set(before[table][0]) if before[table] else set()
+        for row in rows:
+            assert all(value is None for column, value in row.items() if column not in old_columns), (table, row)
+        limited[table] = [{c: v for c, v in row.items() if c in old_columns} for row in rows]
+    return limited
 
 
 def test_upgrade_from_0001_keeps_the_gallery(db_url: str, tmp_path: Path, monkeypatch) -> None:
@@ -133,9 +144,9 @@ def test_upgrade_from_0001_keeps_the_gallery(db_url: str, tmp_path: Path, monkey
     old.dispose()
 
     engine = init_db(db_url)  # what every Scute process does at start
-    assert current_revision(engine) == head_revision() == "0004_sign_in"
+    assert current_revision(engine) == head_revision() == "0005_encounters"
     assert set(inspect(engine).get_table_names()) >= GALLERY_TABLES | REVIEW_TABLES
-    assert _gallery_snapshot(engine) == before
+    assert _as_before(_gallery_snapshot(engine), before) == before
 
     with session_scope(engine) as session:  # the models read the old rows as they were written
         donatello = session.get(Individual, 1)
@@ -194,16 +205,82 @@ def test_models_match_migrations_for_every_table(db_url: str) -> None:
 
 def test_downgrade_to_0001_and_back(db_url: str, tmp_path: Path) -> None:
     store = PhotoStore(tmp_path / "photos")
-    _old_gallery(db_url, store).dispose()
+    old = _old_gallery(db_url, store)
+    before = _gallery_snapshot(old)  # at 0001: the columns that must survive the round trip
+    old.dispose()
     engine = init_db(db_url)
-    before = _gallery_snapshot(engine)
     with engine.begin() as conn:
         command.downgrade(alembic_config(conn), "0001_gallery")
     assert current_revision(engine) == "0001_gallery"
     assert REVIEW_TABLES.isdisjoint(inspect(engine).get_table_names())
-    assert _gallery_snapshot(engine) == before
+    assert _as_before(_gallery_snapshot(engine), before) == before
     engine.dispose()
     engine = init_db(db_url)
-    assert current_revision(engine) == "0004_sign_in"
-    assert _gallery_snapshot(engine) == before
+    assert current_revision(engine) == "0005_encounters"
+    assert _as_before(_gallery_snapshot(engine), before) == before
+    engine.dispose()
+
+
+def test_upgrade_makes_every_sighting_a_one_photo_encounter(db_url: str, tmp_path: Path) -> None:
+    """Sightings written at revision 0004 become one-photo encounters; nothing hanging off them is lost."""
+    store = PhotoStore(tmp_path / "photos")
+    engine = _old_gallery(db_url, store)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0004_sign_in")
+        conn.execute(
+            text(
+                "INSERT INTO user_account (id, username, password_hash, role, active, created_at) "
+                "VALUES (7, 'vol', 'x', 'volunteer', :yes, :created)"
+            ),
+            {"yes": True, "created": CREATED},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO sighting (id, photo_id, submitted_by, status, side, notes, taken_at, latitude, "
+                "longitude, new_individual_probability, created_at) VALUES "
+                "(5, 3, 7, 'pending', 'left', 'near the reef', :taken, -4.5, 55.5, 0.2, :created)"
+            ),
+            {"taken": CREATED, "created": CREATED},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO candidate (id, sighting_id, individual_id, code, rank, score, probability, n_matches) "
+                "VALUES (1, 5, 1, 'T-0001', 1, 2.5, 0.7, 31)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO sighting_evidence (id, sighting_id, engine_version, payload, created_at) "
+                "VALUES (1, 5, 'v', :payload, :created)"
+            ),
+            {"payload": b"evidence", "created": CREATED},
+        )
+        if engine.dialect.name == "postgresql":
+            for table in ("user_account", "sighting", "candidate", "sighting_evidence"):
+                conn.execute(text(f"SELECT setval('{table}_id_seq', (SELECT max(id) FROM {table}))"))
+    engine.dispose()
+
+    engine = init_db(db_url)
+    assert current_revision(engine) == "0005_encounters"
+    with engine.connect() as conn:
+        encounters = conn.execute(
+            text("SELECT id, submitted_by, taken_at, latitude, longitude, notes, site_id FROM encounter")
+        ).all()
+        assert [(e.id, e.submitted_by, e.latitude, e.longitude, e.notes, e.site_id) for e in encounters] == [
+            (5, 7, -4.5, 55.5, "near the reef", None)
+        ]
+        assert conn.execute(text("SELECT id, encounter_id FROM sighting")).all() == [(5, 5)]
+        counts = [
+            conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+            for t in ("candidate", "sighting_evidence", "feature_record", "photo")
+        ]
+        assert counts == [1, 1, 1, 3]  # a table rebuild with foreign keys on would have cascaded these away
+    with session_scope(engine) as session:  # new encounters get ids after the migrated ones
+        vol = session.get(User, 7)
+        buffer = io.BytesIO()
+        Image.new("RGB", (32, 24), (200, 20, 30)).save(buffer, format="PNG")
+        submission = submit_sighting(
+            session, store, vol, buffer.getvalue(), candidates=[], new_individual_probability=None
+        )
+        assert submission.sighting.encounter_id == 6
     engine.dispose()
