@@ -19,7 +19,9 @@ import torch
 
 from core.engine.extractors import DEFAULT_EXTRACTOR, make_extractor
 from core.engine.features import FeatureCache, Features
+from core.engine.images import read_info
 from core.engine.index import GalleryIndex, GalleryPhoto, IndexBuilder, PairCache
+from core.engine.localise import Region, ZoomConf, locate, native_size, region_to_crop, to_frame, worth_zooming
 from core.engine.matchers import matcher_for
 from core.engine.matching import MatchResult
 from core.engine.orientation import as_views, best_turn, default_turns, parse_turns
@@ -83,6 +85,21 @@ class SearchOutcome:
     identification: Identification
     results: dict[int, MatchResult]
     shortlist: Shortlist | None = None  # what the shortlist chose, when one was used
+    views: list[Features] = dataclasses.field(default_factory=list)  # the query features matched (search_photo)
+    zoom: Zoom | None = None  # where search_photo zoomed to, when it did
+
+
+@dataclass(frozen=True)
+class Zoom:
+    """The region a search zoomed to (core.engine.localise) and the frames its keypoints live in."""
+
+    region: Region  # normalised (x0, y0, x1, y1) in the query as the engine received it
+    frame_size: tuple[int, int]  # (W, H) of the as-given query's working image: what results' kpts0 refer to
+    zoomed_size: tuple[int, int]  # (W, H) of the zoomed working image: what ``views`` keypoints refer to
+    first: Identification  # the first pass's ranking, before zooming
+
+    def to_frame(self, result: MatchResult) -> MatchResult:
+        return to_frame(result, self.region, self.zoomed_size, self.frame_size)
 
 
 class Engine:
@@ -100,9 +117,12 @@ class Engine:
         turns: Sequence[int] | str | None = None,
         weights_dir: Path | None = None,
         prior: Prior | Path | bool = True,
+        zoom: ZoomConf | None = None,
     ) -> None:
         """``prior``: True uses the prior shipped for these settings if there is one (core.engine.prior),
-        False none (each gallery fits its own from sampled pairs), a path or a Prior that one."""
+        False none (each gallery fits its own from sampled pairs), a path or a Prior that one.
+        ``zoom``: how :meth:`search_photo` zooms to the animal (core.engine.localise); None never zooms."""
+        self.zoom = zoom
         self.extractor = make_extractor(extractor, extractor_conf, device, weights_dir)
         self.matcher = matcher_for(extractor, matcher_conf, self.extractor.device, weights_dir)
         #: Clockwise quarter-turns each query is tried in (core.engine.orientation); None: the device's default.
@@ -330,3 +350,55 @@ class Engine:
         reranked = set(identification.ranking)
         identification.ranking = identification.ranking + [i for i in short.ranking if i not in reranked]
         return SearchOutcome(identification, dict(zip(chosen, results, strict=True)), short)
+
+    def search_photo(
+        self,
+        source: Path | bytes | np.ndarray,
+        sha256: str,
+        index: GalleryIndex,
+        crop: tuple[float, float, float, float] | None = None,
+        rotation: int = 0,
+        top_k: int = 5,
+        method: str | None = None,
+        exclude: Iterable[str] = (),
+        shortlist: ShortlistConf | bool | None = None,
+        progress: Progress | None = None,
+        zoom: ZoomConf | bool | None = True,
+    ) -> SearchOutcome:
+        """:meth:`search` for a photo: extract its views, search, and where the matches point to a small part of
+        the photo, search again on that part cut at the photo's native resolution (core.engine.localise).
+
+        ``zoom``: True follows the engine's :attr:`zoom`, False or None never zooms, a conf zooms by it. A
+        volunteer's ``crop`` already says where the animal is (and a corrected region comes back as one), so
+        a cropped photo is never zoomed. The zoomed outcome's match results carry their query keypoints in the
+        as-given working frame, like an unzoomed one's; its ``views`` are the zoomed features actually matched.
+        """
+        views = self.query_views(source, sha256, crop, rotation)
+        first = self.search(views, index, top_k, method, exclude, shortlist, progress)
+        first.views = views
+        conf = self.zoom if zoom is True else (zoom or None)
+        if conf is None or crop is not None:
+            return first
+        frame = views[0].image_size
+        region = locate([c.match for c in first.identification.candidates if c.match is not None], frame, conf)
+        native = native_size(*_photo_size(source), crop, rotation)
+        best = first.identification.candidates[0].probability if first.identification.candidates else 0.0
+        if not worth_zooming(region, frame, native, self.extractor.max_side, best, conf):
+            return first
+        assert region is not None
+        zoomed = self.query_views(source, sha256, region_to_crop(region, crop, rotation), rotation)
+        outcome = self.search(zoomed, index, top_k, method, exclude, shortlist, progress)
+        zoom_info = Zoom(region, frame, zoomed[0].image_size, first.identification)
+        results = {i: zoom_info.to_frame(r) for i, r in outcome.results.items()}
+        for candidate in outcome.identification.candidates:
+            if candidate.match is not None:
+                candidate.match = zoom_info.to_frame(candidate.match)
+        return SearchOutcome(outcome.identification, results, outcome.shortlist, zoomed, zoom_info)
+
+
+def _photo_size(source: Path | bytes | np.ndarray) -> tuple[int, int]:
+    """(W, H) of a photo at full resolution, EXIF orientation applied, read from its header."""
+    if isinstance(source, np.ndarray):
+        return int(source.shape[1]), int(source.shape[0])
+    info = read_info(source)
+    return info.width, info.height
