@@ -19,6 +19,7 @@ from core.service.identify import SIDE_CHOICES, SIDE_LABELS, SearchResult, Uploa
 from core.viz import pictures
 from ui import context as ctx
 from ui.components import candidate_cards, match_explorer, md, percent, run_search
+from ui.crop_box import compared_area, crop_box
 
 ACCEPTED = ["jpg", "jpeg", "png", "webp", "tif", "tiff", "heic", "heif"]
 DRAFTS = "identify.drafts"
@@ -103,9 +104,17 @@ def _show_rejected() -> None:
 
 
 def _framing(draft: Draft, key: str) -> None:
-    """Side, crop and rotation, next to a preview of the photo with the crop marked."""
+    """Side, crop and rotation: a box dragged on the photo, and next to it what Scute will compare."""
     upload = draft.upload
     left, right = st.columns([3, 2], gap="medium")
+    with left:
+        draft.crop = crop_box(upload.preview, draft.crop, f"{key}.crop")  # first: "What Scute compares" shows it
+        st.caption(
+            f":material/calendar_month: {md(upload.taken_at_text)} · :material/location_on: {md(upload.place_text)} · "
+            f"{upload.info.width}×{upload.info.height} {upload.info.format}"
+        )
+        if upload.info.latitude is not None and upload.info.longitude is not None:
+            st.map({"lat": [upload.info.latitude], "lon": [upload.info.longitude]}, zoom=9, height=200)
     with right:
         draft.side = st.radio(
             "Which side of the head is shown?",
@@ -121,28 +130,6 @@ def _framing(draft: Draft, key: str) -> None:
             "a little less sure)."
         )
         st.session_state[LAST_SIDE] = draft.side
-        x0, y0, x1, y1 = draft.crop or (0.0, 0.0, 1.0, 1.0)
-        xs = st.slider(
-            "Crop: left and right edge",
-            0,
-            100,
-            (round(x0 * 100), round(x1 * 100)),
-            format="%d%%",
-            key=f"{key}.cropx",
-        )
-        ys = st.slider(
-            "Crop: top and bottom edge",
-            0,
-            100,
-            (round(y0 * 100), round(y1 * 100)),
-            format="%d%%",
-            key=f"{key}.cropy",
-        )
-        if xs[1] - xs[0] < 5 or ys[1] - ys[0] < 5:
-            st.warning("The crop is very small; keep at least 5 % in each direction.")
-        else:
-            crop = (xs[0] / 100, ys[0] / 100, xs[1] / 100, ys[1] / 100)
-            draft.crop = None if crop == (0.0, 0.0, 1.0, 1.0) else crop
         turns = st.container(horizontal=True, gap="small")
         if turns.button("90°", icon=":material/rotate_left:", key=f"{key}.rotl", help="Turn anticlockwise"):
             draft.rotation = (draft.rotation - 90) % 360
@@ -152,14 +139,6 @@ def _framing(draft: Draft, key: str) -> None:
             draft.rotation = 0
         compared = pictures.crop_and_rotate(upload.preview, draft.crop, draft.rotation)
         st.image(compared, caption="What Scute compares", width=260)
-    with left:
-        st.image(pictures.crop_preview(upload.preview, draft.crop), width="stretch")
-        st.caption(
-            f":material/calendar_month: {md(upload.taken_at_text)} · :material/location_on: {md(upload.place_text)} · "
-            f"{upload.info.width}×{upload.info.height} {upload.info.format}"
-        )
-        if upload.info.latitude is not None and upload.info.longitude is not None:
-            st.map({"lat": [upload.info.latitude], "lon": [upload.info.longitude]}, zoom=9, height=200)
 
 
 def _search(draft: Draft) -> None:
@@ -196,6 +175,11 @@ def _results(draft: Draft, key: str) -> None:
     else:
         st.info("No clear answer: look at the matches of each candidate below before you propose.")
     candidate_cards(result)
+    used_region = getattr(result, "used_region", None)  # the engine's localisation, where it has one
+    chosen = compared_area(draft.upload.preview, result.crop, result.rotation, used_region, draft.crop, f"{key}.area")
+    if chosen != draft.crop:  # "use this area as my crop": the box above shows it, ready to correct
+        draft.crop = chosen
+        st.rerun()
     if draft.query_image is not None:
         st.subheader("Why? The matched points")
         match_explorer(result, draft.query_image, key=f"{key}.explore", label_for=_labeller(result))

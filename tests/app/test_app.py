@@ -23,6 +23,7 @@ from core.engine.search import Engine
 from core.review import users
 from core.review.sightings import CandidateInput, submit_sighting
 from core.service.evidence import stored
+from core.service.identify import SearchResult
 from core.store.db import init_db, session_scope
 from core.store.models import AuditLog, Candidate, FeatureRecord, Individual, Photo, Sighting, User, Vote
 from core.store.photos import PhotoStore
@@ -183,6 +184,23 @@ def test_identify_a_real_turtle_and_propose_it(home: Path, db, app_gallery: AppG
     overlay = next(c for c in image_captions(at) if c.startswith("Your photo (left)"))
     shown, total = (int(n) for n in overlay.split(": ")[1].split(" matches")[0].split(" of "))
     assert shown < total / 2
+
+    # What the engine compared is shown and said (issue 17.3): no crop was set, so the whole photo. Where
+    # the engine zooms in (its localisation; stood in for here until the engine reports it), the volunteer can
+    # take that area as their crop, correct it and search again.
+    assert "What Scute compared" in image_captions(at)
+    said = ("Scute used the whole photo", "Scute zoomed in on the marked area of your photo")  # the latter: localised
+    assert sum(m.value.startswith(said) for m in at.markdown) == 1
+    with monkeypatch.context() as patch:
+        patch.setattr(SearchResult, "used_region", property(lambda self: (0.25, 0.5, 0.75, 1.0)), raising=False)
+        at.run()
+        assert any(m.value.startswith("Scute zoomed in on the marked area") for m in at.markdown)
+        at.button(key=f"{key}.area.use").click().run()
+        assert not at.exception, at.exception
+        at.toggle(key=f"{key}.crop.sliders").set_value(True).run()  # the plain fallback shows the crop in %
+        edges = {slider.label: slider.value for slider in at.slider if slider.label.startswith("Crop:")}
+        assert edges == {"Crop: left and right edge": (25, 75), "Crop: top and bottom edge": (50, 100)}
+        assert any("since this search" in w.value for w in at.warning)  # a changed crop asks for a new search
 
     choice = at.radio(key=f"{key}.choice")
     assert choice.value[0] == "same"  # the best candidate is proposed by default
