@@ -106,6 +106,8 @@ def _sighting_checks(session: Session) -> list[str]:
         label = f"sighting {sighting.id} ({sighting.status})"
         applied = decisions.pop(sighting.id, 0)
         photo = photos.get(sighting.photo_id)
+        if sighting.encounter_id is None:
+            problems.append(f"{label} belongs to no encounter")
         if sighting.status == "decided":
             if applied != 1:
                 problems.append(f"{label} has {applied} decision entries in the audit log instead of 1")

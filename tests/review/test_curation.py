@@ -613,3 +613,13 @@ def test_cli_curate(db_url: str, engine: Engine, world: World, capsys) -> None:
         _cli(["curate", "retire", "T-0001", "--db", db_url])
     assert exited.value.code == 2
     assert "--user" in capsys.readouterr().err
+
+
+def test_check_reports_a_sighting_outside_any_encounter(engine: Engine, store: PhotoStore, world: World) -> None:
+    """Every sighting belongs to an encounter (capture–recapture counts encounters); a damaged restore may not."""
+    assert _check(engine) == []
+    with session_scope(engine) as session:
+        sighting = session.get(Sighting, world.sighting)
+        sighting.encounter_id = None  # type: ignore[union-attr]
+        session.add(sighting)
+    assert _check(engine) == [f"sighting {world.sighting} (decided) belongs to no encounter"]
