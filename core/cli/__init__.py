@@ -1,8 +1,8 @@
 """Command line: ``python -m core COMMAND`` (``--help`` on each); one module per group of commands.
 
 engine (identify, evaluate) · catalogue (import, export) · accounts (users) · review (sightings, vote) ·
-curate · ops (backup, restore, check) · bench. The settings are read once here (``Settings.from_env``,
-``--db`` winning over ``DATABASE_URL``) and handed to every command as ``args.settings``.
+curate · sites, species (places) · ops (backup, restore, check) · bench. The settings are read once here
+(``Settings.from_env``, ``--db`` winning over ``DATABASE_URL``) and handed to every command as ``args.settings``.
 
 User mistakes (bad photos, missing files, empty gallery) print one clear line and exit with 2;
 a traceback means a bug in Scute.
@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.cli import accounts, bench, catalogue, curate, engine, ops, review
+from core.cli import accounts, bench, catalogue, curate, engine, ops, places, review
 from core.errors import ScuteError
 from core.settings import Settings
 
@@ -35,6 +35,7 @@ def build_parser(home: Path | None = None) -> argparse.ArgumentParser:
     accounts.register(sub)
     review.register(sub)
     curate.register(sub)
+    places.register(sub)
     catalogue.register_export(sub)
     ops.register(sub)
     bench.register(sub)
