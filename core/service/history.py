@@ -37,6 +37,12 @@ ACTION_LABELS: dict[str, str] = {
     "user.disable": "Account disabled",
     "user.password": "Password",
     "catalogue.import": "Import",
+    "site.create": "New site",
+    "site.edit": "Site changed",
+    "site.remove": "Site removed",
+    "species.create": "New species",
+    "species.edit": "Species changed",
+    "species.remove": "Species removed",
 }
 
 #: The groups the Curate page filters by (the first part of an action's name).
@@ -46,6 +52,8 @@ KIND_LABELS: dict[str, str] = {
     "sighting": "Sightings",
     "user": "Accounts",
     "catalogue": "Imports",
+    "site": "Sites",
+    "species": "Species list",
 }
 
 
@@ -204,6 +212,26 @@ def _user_role(entry: AuditLog, names: _Names) -> str:
     return f"changed the role of {names.user(entry.target_id)} from {before.get('role')} to {after.get('role')}"
 
 
+def _place_words(fields: Mapping[str, Any]) -> str:
+    """A site's or species' recorded fields in words: "“Ras Baridi” (Red Sea, 24.27, 37.62, 5 km)"."""
+    details = [str(fields[key]) for key in ("region", "scientific_name") if fields.get(key)]
+    if fields.get("latitude") is not None and fields.get("longitude") is not None:
+        details.append(f"{fields['latitude']:g}, {fields['longitude']:g}")
+    if fields.get("radius_km") is not None:
+        details.append(f"{fields['radius_km']:g} km")
+    return _quoted(fields.get("name")) + (f" ({', '.join(details)})" if details else "")
+
+
+def _place_edit(what: str) -> Callable[[AuditLog, _Names], str]:
+    def sentence(entry: AuditLog, names: _Names) -> str:
+        before, after = entry.payload.get("before") or {}, entry.payload.get("after") or {}
+        renamed = entry.payload.get("individuals_renamed")
+        follow = f"; {plural(int(renamed), 'individual')} renamed with it" if renamed else ""
+        return f"changed the {what} {_place_words(before)} to {_place_words(after)}{follow}"
+
+    return sentence
+
+
 _SENTENCES: dict[str, Callable[[AuditLog, _Names], str]] = {
     "individual.rename": _rename,
     "individual.notes": lambda e, n: f"edited the notes of {n.code(e.target_id)}",
@@ -225,6 +253,12 @@ _SENTENCES: dict[str, Callable[[AuditLog, _Names], str]] = {
     "user.disable": _user_sentence("disabled the account {user}"),
     "user.password": _user_sentence("set a new password for {user}"),
     "catalogue.import": _import,
+    "site.create": lambda e, n: f"added the site {_place_words(e.payload.get('after') or {})}",
+    "site.edit": _place_edit("site"),
+    "site.remove": lambda e, n: f"removed the site {_place_words(e.payload.get('before') or {})}",
+    "species.create": lambda e, n: f"added the species {_place_words(e.payload.get('after') or {})}",
+    "species.edit": _place_edit("species"),
+    "species.remove": lambda e, n: f"removed the species {_place_words(e.payload.get('before') or {})}",
 }
 
 
