@@ -24,25 +24,29 @@ from core.io import sha256_hex
 from core.review.rules import MAX_NOTES_LENGTH, AlreadyVoted, ReviewConfig, ReviewError
 from core.review.sightings import CandidateInput, Submission, submit_sighting
 from core.review.users import acting_user
-from core.review.votes import GalleryHook, VoteOutcome, check_vote, locked_sighting, vote_locked
+from core.review.votes import GalleryHook, VoteOutcome, check_vote, decide, locked_sighting, vote_locked
 from core.safe_text import TextError, check_text
 from core.store.audit import lock_for_write, record
 from core.store.fieldwork import Encounter, Site, Species
-from core.store.models import Crop, Photo, Sighting, User, Vote
+from core.store.models import AuditLog, Crop, Photo, Sighting, User, Vote
 from core.store.photos import PhotoStore
 
 __all__ = [
     "MAX_OBSERVER",
     "MAX_TAGS",
     "MAX_TAG_LENGTH",
+    "CombinedInput",
     "EncounterError",
     "EncounterFields",
     "EncounterPhoto",
     "EncounterSubmission",
+    "ShownRanking",
     "cast_encounter_vote",
     "check_encounter",
+    "decide_encounter",
     "encounter_of",
     "encounter_photos",
+    "shown_ranking",
     "submit_encounter",
 ]
 
@@ -84,6 +88,24 @@ class EncounterPhoto:
     crop: Crop | None = None
     rotation: int = 0
     original_name: str = ""
+
+
+@dataclass(frozen=True)
+class CombinedInput:
+    """One row of the encounter's combined ranking as the submitter saw it (core.engine.combine)."""
+
+    individual_id: int
+    probability: float
+    log_likelihood_ratio: float  # the encounter's evidence, summed over its photos (natural log)
+    per_photo: tuple[float | None, ...] = ()  # each photo's ln LR; None where that photo was not compared
+
+
+@dataclass(frozen=True)
+class ShownRanking:
+    """The combined ranking frozen with the encounter, with the new-individual probability beside it."""
+
+    rows: list[CombinedInput]
+    new_individual_probability: float | None
 
 
 @dataclass(frozen=True)
@@ -197,11 +219,14 @@ def submit_encounter(
     proposal: str | None = None,
     proposed_individual_id: int | None = None,
     comment: str = "",
+    combined: ShownRanking | None = None,
     config: ReviewConfig | None = None,
     on_gallery_change: GalleryHook | None = None,
 ) -> EncounterSubmission:
     """One encounter row and one sighting per photo, in the caller's transaction; the proposal votes on each.
 
+    ``combined`` (the ranking of all photos together that the submitter saw) is kept with the encounter's audit
+    entry, as each sighting's candidates are kept with its own, so reviewers see what the submitter saw.
     A one-photo encounter of a photo submitted before links to that sighting, as a single sighting always did."""
     clean = check_encounter(session, fields)
     if proposal is not None:
@@ -267,8 +292,40 @@ def submit_encounter(
             "species": encounter.species,
             "tags": encounter.tag_list,
         },
+        individuals=[combined.rows[0].individual_id] if combined and combined.rows else [],
+        extra={"combined": _ranking_payload(combined)} if combined is not None else None,
     )
     return EncounterSubmission(encounter, submissions)
+
+
+def _ranking_payload(ranking: ShownRanking) -> dict[str, object]:
+    for row in ranking.rows:
+        if not (math.isfinite(row.probability) and 0.0 <= row.probability <= 1.0):
+            raise EncounterError(f"A combined probability must lie between 0 and 1, not {row.probability!r}.")
+    return {
+        "rows": [[r.individual_id, r.probability, r.log_likelihood_ratio, list(r.per_photo)] for r in ranking.rows],
+        "new_individual_probability": ranking.new_individual_probability,
+    }
+
+
+def shown_ranking(session: Session, encounter_id: int) -> ShownRanking | None:
+    """The combined ranking the submitter saw (None for one-photo encounters and those sent without one)."""
+    entry = session.exec(
+        select(AuditLog).where(
+            AuditLog.action == "encounter.create",
+            AuditLog.target_type == "encounter",
+            AuditLog.target_id == encounter_id,
+        )
+    ).first()
+    payload = entry.payload.get("combined") if entry is not None and isinstance(entry.payload, dict) else None
+    if not isinstance(payload, dict):
+        return None
+    rows = [
+        CombinedInput(int(ident), float(prob), float(llr), tuple(None if v is None else float(v) for v in per))
+        for ident, prob, llr, per in payload.get("rows", [])
+    ]
+    new = payload.get("new_individual_probability")
+    return ShownRanking(rows, None if new is None else float(new))
 
 
 def _fill_from_photos(session: Session, encounter: Encounter, sightings: Sequence[Sighting]) -> None:
@@ -339,4 +396,36 @@ def cast_encounter_vote(
             on_gallery_change,
         )
         for sighting_id in members
+    ]
+
+
+def decide_encounter(
+    session: Session,
+    user: User,
+    encounter_id: int,
+    decision: str,
+    individual_id: int | None = None,
+    *,
+    config: ReviewConfig | None = None,
+    on_gallery_change: GalleryHook | None = None,
+) -> list[VoteOutcome]:
+    """An admin decides every open sighting of the encounter at once (see :func:`core.review.votes.decide`)."""
+    open_ones = session.exec(
+        select(Sighting.id)
+        .where(Sighting.encounter_id == encounter_id, Sighting.status != "decided")
+        .order_by(col(Sighting.id))
+    ).all()
+    if not open_ones:
+        raise EncounterError(f"Encounter {encounter_id} has no open sighting to decide.")
+    return [
+        decide(
+            session,
+            user,
+            sighting_id,  # type: ignore[arg-type]
+            decision,
+            individual_id,
+            config=config,
+            on_gallery_change=on_gallery_change,
+        )
+        for sighting_id in open_ones
     ]

@@ -12,11 +12,15 @@ from sqlmodel import Session, func, select
 
 from core.review.encounters import (
     MAX_TAGS,
+    CombinedInput,
     EncounterError,
     EncounterFields,
     EncounterPhoto,
+    ShownRanking,
     cast_encounter_vote,
+    decide_encounter,
     encounter_photos,
+    shown_ranking,
     submit_encounter,
 )
 from core.review.rules import AlreadyVoted, ReviewConfig, ReviewError
@@ -223,3 +227,36 @@ def test_fields_left_empty_come_from_the_photos(engine, store, ids) -> None:
         encounter = session.get(Encounter, encounter_id)
         assert encounter.taken_at is None and encounter.latitude is None  # the test photos carry no EXIF
         assert encounter.tag_list == [] and encounter.site_id is None
+
+
+def test_the_combined_ranking_the_submitter_saw_is_kept_with_the_encounter(engine, store, ids) -> None:
+    shown = ShownRanking([CombinedInput(ids["t1"], 0.97, 5.5, (3.0, 2.5))], 0.03)
+    encounter_id, _ = _submit(engine, store, ids, EncounterFields(), combined=shown)
+    with session_scope(engine) as session:
+        assert shown_ranking(session, encounter_id) == shown
+    single, _ = _submit(engine, store, ids, EncounterFields(), photos=[EncounterPhoto(image_bytes(40), "top")])
+    with session_scope(engine) as session:
+        assert shown_ranking(session, single) is None
+    with session_scope(engine) as session:
+        before = _counts(session)
+    bad = ShownRanking([CombinedInput(ids["t1"], 1.5, 5.5, (3.0, 2.5))], 0.0)
+    photos = [EncounterPhoto(image_bytes(41), "left"), EncounterPhoto(image_bytes(42), "right")]
+    with pytest.raises(EncounterError, match="between 0 and 1"):
+        _submit(engine, store, ids, EncounterFields(), photos=photos, combined=bad)
+    with session_scope(engine) as session:
+        assert _counts(session) == before
+
+
+def test_an_admin_decides_every_open_photo_of_an_encounter(engine, store, ids) -> None:
+    encounter_id, sightings = _submit(engine, store, ids, EncounterFields(), proposal="unsure")
+    with session_scope(engine) as session:
+        admin = session.exec(select(User).where(User.username == "admin")).one()
+        outcomes = decide_encounter(session, admin, encounter_id, "same", ids["t1"])
+        assert [(o.sighting_id, o.status, o.individual_id) for o in outcomes] == [
+            (sightings[0], "decided", ids["t1"]),
+            (sightings[1], "decided", ids["t1"]),
+        ]
+    with session_scope(engine) as session:
+        admin = session.exec(select(User).where(User.username == "admin")).one()
+        with pytest.raises(EncounterError, match="no open sighting"):
+            decide_encounter(session, admin, encounter_id, "new")
