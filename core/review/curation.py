@@ -7,6 +7,9 @@ adds one audit entry with the state before and after. Each function returns that
 ``merged_into_id`` set, its code resolvable with :func:`core.store.gallery.resolve_merged`), a removed photo
 keeps its file and history and only leaves the search, and a retired individual stays listed.
 
+Tags (flipper, PIT, alternate ids) follow the animal: a merge hands the merged individual's tags to the
+survivor and its undo gives back those still there; a split leaves them where they were.
+
 Sightings follow their photos: when a photo changes individual, so does the ``decided_individual_id``
 of the sighting that brought it in, so the exported capture history stays consistent with the gallery.
 
@@ -39,6 +42,7 @@ from core.review.rules import MAX_NAME_LENGTH, MAX_NOTES_LENGTH, ReviewConfig
 from core.review.users import acting_user
 from core.safe_text import check_text
 from core.store.audit import ROW_LOCK, lock_for_write, record
+from core.store.fieldwork import IndividualTag
 from core.store.gallery import normalize_code, resolve_merged
 from core.store.models import AuditLog, Individual, Photo, Sighting, User
 
@@ -264,6 +268,7 @@ def merge(session: Session, user: User, source: IndividualRef, target: Individua
     ).all()
     before = {"status": first.status, "merged_into_id": first.merged_into_id}
     _reassign(session, photos.values(), sightings, second.id)
+    tag_ids = _move_tags(session, _tag_ids_of(session, first.id), second.id)  # type: ignore[arg-type]
     first.status, first.merged_into_id = "merged", second.id
     session.add(first)
     session.flush()
@@ -283,8 +288,28 @@ def merge(session: Session, user: User, source: IndividualRef, target: Individua
             "target_code": second.code,
             "photo_ids": photo_ids,
             "sighting_ids": [s.id for s in sightings],
+            "tag_ids": tag_ids,
         },
     )
+
+
+def _tag_ids_of(session: Session, individual_id: int) -> list[int]:
+    query = select(IndividualTag.id).where(IndividualTag.individual_id == individual_id)
+    return sorted(ident for ident in session.exec(query).all() if ident is not None)
+
+
+def _move_tags(session: Session, tag_ids: Sequence[int], to_id: int, *, from_id: int | None = None) -> list[int]:
+    """Give these tags (those still on ``from_id``, when given) to ``to_id``; tags are unique, so no clash."""
+    tags = session.exec(select(IndividualTag).where(col(IndividualTag.id).in_(list(tag_ids)))).all()
+    moved = []
+    for tag in tags:
+        if from_id is not None and tag.individual_id != from_id:
+            continue
+        tag.individual_id = to_id
+        session.add(tag)
+        moved.append(tag.id)
+    session.flush()
+    return sorted(ident for ident in moved if ident is not None)
 
 
 def split(
@@ -426,6 +451,7 @@ def _undo_merge(session: Session, entry: AuditLog) -> tuple[dict[str, Any], dict
     sightings = [s for s in _sightings_by_id(session, payload["sighting_ids"]) if s.decided_individual_id == target.id]
     back, kept = _decided_during(session, entry, source.id, target.id)  # type: ignore[arg-type]
     _reassign(session, [*photos.values(), *(p for _, p in back)], [*sightings, *(s for s, _ in back)], source.id)
+    _move_tags(session, payload.get("tag_ids", []), source.id, from_id=target.id)  # type: ignore[arg-type]
     restored = payload["before"]
     source.status, source.merged_into_id = restored["status"], restored["merged_into_id"]
     session.add(source)

@@ -25,12 +25,16 @@ ACTION_LABELS: dict[str, str] = {
     "individual.retire": "Retire",
     "individual.merge": "Merge",
     "individual.split": "Split",
+    "individual.tag_add": "Tag added",
+    "individual.tag_remove": "Tag removed",
     "photo.move": "Move photo",
     "photo.remove": "Remove photo",
     "sighting.submit": "Sighting sent",
     "sighting.vote": "Vote",
     "sighting.conflict": "Conflict",
     "sighting.decide": "Decision",
+    "individual.follow": "Follow",
+    "individual.unfollow": "Unfollow",
     "user.create": "New account",
     "user.role": "Role",
     "user.enable": "Account enabled",
@@ -137,7 +141,8 @@ def _species(entry: AuditLog, names: _Names) -> str:
 def _merge(entry: AuditLog, names: _Names) -> str:
     p = entry.payload
     moved = plural(len(p.get("photo_ids", [])), "photo")
-    return f"merged {p.get('source_code')} into {p.get('target_code')} ({moved} moved)"
+    tags = f" and {plural(len(p['tag_ids']), 'tag')}" if p.get("tag_ids") else ""
+    return f"merged {p.get('source_code')} into {p.get('target_code')} ({moved}{tags} moved)"
 
 
 def _split(entry: AuditLog, names: _Names) -> str:
@@ -145,6 +150,17 @@ def _split(entry: AuditLog, names: _Names) -> str:
     new = " (a new individual)" if p.get("created") else ""
     origin = names.code(p.get("source_id"))
     return f"split {plural(len(p.get('photo_ids', [])), 'photo')} off {origin} into {p.get('target_code')}{new}"
+
+
+_TAG_WORDS = {"flipper": "flipper tag", "pit": "PIT tag", "alternate": "alternate id"}
+
+
+def _tag(entry: AuditLog, names: _Names) -> str:
+    added = entry.action == "individual.tag_add"
+    tag = entry.payload.get("after" if added else "before") or {}
+    what = f"the {_TAG_WORDS.get(tag.get('kind'), 'tag')} {tag.get('value')}"
+    code = names.code(entry.target_id)
+    return f"added {what} to {code}" if added else f"removed {what} from {code}"
 
 
 def _move(entry: AuditLog, names: _Names) -> str:
@@ -239,12 +255,16 @@ _SENTENCES: dict[str, Callable[[AuditLog, _Names], str]] = {
     "individual.retire": lambda e, n: f"retired {n.code(e.target_id)}",
     "individual.merge": _merge,
     "individual.split": _split,
+    "individual.tag_add": _tag,
+    "individual.tag_remove": _tag,
     "photo.move": _move,
     "photo.remove": lambda e, n: f"removed photo {e.target_id} from the search",
     "sighting.submit": _submit,
     "sighting.vote": _vote,
     "sighting.conflict": lambda e, n: f"sighting #{e.target_id} got conflicting votes, so an admin decides",
     "sighting.decide": _decide,
+    "individual.follow": lambda e, n: f"started following {n.code(e.target_id)}",
+    "individual.unfollow": lambda e, n: f"stopped following {n.code(e.target_id)}",
     "user.create": lambda e, n: "created the account {username} ({role})".format(
         **{"username": "?", "role": "?", **(e.payload.get("after") or {})}
     ),
