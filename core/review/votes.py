@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core.review.curation import moved_owner
+from core.review.inbox import notify_conflict, notify_decision
 from core.review.individuals import InactiveTarget, active_target, create_next_individual, get_individual
 from core.review.rules import MAX_COMMENT_LENGTH, AlreadyDecided, AlreadyVoted, ReviewConfig, ReviewError
 from core.review.users import acting_user
@@ -133,6 +134,26 @@ def _call_hook(hook: GalleryHook | None, photo: Photo) -> None:
         hook(photo)  # an error propagates: the decision is refused and nothing of it is kept
 
 
+def _encounter_newcomer(session: Session, sighting: Sighting) -> Individual | None:
+    """The new individual another photo of the same encounter became: one animal, one new individual."""
+    sibling = session.exec(
+        select(Sighting)
+        .where(
+            Sighting.encounter_id == sighting.encounter_id,
+            Sighting.id != sighting.id,
+            Sighting.decision == "new",
+            col(Sighting.decided_individual_id).is_not(None),
+        )
+        .order_by(col(Sighting.id))
+    ).first()
+    if sibling is None:
+        return None
+    try:
+        return active_target(session, sibling.decided_individual_id, lock=True)  # type: ignore[arg-type]
+    except InactiveTarget:
+        return None
+
+
 def _apply(
     session: Session,
     sighting: Sighting,
@@ -153,7 +174,7 @@ def _apply(
             raise ReviewError("A decision 'same' must say which individual the photo shows.")
         target = active_target(session, individual_id, lock=True)
     elif decision == "new":
-        target = create_next_individual(session, config.code_pattern)
+        target = _encounter_newcomer(session, sighting) or create_next_individual(session, config.code_pattern)
     else:
         raise ReviewError(f"A sighting is decided as 'same' or 'new', not {decision!r}.")
     photo = session.get(Photo, sighting.photo_id, with_for_update=ROW_LOCK, populate_existing=True)
@@ -190,6 +211,7 @@ def _apply(
         },
     )
     log.info("Sighting %s decided (%s): photo %s joins %s", sighting.id, how, photo.id, target.code)
+    notify_decision(session, sighting, decision, target)  # same transaction: a refused decision tells no one
     _call_hook(hook, photo)
     return target
 
@@ -225,6 +247,7 @@ def settle(
             before={"status": "pending"},
             after={"status": "conflict"},
         )
+        notify_conflict(session, sighting)
         log.info("Sighting %s has conflicting votes; an admin must decide", sighting.id)
     return False, None
 
