@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.service import browse
+from core.service import tags as tag_service
 from core.service.browse import Encounter, IndividualRow
 from core.service.history import plural
 from ui import context as ctx
@@ -28,7 +29,9 @@ SIDE_HEADINGS = {
 
 def _filters(rows: list[IndividualRow]) -> list[IndividualRow]:
     text_col, status_col, species_col, since_col = st.columns([3, 2, 2, 2])
-    text = text_col.text_input("Search code or name", key="gallery.search", placeholder="e.g. T-0042 or Donatello")
+    text = text_col.text_input(
+        "Search code, name or tag", key="gallery.search", placeholder="e.g. T-0042, Donatello or a flipper tag"
+    )
     statuses = status_col.multiselect(
         "Status", list(STATUS_LABELS), default=["active"], format_func=STATUS_LABELS.get, key="gallery.status"
     )
@@ -38,13 +41,17 @@ def _filters(rows: list[IndividualRow]) -> list[IndividualRow]:
     )
     since = since_col.date_input("Seen since", value=None, key="gallery.since", format="DD/MM/YYYY")
     seen_since = datetime.combine(since, datetime.min.time(), tzinfo=UTC) if since else None
-    return browse.filter_individuals(rows, text, species=species, statuses=statuses, seen_since=seen_since)
+    tagged = tag_service.matching(ctx.app(), text)
+    return browse.filter_individuals(
+        rows, text, species=species, statuses=statuses, seen_since=seen_since, tagged=tagged
+    )
 
 
 #: Rows of the list that get a thumbnail (each is a decoded photo the first time): filter to see the others'.
 THUMBNAILS = 200
 TABLE = "gallery.table"
 PICKED = "gallery.picked"
+TAG_VALUE = "gallery.tags.value"
 
 
 def _table(rows: list[IndividualRow]) -> str | None:
@@ -122,6 +129,40 @@ def _timeline(encounters: list[Encounter]) -> go.Figure:
     return fig
 
 
+def _tags(individual_id: int, code: str, merged: bool) -> None:
+    """Flipper and PIT tags and other catalogues' ids; reviewers and admins add and remove them."""
+    rows = tag_service.tags_of(ctx.app(), individual_id)
+    if rows:
+        st.markdown("**Tags:** " + " · ".join(f"{md(r.label)} `{md(r.value)}`" for r in rows))
+    user = ctx.current_user()
+    if merged or user is None or not tag_service.can_edit(user.role):
+        return
+    with st.expander(f"Tags and alternate ids of {md(code)}", expanded=False):
+        with st.form("gallery.tags.add", border=False):  # a refused tag stays typed, to be corrected
+            kind_col, value_col = st.columns([1, 2])
+            kind = kind_col.selectbox(
+                "Kind", tag_service.TAG_KINDS, format_func=tag_service.KIND_LABELS.get, key="gallery.tags.kind"
+            )
+            value = value_col.text_input("Number or id", max_chars=128, placeholder="e.g. AB1234", key=TAG_VALUE)
+            added = st.form_submit_button("Add tag", icon=":material/sell:", key="gallery.tags.add") and ctx.attempt(
+                "adding the tag", lambda: tag_service.add(ctx.app(), user, individual_id, kind, value)
+            )
+        if added:
+            st.session_state.pop(TAG_VALUE, None)
+            st.rerun()
+        if rows:
+            picked = st.selectbox(
+                "Remove a tag", rows, format_func=lambda r: f"{r.label} {r.value}", key="gallery.tags.pick"
+            )
+            if st.button("Remove tag", icon=":material/delete:", key="gallery.tags.remove") and picked is not None:
+                removed = ctx.attempt(
+                    "removing the tag",
+                    lambda: tag_service.remove(ctx.app(), user, individual_id, picked.kind, picked.value),
+                )
+                if removed:
+                    st.rerun()
+
+
 def _individual(individual_id: int) -> None:
     user = ctx.current_user()
     page = browse.individual_page(ctx.app(), individual_id, user.role if user is not None else "volunteer")
@@ -152,6 +193,7 @@ def _individual(individual_id: int) -> None:
         st.caption(f"Species: {md(individual.species)}")
     if individual.notes:
         st.markdown(f"**Notes:** {md(individual.notes)}")
+    _tags(individual.id, individual.code, individual.status == "merged")  # type: ignore[arg-type]
 
     st.subheader("Photos")
     store = ctx.app().store

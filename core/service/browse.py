@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -96,12 +96,21 @@ def filter_individuals(
     species: Sequence[str] = (),
     statuses: Sequence[str] = (),
     seen_since: datetime | None = None,
+    tagged: Collection[int] = (),
 ) -> list[IndividualRow]:
-    """Case-insensitive search in code and name, plus species, status and last-seen filters."""
+    """Case-insensitive search in code and name, plus species, status and last-seen filters.
+
+    ``tagged``: individuals whose tag numbers or alternate ids match ``text`` (:func:`core.service.tags.matching`).
+    """
     needle = text.strip().lower()
     out = []
     for row in rows:
-        if needle and needle not in row.code.lower() and needle not in (row.name or "").lower():
+        if (
+            needle
+            and needle not in row.code.lower()
+            and needle not in (row.name or "").lower()
+            and row.id not in tagged
+        ):
             continue
         if species and row.species not in species:
             continue
