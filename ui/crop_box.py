@@ -62,16 +62,30 @@ def crop_from_box(coords: dict, width: int, height: int) -> Crop | None:
     return None if crop == FULL else crop
 
 
-def box_for_crop(crop: Crop | None, width: int, height: int) -> dict[str, int]:
-    """The box to draw for ``crop``: its bounding box, stroke included, lies on the crop's edges."""
+def box_for_crop(
+    crop: Crop | None, width: int, height: int, scale: tuple[float, float] = (1.0, 1.0)
+) -> dict[str, float]:
+    """The box to draw for ``crop``: its bounding box, stroke included, lies on the crop's edges.
+
+    ``scale`` is the stretch the canvas keeps on the box from the volunteer's drags (it resizes a box by
+    scaling it, and later sizes are scaled again), so the size given is divided by it.
+    """
     x0, y0, x1, y1 = crop or FULL
-    left, top = round(x0 * width), round(y0 * height)
+    sx, sy = scale
     return {
-        "left": left,
-        "top": top,
-        "width": max(1, round(x1 * width) - left - STROKE),
-        "height": max(1, round(y1 * height) - top - STROKE),
+        "left": x0 * width,
+        "top": y0 * height,
+        "width": max(1.0, (x1 - x0) * width / sx - STROKE),
+        "height": max(1.0, (y1 - y0) * height / sy - STROKE),
     }
+
+
+def box_scale(coords: dict, drawn: dict) -> tuple[float, float]:
+    """The stretch of a box the canvas reported, against the box it was last given (``drawn``)."""
+    return (
+        float(coords["width"]) / (float(drawn["width"]) + STROKE),
+        float(coords["height"]) / (float(drawn["height"]) + STROKE),
+    )
 
 
 def _edge(value: float) -> float:
@@ -91,18 +105,20 @@ def _box(preview: np.ndarray, crop: Crop | None, key: str) -> Crop | None:
     image = Image.fromarray(pictures.as_rgb(preview, "preview"))
     image.thumbnail((CANVAS_W, CANVAS_H), Image.Resampling.LANCZOS)
     width, height = image.size
-    widget = f"{key}.box"
-    seen = f"{key}.box_seen"
-    # The box's last report is read before it is drawn, so the box is drawn where the volunteer left it.
+    widget, memory = f"{key}.box", f"{key}.box_state"
+    # The box's last report is read before the box is drawn, so it is drawn where the volunteer left it.
     reported = (st.session_state.get(widget) or {}).get("coords")
-    if reported and reported != st.session_state.get(seen):
-        st.session_state[seen] = reported
+    state = st.session_state.get(memory) or {}
+    scale = state.get("scale", (1.0, 1.0)) if reported else (1.0, 1.0)  # no report yet: a new canvas
+    if reported and reported != state.get("seen") and state.get("drawn"):
+        scale = box_scale(reported, state["drawn"])
         dragged = crop_from_box(reported, width, height)
         if _too_small(dragged):
             st.warning("That box is very small; keep at least 5 % of the photo in each direction.")
         else:
             crop = dragged
-    box = box_for_crop(crop, width, height)
+    box = box_for_crop(crop, width, height, scale)
+    st.session_state[memory] = {"seen": reported, "scale": scale, "drawn": box}
     name = re.sub(r"[^A-Za-z0-9_-]", "-", key)
     _zoom_to_fit(width)
     with st.container(key=f"cropbox-{name}"):
