@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.cli import accounts, bench, catalogue, curate, engine, ops, places, review
+from core.cli import accounts, bench, catalogue, curate, engine, ops, places, review, tags
 from core.errors import ScuteError
 from core.settings import Settings
 
@@ -36,6 +36,7 @@ def build_parser(home: Path | None = None) -> argparse.ArgumentParser:
     review.register(sub)
     curate.register(sub)
     places.register(sub)
+    tags.register(sub)
     catalogue.register_export(sub)
     ops.register(sub)
     bench.register(sub)

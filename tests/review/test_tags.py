@@ -149,3 +149,20 @@ def test_search_and_duplicates_of_an_import(engine: Engine, world: World) -> Non
             tags.duplicate_in(session, [("pit", "X1", "T-0005"), ("pit", "x1", "T-0006")])
             == "the PIT tag x1 is also given to T-0005"
         )
+
+
+def test_cli_tags_add_list_remove(db_url: str, engine: Engine, world: World, capsys) -> None:
+    from core import cli
+
+    assert cli.main(["tags", "add", "T-0001", "flipper", " AB123 ", "--user", "carol", "--db", db_url]) == 0
+    assert "Added the flipper tag AB123 to T-0001" in capsys.readouterr().out
+    assert cli.main(["tags", "add", "T-0002", "flipper", "ab123", "--user", "admin", "--db", db_url]) == 2
+    assert "error: The flipper tag AB123 is on T-0001" in capsys.readouterr().err
+    assert cli.main(["tags", "add", "T-0002", "pit", "P1", "--user", "alice", "--db", db_url]) == 2  # a volunteer
+    assert capsys.readouterr().err.startswith("error: ")
+    assert cli.main(["tags", "list", "T-0001", "--db", db_url]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split() == ["flipper", "AB123"]
+    assert cli.main(["tags", "remove", "T-0001", "flipper", "AB123", "--user", "carol", "--db", db_url]) == 0
+    assert cli.main(["tags", "list", "T-0001", "--db", db_url]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "T-0001 has no tags."
+    assert _tags(engine, world.t1) == []
