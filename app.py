@@ -14,7 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.errors import ScuteError
-from core.service import accounts, dashboard
+from core.service import accounts, dashboard, inbox
 from core.service.accounts import User
 from ui import context as ctx
 from ui.components import md
@@ -199,6 +199,12 @@ def _sidebar(user: User) -> None:
         ctx.sync_cookie()
 
 
+def _inbox_title(user: User) -> str:
+    """The menu label, with the number of unread messages so nobody has to open the page to know."""
+    unread = inbox.unread(ctx.app(), user)
+    return f"Inbox ({unread} new)" if unread else "Inbox"
+
+
 def main() -> None:
     try:
         user = ctx.current_user()
@@ -225,6 +231,7 @@ def main() -> None:
             st.Page("pages/identify.py", title="Identify", icon=":material/photo_camera:"),
             st.Page("pages/review.py", title="Review", icon=":material/how_to_vote:"),
             st.Page("pages/gallery.py", title="Gallery", icon=":material/photo_library:"),
+            st.Page("pages/inbox.py", title=_inbox_title(user), icon=":material/inbox:", url_path="inbox"),
         ]
     }
     admin_pages = []

@@ -16,6 +16,7 @@ from core.service.browse import Encounter, IndividualRow
 from core.service.history import plural
 from ui import context as ctx
 from ui.components import card_image, md, thumbnail_uri
+from ui.follow import follow_button
 
 STATUS_LABELS = {"active": "Active", "retired": "Retired", "merged": "Merged"}
 SIDE_HEADINGS = {
@@ -174,6 +175,7 @@ def _individual(individual_id: int) -> None:
     st.header(title, divider="gray")
     status_colour = {"active": "green", "retired": "gray", "merged": "orange"}.get(individual.status, "gray")
     st.badge(STATUS_LABELS.get(individual.status, individual.status), color=status_colour)
+    follow_button(individual.id, individual.code, individual.status == "merged")  # type: ignore[arg-type]
     if page.merged_into is not None:
         st.info(f"{md(individual.code)} was merged into {md(page.merged_into)}; its photos are there now.")
     in_gallery = [e for e in encounters if e.in_gallery]

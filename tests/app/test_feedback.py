@@ -1,0 +1,121 @@
+"""Feedback pages (issue 16): the Inbox shows a decision on one's sighting and marks it read; a volunteer
+follows an individual from its Gallery page and hears when it is seen again."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fixtures.appgallery import APP_ENV, FAST_HASHER, PASSWORD, AppGallery, copy_home
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+from streamlit.testing.v1 import AppTest
+
+from core.review import users
+from core.review.sightings import submit_sighting
+from core.review.votes import cast_vote
+from core.store.db import init_db, session_scope
+from core.store.feedback import Follow, Notification
+from core.store.models import Individual, User
+from core.store.photos import PhotoStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def home(app_gallery: AppGallery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = copy_home(app_gallery, tmp_path / "home")
+    monkeypatch.setenv("SCUTE_HOME", str(path))
+    for key, value in APP_ENV.items():
+        monkeypatch.setenv(key, value)
+    for key in ("DATABASE_URL", "SCUTE_REQUIRED_VOTES", "SCUTE_SESSION_SECRET", "SCUTE_TOP_K"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(users, "_HASHER", FAST_HASHER)
+    return path
+
+
+@pytest.fixture
+def db(home: Path):
+    engine = init_db(f"sqlite:///{home / 'gallery.db'}")
+    yield engine
+    engine.dispose()
+
+
+def signed_in(name: str) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    at.text_input(key="signin.username").input(name)
+    at.text_input(key="signin.password").input(PASSWORD)
+    at.button(key="signin.submit").click().run()
+    assert not at.exception and not at.error
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [m.value for m in at.caption]
+    for kind in (at.success, at.info, at.warning, at.error, at.title):
+        parts += [e.value for e in kind]
+    return "\n".join(str(p) for p in parts).replace("\\", "")  # Markdown escapes dropped
+
+
+def _user(session, name: str) -> User:
+    return session.exec(select(User).where(User.username == name)).one()
+
+
+def decided_sighting(db: Engine, home: Path, app_gallery: AppGallery, code: str = "t006") -> int:
+    """alice sends the query photo proposing ``code``; bob agrees, which decides it (two votes)."""
+    with session_scope(db) as session:
+        target = session.exec(select(Individual).where(Individual.code == code)).one()
+        sent = submit_sighting(
+            session,
+            PhotoStore(home / "photos"),
+            _user(session, "alice"),
+            app_gallery.query.read_bytes(),
+            candidates=[],
+            new_individual_probability=None,
+            proposal="same",
+            proposed_individual_id=target.id,
+            taken_at=datetime(2025, 4, 12, 7, 0, tzinfo=UTC),
+        )
+        sighting_id = sent.sighting.id
+    with session_scope(db) as session:
+        cast_vote(session, _user(session, "bob"), sighting_id, "same", target.id)  # type: ignore[arg-type]
+    return sighting_id  # type: ignore[return-value]
+
+
+def test_inbox_shows_the_decision_and_marks_it_read(home: Path, db: Engine, app_gallery: AppGallery) -> None:
+    decided_sighting(db, home, app_gallery)
+    at = signed_in("alice")
+    assert [p.label for p in at.get("page_link") if "Inbox" in str(p.label)] == ["Inbox (1 new)"]
+    at.switch_page("pages/inbox.py").run()
+    assert not at.exception
+    assert "**Your encounter of 2025-04-12 was confirmed as t006.**" in texts(at)  # bold: unread
+    assert "1 unread" in texts(at)
+    assert [p.label for p in at.get("page_link") if "gallery" in str(p.label)] == ["Open t006 in the gallery"]
+    at.button(key="inbox.read_all").click().run()
+    assert not at.exception
+    assert "Nothing unread." in texts(at)
+    assert "Your encounter of 2025-04-12 was confirmed as t006." in texts(at)  # still there, no longer bold
+    with session_scope(db) as session:
+        notes = session.exec(select(Notification).where(Notification.user_id == _user(session, "alice").id)).all()
+        assert [(n.kind, n.read_at is not None) for n in notes] == [("confirmed", True)]
+
+
+def test_follow_from_the_gallery_reaches_the_inbox(home: Path, db: Engine, app_gallery: AppGallery) -> None:
+    at = signed_in("admin")
+    at.switch_page("pages/gallery.py").run()
+    at.query_params["individual"] = "t006"
+    at.run()
+    follow = next(b for b in at.button if str(b.key).startswith("follow."))
+    assert follow.label == "Follow t006"
+    follow.click().run()
+    assert not at.exception
+    assert next(b for b in at.button if str(b.key).startswith("follow.")).label == "Unfollow t006"
+    with session_scope(db) as session:
+        rows = session.exec(select(Follow)).all()
+        assert [(r.user_id, r.individual_id) for r in rows] == [
+            (_user(session, "admin").id, session.exec(select(Individual.id).where(Individual.code == "t006")).one())
+        ]
+    decided_sighting(db, home, app_gallery)
+    at.switch_page("pages/inbox.py").run()
+    assert "t006 was seen again (encounter of 2025-04-12, by alice)." in texts(at)
