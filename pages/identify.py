@@ -20,6 +20,7 @@ from core.viz import pictures
 from ui import context as ctx
 from ui.components import candidate_cards, match_explorer, md, percent, run_search
 from ui.crop_box import compared_area, crop_box
+from ui.encounter import encounter_section, sent_message
 
 ACCEPTED = ["jpg", "jpeg", "png", "webp", "tif", "tiff", "heic", "heif"]
 DRAFTS = "identify.drafts"
@@ -311,7 +312,8 @@ def _proposal(draft: Draft, key: str) -> None:
     st.rerun()
 
 
-def _draft_view(sha: str, draft: Draft) -> None:
+def _draft_view(sha: str, draft: Draft, *, alone: bool = True) -> None:
+    """One photo's framing, search and evidence; its own proposal only when it is not part of an encounter."""
     key = f"identify.{sha[:16]}"
     if draft.sighting_id is not None:
         st.success(f"Sent for review as sighting #{draft.sighting_id}. {draft.outcome}", icon=":material/check_circle:")
@@ -331,7 +333,9 @@ def _draft_view(sha: str, draft: Draft) -> None:
         st.rerun()
     if draft.result is not None:
         _results(draft, key)
-    if draft.result is not None or draft.empty_gallery:
+    if not alone:
+        st.caption("The proposal for all photos together is below the photos.")
+    elif draft.result is not None or draft.empty_gallery:
         if draft.empty_gallery and draft.result is None:
             st.info("The gallery is still empty, so there is nothing to compare with: send it as a new individual.")
         _proposal(draft, key)
@@ -342,7 +346,8 @@ def main() -> None:
     st.title("Identify a turtle")
     st.write(
         "Upload photos of one turtle's head. For each photo, say which side it shows and crop to the head: "
-        "Scute then ranks the known individuals and shows you why."
+        "Scute then ranks the known individuals and shows you why. Several photos of one turtle seen once "
+        "(left and right side, say) are one encounter: their evidence adds up."
     )
     _uploader()
     _show_rejected()
@@ -350,14 +355,26 @@ def main() -> None:
     if not drafts:
         st.caption("Tip: sharp photos where the head's scales are visible work best; one photo per side.")
         return
+    sent_message()
+    open_drafts = [d for d in drafts.values() if d.sighting_id is None]
+    together = len(open_drafts) > 1 and st.toggle(
+        "These photos show one animal, seen once (one encounter)",
+        value=True,
+        key="identify.together",
+        help="Then each photo is compared with the same side in the gallery, the evidence of all photos adds up, "
+        "and you send one proposal for all of them. Turn it off to send each photo on its own.",
+    )
     names = [f"Photo {i + 1} · {md(d.upload.name[:24])}" for i, d in enumerate(drafts.values())]
     containers = st.tabs(names) if len(drafts) > 1 else [st.container()]
     for container, (sha, draft) in zip(containers, list(drafts.items()), strict=True):
         with container:
             try:
-                _draft_view(sha, draft)
+                _draft_view(sha, draft, alone=not together)
             except ScuteError as exc:
                 st.error(str(exc), icon=":material/warning:")
+    if together:
+        with ctx.guard("combining the photos"):
+            encounter_section(open_drafts, _search)
 
 
 main()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from core.service import browse, dashboard, review
-from core.service.review import ReviewItem
+from core.service.review import EncounterReview, ReviewItem
 from core.viz import pictures
 from ui import context as ctx
 from ui.components import match_explorer, md, percent, photo_image, with_progress
@@ -125,9 +125,11 @@ def _vote(sighting_id: int, decision: str, individual_id: int | None, comment: s
         "recording your vote", lambda: review.vote(ctx.app(), user, sighting_id, decision, individual_id, comment)
     )
     if settled is not None:
-        text = f"Your vote on sighting #{sighting_id} ({label}) is recorded."
+        what = f"encounter of sighting #{sighting_id} ({settled.photos} photos)" if settled.photos > 1 else ""
+        text = f"Your vote on {what or f'sighting #{sighting_id}'} ({label}) is recorded."
         if settled.outcome.applied:
-            text += f" That decided it: the photo joined **{md(settled.code)}**."
+            photos = "its photos" if settled.photos > 1 else "the photo"
+            text += f" That decided it: {photos} joined **{md(settled.code)}**."
         elif settled.outcome.status == "conflict":
             text += " The votes disagree, so an admin will decide."
         st.session_state[FLASH] = ("ok", text)
@@ -135,23 +137,25 @@ def _vote(sighting_id: int, decision: str, individual_id: int | None, comment: s
         st.rerun()
 
 
-def _vote_buttons(item: ReviewItem, key: str) -> None:
+def _vote_buttons(item: ReviewItem, key: str, choices: list[tuple[int, str]] | None = None) -> None:
+    """``choices``: (individual id, label) best first; by default the sighting's own candidates."""
     detail, codes = item.detail, item.codes
     sighting_id = detail.sighting.id
     assert sighting_id is not None
+    if choices is None:
+        choices = [(c.individual_id, codes.get(c.individual_id, c.code)) for c in detail.candidates]
     st.markdown("**Your vote**")
     comment = st.text_input("Comment (optional)", key=f"{key}.comment", max_chars=2000)
-    for i, candidate in enumerate(detail.candidates[:5]):
-        label = codes.get(candidate.individual_id, candidate.code)
+    for i, (individual_id, label) in enumerate(choices[:5]):
         if st.button(
             f"Same as {md(label)}",
-            key=f"{key}.same.{candidate.rank}",
+            key=f"{key}.same.{i + 1}",
             shortcut=SHORTCUT_KEYS[i],
             type="primary" if i == 0 else "secondary",
             width="stretch",
             help=f"Shortcut: {SHORTCUT_KEYS[i]}",
         ):
-            _vote(sighting_id, "same", candidate.individual_id, comment, f"same as {label}")
+            _vote(sighting_id, "same", individual_id, comment, f"same as {label}")
     new_col, unsure_col = st.columns(2)
     if new_col.button("New individual", key=f"{key}.new", shortcut="N", width="stretch", help="Shortcut: N"):
         _vote(sighting_id, "new", None, comment, "new individual")
@@ -209,7 +213,83 @@ def _admin_decision(item: ReviewItem, key: str) -> None:
                 st.rerun()
 
 
+def _evidence_llr(value: float | None) -> str:
+    return "not compared" if value is None else f"{value:+.1f}"
+
+
+def _encounter(found: EncounterReview, *, can_vote: bool, admin: bool) -> None:
+    """An encounter of several photos: the combined ranking, one vote for all photos, each photo's evidence."""
+    encounter, first = found.encounter, found.items[0]
+    key = f"review.{first.detail.sighting.id}"
+    when = encounter.taken_at.strftime("%d %b %Y") if encounter.taken_at else "date unknown"
+    facts = [f"Encounter #{encounter.id}", f"{len(found.items)} photos", f"seen {when}"]
+    facts += [
+        f"{label}: {value}"
+        for label, value in (
+            ("site", found.site),
+            ("observer", encounter.observer),
+            ("species", encounter.species),
+            ("tags", ", ".join(encounter.tag_list)),
+        )
+        if value
+    ]
+    st.caption(" · ".join(md(fact) for fact in facts))
+    if encounter.notes:
+        st.text(f"Notes: {encounter.notes}")  # a volunteer's text: plain
+    left, right = st.columns([3, 2], gap="medium")
+    sides = [item.detail.sighting.side for item in found.items]
+    with left:
+        st.markdown("**Combined ranking the submitter saw** (every photo compared with the same side)")
+        combined = found.combined
+        if combined is None or not combined.rows:
+            st.caption("Sent without a combined search: see each photo's candidates below.")
+        else:
+            st.dataframe(
+                [
+                    {
+                        "Individual": found.codes.get(r.individual_id, "?"),
+                        "Probability": percent(r.probability),
+                        "Evidence (all photos)": _evidence_llr(r.log_likelihood_ratio),
+                    }
+                    | {f"Photo {i + 1} ({sides[i]})": _evidence_llr(v) for i, v in enumerate(r.per_photo[: len(sides)])}
+                    for r in combined.rows
+                ],
+                hide_index=True,
+                width="stretch",
+            )
+            st.caption(
+                f"New individual: {percent(combined.new_individual_probability)}. Evidence is the log-likelihood "
+                "ratio against a new individual: the photos' evidence adds up."
+            )
+    with right:
+        if can_vote:
+            choices = [
+                (r.individual_id, found.codes.get(r.individual_id, "?"))
+                for r in (found.combined.rows if found.combined else [])
+            ]
+            _vote_buttons(first, key, choices or None)
+            st.caption("Your vote applies to every photo of this encounter.")
+    st.session_state.setdefault(EVIDENCE, True)
+    show = st.toggle("Show the matched points", key=EVIDENCE)
+    for tab, item in zip(st.tabs([f"Photo {i + 1}: {side}" for i, side in enumerate(sides)]), found.items, strict=True):
+        with tab:
+            _summary(item, None)
+            if show:
+                _evidence(
+                    item,
+                    found.code(found.combined.rows[0].individual_id)
+                    if found.combined and found.combined.rows
+                    else None,
+                )
+    if admin and any(item.detail.sighting.status in ("pending", "conflict") for item in found.items):
+        _admin_decision(first, key)
+
+
 def _sighting(sighting_id: int, *, can_vote: bool, admin: bool) -> None:
+    found = review.encounter_review(ctx.app(), sighting_id)
+    if found is not None:
+        _encounter(found, can_vote=can_vote, admin=admin)
+        return
     item = review.item(ctx.app(), sighting_id)
     detail, codes = item.detail, item.codes
     key = f"review.{sighting_id}"
