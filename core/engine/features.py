@@ -124,34 +124,52 @@ class Extractor(ABC):
 
     def extract(self, rgb: np.ndarray) -> Features:
         """Extract from an image already cropped and rotated; downscales to ``max_side`` itself."""
-        image = self._working(rgb)
+        image = self.working(rgb)
         return self._features(image, *self._extract(image))
 
     def extract_many(self, images: Sequence[np.ndarray]) -> list[Features | ScuteError]:
         """Several images at once, each result as :meth:`extract` gives it (or the error it raises).
 
-        On a GPU the images that share a working size go through the network as one batch (HotSpotter-scale
-        galleries are imported at hundreds of photos per second that way); on a CPU batching gains nothing.
+        On a GPU the images that share a :meth:`batch_key` go through the network as one batch; on a CPU
+        batching gains nothing. Many photos: :func:`core.engine.bulk.extract_stream` overlaps decoding too.
         """
         out: list[Features | ScuteError | None] = [None] * len(images)
-        ready: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+        staged: list[tuple[int, np.ndarray]] = []
         for i, rgb in enumerate(images):
             try:
-                image = self._working(rgb)
+                staged.append((i, self.working(rgb)))
             except ScuteError as exc:
                 out[i] = exc
-                continue
-            ready.setdefault(image.shape, []).append((i, image))
-        for group in ready.values():
-            results = self._extract_batch([image for _, image in group])
-            for (i, image), raw in zip(group, results, strict=True):
+        for (i, _), result in zip(staged, self.extract_staged([image for _, image in staged]), strict=True):
+            out[i] = result
+        return [r for r in out if r is not None]
+
+    def batch_key(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Working images with equal keys can go through the network as one batch (default: equal shapes)."""
+        return shape
+
+    def stage(self, image: np.ndarray) -> Any:
+        """A working image made ready for :meth:`extract_staged` (an extractor on a GPU may upload it);
+        called on decoding threads, so that the network's thread only runs the network."""
+        return image
+
+    def extract_staged(self, images: Sequence[Any]) -> list[Features | ScuteError]:
+        """Features of working images (from :meth:`working`, then :meth:`stage`), each or the error it raises.
+        Images of different :meth:`batch_key` may be mixed: each group is batched on its own."""
+        out: list[Features | ScuteError | None] = [None] * len(images)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            groups.setdefault(self.batch_key(tuple(image.shape)), []).append(i)
+        for members in groups.values():
+            results = self._extract_batch([images[i] for i in members])
+            for i, raw in zip(members, results, strict=True):
                 try:
-                    out[i] = self._features(image, *raw)
+                    out[i] = self._features(images[i], *raw)
                 except ScuteError as exc:
                     out[i] = exc
         return [r for r in out if r is not None]
 
-    def _working(self, rgb: np.ndarray) -> np.ndarray:
+    def working(self, rgb: np.ndarray) -> np.ndarray:
         """The image at its working size, refused when it is too small or blank to compare."""
         from core.engine.images import resize_long_side
 
@@ -170,7 +188,12 @@ class Extractor(ABC):
         return image
 
     def _features(
-        self, image: np.ndarray, kpts: np.ndarray, desc: np.ndarray, scores: np.ndarray, extra: dict[str, np.ndarray]
+        self,
+        image: np.ndarray | torch.Tensor,
+        kpts: np.ndarray,
+        desc: np.ndarray,
+        scores: np.ndarray,
+        extra: dict[str, np.ndarray],
     ) -> Features:
         if len(kpts) < MIN_KEYPOINTS:
             raise NoKeypointsError(
@@ -189,9 +212,9 @@ class Extractor(ABC):
         )
 
     def _extract_batch(
-        self, images: Sequence[np.ndarray]
+        self, images: Sequence[Any]
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
-        """Images of one size; extractors whose network takes batches override this."""
+        """Staged images of one :meth:`batch_key`; extractors whose network takes batches override this."""
         return [self._extract(image) for image in images]
 
     @abstractmethod

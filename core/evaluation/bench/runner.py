@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import statistics
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
@@ -18,11 +16,13 @@ import numpy as np
 import torch
 
 from core.catalogue.manifest import ManifestRow, read_manifest
+from core.engine.bulk import extract_stream
 from core.engine.features import Features
 from core.engine.index import GalleryIndex, GalleryPhoto, PairCache
 from core.engine.matching import MatchResult
 from core.engine.search import Engine
 from core.engine.shortlist import default_conf, shortlist_index
+from core.errors import ScuteError
 from core.evaluation.bench.augment import AUGMENT_VERSION, _path_order, grow_gallery
 from core.evaluation.bench.conf import BenchConf
 from core.evaluation.bench.memory import MemoryFeatureCache
@@ -93,8 +93,8 @@ class Bench:
             self.progress(stage, done, total)
 
     def features(self, photos: Sequence[GalleryPhoto]) -> list[Features]:
-        """Gallery features from the cache; the missing ones decoded by a thread per core and extracted in
-        chunks (batched through the network on a GPU, :meth:`Extractor.extract_many`)."""
+        """Gallery features from the cache; the missing ones through :func:`core.engine.bulk.extract_stream`
+        (decoding threads ahead of the network by a bounded window, batches of one network shape on a GPU)."""
         from core.engine.images import prepare
 
         engine, cache = self.engine, self.engine.feature_cache
@@ -103,32 +103,23 @@ class Bench:
         missing = [i for i, f in enumerate(out) if f is None]
         self.extracted = len(missing)
         max_side = engine.extractor.max_side
-        chunk = 64 if self.device.type == "cuda" else 1
 
-        def load(i: int) -> np.ndarray:
-            return prepare(photos[i].path, max_side=max_side)
+        def load(j: int) -> np.ndarray:
+            # Through the app's decoding workers and their budgets, as an imported photo would be.
+            return prepare(photos[missing[j]].path, max_side=max_side)
 
-        workers = max(2, os.cpu_count() or 2)
-        with ThreadPoolExecutor(workers) as readers, ThreadPoolExecutor(workers) as writers:
-            # Decoding runs ahead of the network by a bounded window (unbounded, 10,000 decoded photos
-            # waited in memory); cache writes (each fsync'd) run on their own threads.
-            todo, ahead = iter(missing), deque[tuple[int, Future[np.ndarray]]]()
+        written: list[tuple[int, Future[Path]]] = []
+        with ThreadPoolExecutor(4) as writers:  # each cache file is fsync'd: writes wait on the disk, not on us
 
-            def read_ahead() -> None:
-                while len(ahead) < 2 * max(chunk, workers) and (i := next(todo, None)) is not None:
-                    ahead.append((i, readers.submit(load, i)))
+            def keep(j: int, result: Features | ScuteError) -> None:
+                if isinstance(result, Exception):
+                    raise result
+                i = missing[j]
+                written.append((i, writers.submit(cache.put, result, photos[i].key)))
+                if len(written) % 64 == 0 or len(written) == len(missing):
+                    self._tick("features", len(written), len(missing))
 
-            read_ahead()
-            written: list[tuple[int, Future[Path]]] = []
-            while ahead:
-                batch = [ahead.popleft() for _ in range(min(chunk, len(ahead)))]
-                read_ahead()
-                images = [future.result() for _, future in batch]
-                for (i, _), result in zip(batch, engine.extractor.extract_many(images), strict=True):
-                    if isinstance(result, Exception):
-                        raise result
-                    written.append((i, writers.submit(cache.put, result, photos[i].key)))
-                self._tick("features", len(written), len(missing))
+            extract_stream(engine.extractor, len(missing), load, keep)
             for i, future in written:
                 future.result()
                 out[i] = cache.get(version, photos[i].key)  # from memory: what was just written
