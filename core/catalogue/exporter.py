@@ -2,7 +2,8 @@
 
 :func:`export_catalogue` writes one folder:
 
-- ``individuals.csv``: code, name, species, status, merged_into, notes, photos, first_seen, last_seen;
+- ``individuals.csv``: code, name, species, status, merged_into, notes, photos, first_seen, last_seen, and the
+  tags (``flipper_tags``, ``pit_tags``, ``alternate_ids``, each ``;``-separated);
 - ``photos.csv``: every stored photo, including removed ones and photos of pending sightings;
 - ``encounters.csv``: one row per identified gallery photo (individual code, date, time, GPS, side,
   source), the table capture–recapture software starts from; merged codes are replaced by the survivor;
@@ -17,7 +18,7 @@
 
 Every ZIP written here is a catalogue that :func:`core.catalogue.zip_import.import_zip` reads back:
 export followed by import into an empty database gives the same individuals (codes, names, species,
-notes, status) and photos (content, side, date, GPS, crop, rotation). Cells are written by
+notes, status, tags) and photos (content, side, date, GPS, crop, rotation). Cells are written by
 :mod:`core.catalogue.format`, spreadsheet-safe. Over 500 lines because the nine tables are read from
 one snapshot, and splitting their writers apart would scatter the columns from the rows.
 """
@@ -51,12 +52,14 @@ from core.catalogue.format import (
     INDIVIDUALS_NAME,
     MANIFEST_COLUMNS,
     MANIFEST_NAME,
+    TAG_COLUMNS,
     crop_text,
     csv_bytes,
     iso,
 )
 from core.errors import ScuteError
 from core.io import atomic_output, atomic_write, sha256_hex
+from core.review.tags import tags_by_individual
 from core.store.models import (
     AuditLog,
     Candidate,
@@ -116,6 +119,7 @@ class _Snapshot:
     votes: list[Vote]
     audit: list[AuditLog]
     users: dict[int, str]
+    tags: dict[int, dict[str, list[str]]]  # individual id -> kind -> values
 
     def survivor(self, individual_id: int | None) -> Individual | None:
         """The individual a (possibly merged) individual now counts as; bounded against broken chains."""
@@ -162,6 +166,7 @@ def _read_snapshot(db: SqlEngine) -> _Snapshot:
             votes=list(session.exec(select(Vote).order_by(col(Vote.sighting_id), col(Vote.id))).all()),
             audit=list(session.exec(select(AuditLog).order_by(col(AuditLog.id))).all()),
             users={u.id: u.username for u in session.exec(select(User)).all()},  # type: ignore[misc]
+            tags=tags_by_individual(session),
         )
         session.expunge_all()  # detached rows keep their values; ending the transaction would expire them
         session.rollback()
@@ -206,6 +211,7 @@ def _individual_rows(snap: _Snapshot) -> list[list[Any]]:
                 min(seen).date().isoformat() if seen else "",
                 max(seen).date().isoformat() if seen else "",
                 individual.created_at,
+                *(";".join(snap.tags.get(individual.id, {}).get(kind, [])) for kind in TAG_COLUMNS.values()),  # type: ignore[arg-type]
             ]
         )
     return rows

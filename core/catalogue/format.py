@@ -44,7 +44,12 @@ INDIVIDUAL_COLUMNS = (
     "first_seen",
     "last_seen",
     "created_at",
+    "flipper_tags",
+    "pit_tags",
+    "alternate_ids",
 )
+TAG_COLUMNS: dict[str, str] = {"flipper_tags": "flipper", "pit_tags": "pit", "alternate_ids": "alternate"}
+"""Optional columns of ``individuals.csv``: an individual's tags of one kind, separated by ``;``."""
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 
 

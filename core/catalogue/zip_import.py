@@ -1,6 +1,8 @@
 """Import a catalogue ZIP: any ZIP with a ``manifest.csv`` (``path,identity[,side]``) at its top or inside
 one top folder, the photos at the paths it names (relative to the manifest), and optionally
-``individuals.csv`` beside it.
+``individuals.csv`` beside it (with optional ``flipper_tags``, ``pit_tags`` and ``alternate_ids``, each
+``;``-separated: a bad tag, or one that would name two individuals, refuses the whole import with its line
+before anything is written).
 
 The archive is checked first (:mod:`core.catalogue.archive`). Photos are extracted a few at a time into
 a private temporary folder, by their checked names only, and each row goes through
@@ -32,6 +34,7 @@ from core.catalogue.archive import ArchiveError, CatalogueArchive, ImportProblem
 from core.catalogue.format import (
     INDIVIDUALS_NAME,
     MANIFEST_NAME,
+    TAG_COLUMNS,
     unescape_cell,
 )
 from core.catalogue.importer import audit_import, import_rows
@@ -41,6 +44,7 @@ from core.errors import ManifestError, ScuteError
 from core.indexing.gallery import record_photo_features
 from core.io import sha256_hex
 from core.progress import Progress
+from core.review import tags
 from core.review.rules import MAX_NAME_LENGTH, MAX_NOTES_LENGTH
 from core.review.users import acting_user
 from core.safe_text import TextError, check_text, upload_label
@@ -70,12 +74,15 @@ class ZipImportReport:
     individuals_created: int = 0
     individuals_updated: int = 0  # existing individuals whose missing name, species or notes were filled in
     photos_updated: int = 0  # photos whose missing date, GPS, crop or rotation were filled in
+    tags_added: int = 0  # flipper tags, PIT tags and alternate ids from individuals.csv
     problems: list[ImportProblem] = field(default_factory=list)
     created_ids: list[int] = field(default_factory=list)  # the individuals this import created
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.individuals_created or self.individuals_updated or self.photos_updated)
+        return bool(
+            self.added or self.individuals_created or self.individuals_updated or self.photos_updated or self.tags_added
+        )
 
     def count(self, kind: str) -> int:
         return sum(problem.kind == kind for problem in self.problems)
@@ -85,6 +92,7 @@ class ZipImportReport:
         extra = {
             "individuals completed": self.individuals_updated,
             "photos completed": self.photos_updated,
+            "tags added": self.tags_added,
             "archive entries ignored": self.count("member"),
             "warnings": self.count("warning"),
         }
@@ -104,6 +112,7 @@ class _IndividualSpec:
     status: str
     merged_into: str | None
     notes: str
+    tags: tuple[tuple[str, str], ...] = ()  # (kind, value), checked
 
 
 @dataclass(frozen=True)
@@ -155,8 +164,34 @@ def _read_individuals(data: bytes, problems: list[ImportProblem]) -> list[_Indiv
             problems.append(ImportProblem(where, str(exc)))
             continue
         seen.add(code)
-        specs.append(_IndividualSpec(line, code, name, species, status, merged_into, notes))
+        specs.append(_IndividualSpec(line, code, name, species, status, merged_into, notes, _row_tags(row, where)))
     return specs
+
+
+def _row_tags(row: dict[str, str], where: str) -> tuple[tuple[str, str], ...]:
+    """The ``flipper_tags``, ``pit_tags`` and ``alternate_ids`` of a row; a bad tag refuses the whole import."""
+    found = []
+    for column, kind in TAG_COLUMNS.items():
+        for value in tags.split_cell(unescape_cell(row.get(column, ""))):
+            try:
+                found.append(tags.check_tag(kind, value))
+            except ScuteError as exc:
+                raise ManifestError(f"{where}: {exc} Nothing was imported.") from None
+    return tuple(found)
+
+
+def _check_tags(session: Session, specs: Sequence[_IndividualSpec]) -> None:
+    """Refuse the import (before anything is written) if a tag would name two individuals."""
+    wanted = [(kind, value, spec.code, spec.line) for spec in specs for kind, value in spec.tags]
+    clash = tags.duplicate_in(session, [(kind, value, code) for kind, value, code, _ in wanted])
+    if clash is not None:
+        index, reason = clash
+        raise ManifestError(f"{INDIVIDUALS_NAME} line {wanted[index][3]}: {reason}. Nothing was imported.")
+
+
+def _attach_tags(session: Session, individual_id: int, spec: _IndividualSpec, report: ZipImportReport) -> None:
+    for kind, value in spec.tags:
+        report.tags_added += int(tags.attach_imported(session, individual_id, kind, value))
 
 
 def _apply_individuals(session: Session, specs: Sequence[_IndividualSpec], report: ZipImportReport) -> list[int]:
@@ -170,6 +205,7 @@ def _apply_individuals(session: Session, specs: Sequence[_IndividualSpec], repor
             if existing is not None:
                 if _fill_individual(session, existing, spec):
                     report.individuals_updated += 1
+                _attach_tags(session, existing.id, spec, report)  # type: ignore[arg-type]
                 continue
             target_id = None
             if spec.merged_into is not None:
@@ -197,6 +233,7 @@ def _apply_individuals(session: Session, specs: Sequence[_IndividualSpec], repor
                 continue
             created.append(individual.id)  # type: ignore[arg-type]
             report.individuals_created += 1
+            _attach_tags(session, individual.id, spec, report)  # type: ignore[arg-type]
         if len(deferred) == len(pending):
             for spec in deferred:
                 report.problems.append(
@@ -358,6 +395,7 @@ def import_archive(
     if specs:
         with session_scope(db) as session:
             lock_for_write(session)
+            _check_tags(session, specs)
             report.created_ids += _apply_individuals(session, specs, report)
     try:
         with tempfile.TemporaryDirectory(prefix="scute-import-", dir=work_dir) as tmp:
@@ -397,6 +435,7 @@ def _audit_payload(archive: CatalogueArchive, report: ZipImportReport, *, stoppe
         "individuals_created": report.individuals_created,
         "individuals_updated": report.individuals_updated,
         "photos_updated": report.photos_updated,
+        "tags_added": report.tags_added,
         "skipped": len(report.problems),
         "stopped": stopped,
     }

@@ -11,7 +11,7 @@ individual's tags to the survivor (:func:`core.review.curation.merge`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from sqlmodel import Session, col, select
 
@@ -29,13 +29,16 @@ __all__ = [
     "EDITOR_ROLES",
     "KIND_LABELS",
     "MAX_TAG_LENGTH",
+    "SEPARATOR",
     "TAG_KINDS",
     "TagError",
     "add_tag",
+    "attach_imported",
     "check_tag",
     "duplicate_in",
     "individuals_tagged",
     "remove_tag",
+    "split_cell",
     "tags_by_individual",
     "tags_of",
 ]
@@ -63,6 +66,8 @@ def check_tag(kind: object, value: object) -> tuple[str, str]:
         raise TagError(f"The {label} is empty; type its number or id.")
     if len(text) > MAX_TAG_LENGTH:
         raise TagError(f"The {label} is too long: at most {MAX_TAG_LENGTH} characters.")
+    if SEPARATOR in text:
+        raise TagError(f"The {label} may not contain {SEPARATOR!r}: it separates tags in the catalogue's CSV files.")
     if not text.isprintable():
         raise TagError(f"The {label} contains characters that cannot be printed; please retype it.")
     return kind, text
@@ -156,24 +161,42 @@ def individuals_tagged(session: Session, text: str) -> set[int]:
     return {individual_id for individual_id, value in rows if needle in _same(value)}
 
 
-def duplicate_in(session: Session, wanted: Iterable[tuple[str, str, str]]) -> str | None:
-    """For an import: the first problem among ``(kind, value, code)`` triples, as a sentence, or None.
-
-    A problem is a tag given twice in ``wanted`` for different individuals, or one that the database gives
-    to an individual with another code. The caller adds where it was found (the row).
+def duplicate_in(session: Session, wanted: Sequence[tuple[str, str, str]]) -> tuple[int, str] | None:
+    """For an import: the first tag of ``(kind, value, code)`` triples that would name two individuals, as
+    ``(its index, a sentence)``, or None. Either the triples give it to two codes, or the database has it on an
+    individual with another code. The caller says where it was found (the row) and imports nothing.
     """
     seen: dict[tuple[str, str], str] = {}
-    stored = {
-        (row.kind, _same(row.value)): (row.value, row.individual_id)
-        for row in session.exec(select(IndividualTag)).all()
-    }
-    for kind, value, code in wanted:
+    stored = {(row.kind, _same(row.value)): row.individual_id for row in session.exec(select(IndividualTag)).all()}
+    for index, (kind, value, code) in enumerate(wanted):
         key = (kind, _same(value))
         if key in seen and seen[key] != code:
-            return f"the {KIND_LABELS[kind]} {value} is also given to {seen[key]}"
+            return index, f"the {KIND_LABELS[kind]} {value} is also given to {seen[key]}"
         seen[key] = code
-        if key in stored:
-            holder = _code(session, stored[key][1])
-            if holder != code:
-                return f"the {KIND_LABELS[kind]} {value} is already on {holder}"
+        if key in stored and (holder := _code(session, stored[key])) != code:
+            return index, f"the {KIND_LABELS[kind]} {value} is already on {holder}"
     return None
+
+
+def attach_imported(session: Session, individual_id: int, kind: str, value: str) -> bool:
+    """Give an imported individual a tag it lacks (checked first with :func:`duplicate_in`); False if it has it.
+
+    Not audited one by one: the import's own audit entry counts the tags it added.
+    """
+    holder = _holder(session, kind, value)
+    if holder is not None:
+        if holder.individual_id != individual_id:
+            raise TagError(f"The {KIND_LABELS[kind]} {holder.value} is on {_code(session, holder.individual_id)}.")
+        return False
+    session.add(IndividualTag(individual_id=individual_id, kind=kind, value=value))
+    session.flush()
+    return True
+
+
+SEPARATOR = ";"
+"""Between the tags of one kind in a CSV cell (``flipper_tags``: ``AB123;AB124``); never inside a tag."""
+
+
+def split_cell(text: str) -> list[str]:
+    """The tags of one CSV cell: split at ``;``, trimmed, empty pieces left out."""
+    return [piece.strip() for piece in text.split(SEPARATOR) if piece.strip()]

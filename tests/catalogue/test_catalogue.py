@@ -678,6 +678,7 @@ def test_import_by_an_admin_is_audited_and_a_volunteer_is_refused(
                 "individuals_created": 2 if added else 0,
                 "individuals_updated": 0,
                 "photos_updated": 0,
+                "tags_added": 0,
                 "skipped": 0,
                 "stopped": False,
             }

@@ -59,6 +59,7 @@ def test_add_list_remove_audited_with_sentences(engine: Engine, world: World) ->
         ("pit", "AB\ud80012", "broken Unicode"),
         ("pit", 12345, "must be text"),
         ("pit", "AB\u00ad12", "cannot be printed"),  # a soft hyphen: invisible on a field sheet
+        ("alternate", "AB;12", "may not contain ';'"),
     ],
 )
 def test_bad_tags_are_refused_and_change_nothing(engine: Engine, world: World, kind, value, message) -> None:
@@ -142,13 +143,15 @@ def test_search_and_duplicates_of_an_import(engine: Engine, world: World) -> Non
             world.t2: {"flipper": ["AB123"]},
         }
         assert tags.duplicate_in(session, [("flipper", "ab123", "T-0002")]) is None
-        assert (
-            tags.duplicate_in(session, [("flipper", "ab123", "T-0001")]) == "the flipper tag ab123 is already on T-0002"
+        assert tags.duplicate_in(session, [("pit", "Z", "T-0003"), ("flipper", "ab123", "T-0001")]) == (
+            1,
+            "the flipper tag ab123 is already on T-0002",
         )
-        assert (
-            tags.duplicate_in(session, [("pit", "X1", "T-0005"), ("pit", "x1", "T-0006")])
-            == "the PIT tag x1 is also given to T-0005"
+        assert tags.duplicate_in(session, [("pit", "X1", "T-0005"), ("pit", "x1", "T-0006")]) == (
+            1,
+            "the PIT tag x1 is also given to T-0005",
         )
+        assert tags.split_cell(" AB1 ;; ab2;") == ["AB1", "ab2"]
 
 
 def test_cli_tags_add_list_remove(db_url: str, engine: Engine, world: World, capsys) -> None:
