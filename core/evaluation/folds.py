@@ -36,10 +36,10 @@ class FoldsReport:
 
     def table(self) -> str:
         metrics = ("top1", "top5", "novelty_auroc", "new_decision_accuracy")
-        lines = [f"{'scoring':<22} " + " ".join(f"{m:>22}" for m in metrics)]
+        lines = [f"{'scoring':<34} " + " ".join(f"{m:>22}" for m in metrics)]
         for label, values in self.summary.items():
             cells = " ".join(f"{values[m][0]:>14.3f} ± {values[m][1]:<5.3f}" for m in metrics)
-            lines.append(f"{label:<22} {cells}")
+            lines.append(f"{label:<34} {cells}")
         lines.append(
             f"{len(self.folds)} identity folds; encounters from {self.protocol['encounters']}; "
             f"{self.protocol['sides']}; prior: {self.protocol['prior']}"
@@ -59,6 +59,10 @@ def summarise(reports: Sequence[EvaluationReport]) -> dict[str, dict[str, tuple[
             rows.setdefault(method, []).append(m)
         if report.search is not None:
             rows.setdefault(f"search ({report.default_method})", []).append(report.search)
+        for method, m in report.encounter_methods.items():
+            rows.setdefault(f"{method} per encounter", []).append(m)
+        if report.encounter_search is not None:
+            rows.setdefault(f"search ({report.default_method}) per encounter", []).append(report.encounter_search)
     return {
         label: {
             metric: (
@@ -98,7 +102,9 @@ def evaluate_folds(
             split = protocol_split(rows, fold, folds, encounters)
             if fold_prior:
                 engine.prior = fit_fold_prior(engine, [manifest_photo(root, r) for r in split.gallery], methods)
-            reports.append(evaluate(rows, root, engine, methods, progress, shortlist, exhaustive, split, sides))
+            reports.append(
+                evaluate(rows, root, engine, methods, progress, shortlist, exhaustive, split, sides, encounters)
+            )
             if progress:
                 progress("folds", fold + 1, folds)
     protocol = {
@@ -112,6 +118,7 @@ def evaluate_folds(
         if fold_prior
         else (dict(shipped.source, signature=shipped.signature) if shipped else "none: each gallery's sampled pairs"),
         "photos": len(rows),
+        "encounters_per_fold": [r.encounters for r in reports],
         "identities": identities,
     }
     return FoldsReport(reports, summarise(reports), protocol)

@@ -8,7 +8,9 @@ the encounters are ordered by their first path, and the 1st, 3rd, … go to the 
 queries: near-duplicates of one encounter never sit on both sides. As in the app, a query of a known side
 is compared with the gallery photos of that side and of unknown side only; a query whose individual has no
 such photo counts as novel for that search. Splitting by position, not at random, keeps the split identical
-on every machine.
+on every machine. Beside the figures per photo come the figures per encounter: the queries of one encounter
+(say a left and a right flank) ranked as one by :func:`core.engine.combine.combine`, as Identify does, since
+capture–recapture counts encounters.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from core.catalogue.manifest import ManifestRow
+from core.engine.combine import EncounterRanking, combine
 from core.engine.index import GalleryIndex, GalleryPhoto
 from core.engine.search import Engine, Identification
 from core.engine.shortlist import ShortlistConf
@@ -138,6 +141,11 @@ class EvaluationReport:
     queries_detail: list[QueryOutcome] = field(default_factory=list)
     search: MethodReport | None = None  # the app's search (shortlisted where it would be), default scoring
     exhaustive_latency_median_s: float = float("nan")
+    # Per encounter: its photos' rankings (each against its own side) combined (core.engine.combine), for the
+    # default scoring exhaustively and for the app's search; ``encounters`` counts them, known and novel.
+    encounter_methods: dict[str, MethodReport] = field(default_factory=dict)
+    encounter_search: MethodReport | None = None
+    encounters: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,15 +154,18 @@ class EvaluationReport:
         lines = [
             f"{'scoring':<12} {'top-1':>6} {'top-3':>6} {'top-5':>6} {'novelty AUROC':>14} {'new-decision acc':>17}"
         ]
-        rows = list(self.methods.values()) + ([self.search] if self.search else [])
-        for m in rows:
-            label = f"search ({m.method})" if m is self.search else m.method
+        labelled = [(m.method, m) for m in self.methods.values()]
+        labelled += [(f"search ({self.search.method})", self.search)] if self.search else []
+        labelled += [(f"{m.method} per encounter", m) for m in self.encounter_methods.values()]
+        if self.encounter_search:
+            labelled.append((f"search ({self.encounter_search.method}) per encounter", self.encounter_search))
+        for label, m in labelled:
             lines.append(
                 f"{label:<12} {m.top1:>6.3f} {m.top3:>6.3f} {m.top5:>6.3f} {m.novelty_auroc:>14.3f} "
                 f"{m.new_decision_accuracy:>17.3f}"
             )
         lines.append(
-            f"gallery {self.gallery_photos} photos, {self.queries} queries "
+            f"gallery {self.gallery_photos} photos, {self.queries} queries in {self.encounters} encounters "
             f"(novel identities: {', '.join(self.novel_identities)}); "
             f"query latency median {self.latency_median_s:.2f} s, p95 {self.latency_p95_s:.2f} s; "
             f"extraction {self.extraction_s_per_photo:.2f} s/photo; device {self.settings.get('device')}; "
@@ -181,7 +192,7 @@ class _Tally:
         self.best_novel: list[float] = []
         self.decisions: list[bool] = []
 
-    def add(self, outcome: Identification, identity: str, novel: bool) -> None:
+    def add(self, outcome: Identification | EncounterRanking, identity: str, novel: bool) -> None:
         best_p = outcome.candidates[0].probability
         if novel:
             self.best_novel.append(best_p)
@@ -215,6 +226,7 @@ def evaluate(
     exhaustive: bool = True,
     split: Split | None = None,
     sides: bool = True,
+    encounters: str = "column",
 ) -> EvaluationReport:
     """Run the protocol once (``split``: fold 0 of the default split); every scoring method ranks the same
     exhaustive match results.
@@ -223,6 +235,8 @@ def evaluate(
     :meth:`Engine.search`) is reported beside them as ``search``, on the same queries. ``exhaustive=False``
     skips the exhaustive matching (hours on a CPU for a large gallery) and reports the search alone.
     ``sides``: a query of a known side is compared with that side and unknown, as the app does.
+    ``encounters``: how queries group into encounters (:func:`encounter_of`) for the per-encounter figures,
+    where each encounter's photos (say its left and right) are ranked as one (:func:`core.engine.combine.combine`).
     """
     split = split or protocol_split(rows)
     gallery = [manifest_photo(root, r) for r in split.gallery]
@@ -239,6 +253,7 @@ def evaluate(
     extraction: list[float] = []
     details: list[QueryOutcome] = []
     novel_queries = 0
+    per_photo: list[tuple[ManifestRow, bool, Identification, Identification | None]] = []
     for qi, (row, photo) in enumerate(queries):
         searched_index = side_indexes.get(row.side, index)
         if not searched_index.photos:  # no gallery photo of this side at all: compare with every side
@@ -263,6 +278,7 @@ def evaluate(
                 tallies[m].add(out, row.identity, is_novel)
             scores = outcomes[methods[0]].scores
             others = [z for ident, z in scores.items() if ident != row.identity]
+        per_photo.append((row, is_novel, deployed, outcomes[methods[0]] if exhaustive else None))
         details.append(
             QueryOutcome(
                 row.path,
@@ -280,6 +296,8 @@ def evaluate(
             progress("queries", qi + 1, len(queries))
 
     reports = {m: tallies[m].report(m) for m in methods} if exhaustive else {}
+    groups = _encounter_groups(per_photo, encounters)
+    new_prior = engine.scoring.new_prior
     settings = {
         "extractor": engine.extractor.name,
         "extractor_conf": engine.extractor.conf,
@@ -313,7 +331,31 @@ def evaluate(
         settings=settings,
         machine=machine(engine.device),
         queries_detail=details,
+        encounter_methods={methods[0]: _encounter_tally(groups, 3, new_prior).report(methods[0])} if exhaustive else {},
+        encounter_search=_encounter_tally(groups, 2, new_prior).report(methods[0]),
+        encounters=len(groups),
     )
+
+
+_PerPhoto = tuple[ManifestRow, bool, Identification, Identification | None]
+
+
+def _encounter_groups(per_photo: Sequence[_PerPhoto], source: str) -> list[list[_PerPhoto]]:
+    """The queries grouped by identity and encounter (:func:`encounter_of`), in the order they came."""
+    groups: dict[tuple[str, str], list[_PerPhoto]] = {}
+    for item in per_photo:
+        groups.setdefault((item[0].identity, encounter_of(item[0], source)), []).append(item)
+    return list(groups.values())
+
+
+def _encounter_tally(groups: Sequence[Sequence[_PerPhoto]], which: int, new_prior: float) -> _Tally:
+    """Each encounter's photos ranked as one (``which``: 2 the app's search, 3 the exhaustive ranking); an
+    encounter is novel when none of its photos' searches had its individual (on that photo's side)."""
+    tally = _Tally()
+    for group in groups:
+        combined = combine([item[which] for item in group], new_prior)
+        tally.add(combined, group[0][0].identity, all(item[1] for item in group))
+    return tally
 
 
 def _side_indexes(
