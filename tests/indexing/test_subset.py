@@ -1,0 +1,113 @@
+"""core.indexing.subset and the search scope (core.service.scope): a search within a species or region compares the
+query only with those individuals, through a view of the shared index that leaves the index and its shortlist
+banks as they were (issue 16: Identify defaults to the encounter's species and region). On a copy of the app's real
+turtle gallery (tests/fixtures/appgallery.py: t006, t019, t002, two photos each)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fixtures.appgallery import APP_ENV, AppGallery, copy_home
+from sqlmodel import select
+
+from core.engine.shortlist import ShortlistConf, shortlist_index
+from core.errors import EmptyGalleryError
+from core.indexing.subset import restricted, subset
+from core.io import sha256_hex
+from core.review.sites import add_site
+from core.service import identify, scope
+from core.service.app import App
+from core.settings import Settings
+from core.store.fieldwork import Encounter
+from core.store.models import Individual, Photo, User
+
+pytestmark = pytest.mark.usefixtures("cheap_hashing")
+
+
+@pytest.fixture
+def app(app_gallery: AppGallery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The app on a copy of the gallery, with SIFT (quick to search: no LightGlue, features computed in a second)."""
+    home = copy_home(app_gallery, tmp_path / "home")
+    env = {**APP_ENV, "SCUTE_HOME": str(home), "SCUTE_EXTRACTOR": "sift"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    app = App(Settings.from_env(env))
+    yield app
+    app.db.dispose()
+
+
+def _ids(app: App) -> dict[str, int]:
+    with app.session() as session:
+        return {i.code: i.id for i in session.exec(select(Individual)).all()}  # type: ignore[misc]
+
+
+def test_a_restricted_search_ranks_only_the_allowed_individuals_and_leaves_the_shared_index_whole(
+    app: App, app_gallery: AppGallery
+) -> None:
+    ids = _ids(app)
+    assert set(ids) == {"t006", "t019", "t002"}
+    data = app_gallery.query.read_bytes()
+    sha = sha256_hex(data)
+    index = app.indexes.get(app.engine, app.db, app.store, "unknown")
+    whole = [(p.key, p.identity) for p in index.photos]
+    assert len(whole) == 6
+
+    # Without t006 (the query's individual) the search ranks only t019 and t002.
+    allowed = {ids["t019"], ids["t002"]}
+    found = identify.find(app, data, sha, crop=None, rotation=0, side="unknown", individuals=allowed)
+    assert set(found.identification.ranking) == {"t019", "t002"}
+    assert {c.identity for c in found.candidates} <= {"t019", "t002"}
+    assert {p.identity for p in found.index.photos} == {"t019", "t002"} and len(found.index.photos) == 4
+    assert found.evidence().candidates and all(c.identity != "t006" for c in found.evidence().candidates)
+
+    # The shared index is untouched, and the next search of everything finds t006 first.
+    assert [(p.key, p.identity) for p in index.photos] == whole and len(index.features) == 6
+    everyone = identify.find(app, data, sha, crop=None, rotation=0, side="unknown")
+    assert everyone.index is index
+    assert everyone.candidates[0].identity == "t006"
+    assert set(everyone.identification.ranking) == {"t006", "t019", "t002"}
+
+    # The same filter gives the same view (kept, not rebuilt); a view's shortlist bank is its own.
+    with app.session() as session:
+        view = restricted(session, index, allowed)
+        assert restricted(session, index, allowed) is view
+        assert restricted(session, index, None) is index
+        assert restricted(session, index, set(ids.values())) is index
+    conf = ShortlistConf()
+    bank = shortlist_index(view, conf, "cpu")
+    assert len(bank.keys) == 4 and view.shortlists is not index.shortlists
+    assert len(shortlist_index(index, conf, "cpu").keys) == 6
+    with pytest.raises(EmptyGalleryError, match="No photo in the gallery fits"):
+        subset(index, [])
+
+
+def test_the_default_scope_is_the_encounters_species_and_region_and_everywhere_lifts_it(app: App) -> None:
+    ids = _ids(app)
+    with app.session() as session:
+        admin = session.exec(select(User).where(User.username == "admin")).one()
+        site = add_site(session, admin, "Ras Baridi", region="Red Sea", latitude=24.27, longitude=37.62, radius_km=5)
+        add_site(session, admin, "Diani", region="Kenya", latitude=-4.30, longitude=39.58, radius_km=10)
+        for code, species in (("t006", "Green turtle"), ("t019", "Green turtle"), ("t002", "Hawksbill")):
+            session.get(Individual, ids[code]).species = species
+        # t019 was photographed at Ras Baridi, t006 in Kenya (coordinates inside Diani); t002 nowhere known.
+        first = {code: session.exec(select(Photo).where(Photo.individual_id == ids[code])).first() for code in ids}
+        first["t019"].site_id = site.id
+        first["t006"].latitude, first["t006"].longitude = -4.31, 39.57
+        encounter = Encounter(submitted_by=admin.id, species="Green turtle", site_id=site.id)
+        session.add(encounter)
+        session.flush()
+        encounter_id = encounter.id
+
+    chosen = scope.default_scope(app, encounter_id=encounter_id)
+    assert chosen == scope.SearchScope("Green turtle", "Red Sea")
+    assert chosen.describe() == "Green turtle individuals seen in Red Sea (and those of unknown species or place)"
+    assert scope.default_scope(app, latitude=-4.3, longitude=39.6) == scope.SearchScope("", "Kenya")
+    assert scope.default_scope(app, latitude=0.0, longitude=0.0) == scope.SearchScope("", "")
+    assert scope.allowed_individuals(app, chosen) == {ids["t019"]}
+    assert scope.allowed_individuals(app, scope.SearchScope("Green turtle", "Kenya")) == {ids["t006"]}
+    assert scope.allowed_individuals(app, scope.SearchScope("Hawksbill", "Kenya")) == {ids["t002"]}  # place unknown
+    assert scope.allowed_individuals(app, scope.SearchScope("Green turtle", "Red Sea", everywhere=True)) is None
+    assert scope.allowed_individuals(app, scope.SearchScope()) is None
+    assert scope.scope_choices(app) == scope.ScopeChoices([], ["Kenya", "Red Sea"])
