@@ -18,6 +18,7 @@ from core.engine.matching import MatchResult
 from core.engine.search import Candidate, Engine, Identification
 from core.engine.shortlist import ShortlistConf
 from core.indexing.searchable import with_gallery_features
+from core.indexing.subset import restricted
 from core.io import sha256_hex
 from core.progress import Progress, StageProgress
 from core.review.sightings import CandidateInput, Submission, submit_sighting
@@ -294,12 +295,16 @@ def find(
     rotation: int,
     side: str,
     progress: StageProgress | None = None,
+    individuals: set[int] | None = None,
 ) -> SearchResult:
-    """Search the gallery; ``progress`` hears "gallery" (only while its index is prepared), then as in
-    :func:`search_index`."""
+    """Search the gallery (only among ``individuals`` when given: core.service.scope); ``progress`` hears
+    "gallery" (only while its index is prepared), then as in :func:`search_index`."""
     engine = app.engine
     preparing: Progress | None = (lambda done, total: progress("gallery", done, total)) if progress else None
     index = app.indexes.get(engine, app.db, app.store, side, preparing)
+    if individuals is not None:
+        with app.session() as session:
+            index = restricted(session, index, individuals)  # a view: the shared index stays whole
     return search_index(
         engine,
         index,
