@@ -30,7 +30,7 @@ FULL: Crop = (0.0, 0.0, 1.0, 1.0)
 CANVAS_W, CANVAS_H = 520, 440
 #: Zoom levels tried, largest first, so the canvas fits the column it is in.
 ZOOMS = tuple(round(z, 2) for z in np.arange(0.95, 0.39, -0.05))
-STROKE = 2
+STROKE = 3  # thick enough to stay a clear yellow line when a phone zooms the canvas out
 BOX_COLOUR = "#facc15"  # the crop colour of pictures.crop_preview
 MIN_SPAN = 0.05  # a crop keeps at least 5 % of the photo in each direction
 SNAP = 0.01  # an edge within 1 % of the photo's border is on the border

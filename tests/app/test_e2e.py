@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fixtures.appgallery import APP_ENV, IDENTITIES, PASSWORD, AppGallery, copy_home
 from fixtures.browser import REPO, chromium, playwright_or_skip, streamlit_app
@@ -162,19 +163,76 @@ def visible(locator):
     return locator.locator("visible=true")
 
 
+def upload(page, photo: Path) -> None:
+    """Upload ``photo`` on the Identify page and wait until it can be framed."""
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
+    page.get_by_role("button", name="Find this turtle").wait_for(timeout=60_000)
+    settle(page)
+
+
 def upload_and_search(page, photo: Path) -> str:
     """Upload ``photo`` on the Identify page, search, and return the banner's text."""
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
-    find = page.get_by_role("button", name="Find this turtle")
-    find.wait_for(timeout=60_000)
-    settle(page)
-    find.click()
+    upload(page, photo)
+    page.get_by_role("button", name="Find this turtle").click()
+    return search_banner(page)
+
+
+def search_banner(page) -> str:
+    """Wait for the search's verdict and return its text."""
     banner = page.locator('[data-testid="stAlert"]').filter(
         has_text=re.compile("Most likely|Probably a new individual|No clear answer")
     )
     banner.first.wait_for(timeout=SEARCH_TIMEOUT_MS)
     settle(page)
     return banner.first.inner_text()
+
+
+CROP_FRAME = "iframe[title='streamlit_cropper.st_cropper']"
+
+
+def crop_canvas(page) -> tuple[dict, float, tuple[int, int]]:
+    """The crop box's frame on the page: its box, the zoom that fits it in its column, and the canvas size."""
+    frame = page.locator(CROP_FRAME).first
+    frame.wait_for(timeout=60_000)
+    canvas = page.frame_locator(CROP_FRAME).first.locator("canvas").first
+    canvas.wait_for(timeout=60_000)
+    size = canvas.evaluate("c => [c.width, c.height]")
+    zoom = frame.evaluate("f => parseFloat(getComputedStyle(f).zoom) || 1")
+    return frame.bounding_box(), zoom, (size[0], size[1])
+
+
+def drag_crop_corner(page, to: tuple[float, float]) -> None:
+    """Select the crop box, then drag its bottom-right corner to ``to`` (fractions of the photo)."""
+    box, zoom, (width, height) = crop_canvas(page)
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return box["x"] + zoom * x, box["y"] + zoom * y
+
+    page.mouse.click(*at(width / 2, height / 2))  # the handles appear once the box is selected
+    page.wait_for_timeout(200)
+    page.mouse.move(*at(width - 2, height - 2))
+    page.mouse.down()
+    page.mouse.move(*at(to[0] * width, to[1] * height), steps=6)
+    page.mouse.up()
+    settle(page)
+
+
+def drawn_crop_box(page) -> tuple[float, float]:
+    """Where the yellow box's right and bottom edges are drawn, in fractions of the photo (found by colour)."""
+    from PIL import Image
+
+    box, zoom, (width, height) = crop_canvas(page)
+    picture = Image.open(io.BytesIO(page.locator(CROP_FRAME).first.screenshot())).convert("RGB")
+    scale = picture.width / box["width"]  # the device's pixels per CSS pixel
+    pixels = np.asarray(picture).astype(int)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    yellow = (r > 200) & (g > 170) & (r - b > 100)  # the box's #facc15, also where the canvas blends its edge
+    columns, rows = np.nonzero(yellow.sum(axis=0) >= 5)[0], np.nonzero(yellow.sum(axis=1) >= 5)[0]
+    return (columns.max() + 1) / (width * zoom * scale), (rows.max() + 1) / (height * zoom * scale)
+
+
+def image_shape(locator) -> float:
+    return locator.locator("img").first.evaluate("img => img.naturalWidth / img.naturalHeight")
 
 
 def proposal_radios(page):
@@ -263,6 +321,19 @@ def test_volunteer_identifies_reviewer_confirms_gallery_shows_it(server: str, br
     page.wait_for_timeout(500)
     save_screenshot(evidence.screenshot(), "confidence-cdf.png")
 
+    # The crop is a box dragged on the photo (issue 17.3): a smaller box changes what Scute compares, and the
+    # part the search compared is shown and said (the whole photo here).
+    assert page.get_by_text("Scute used the whole photo").count() + page.get_by_text("Scute zoomed in").count() == 1
+    compares = page.locator('[data-testid="stImage"]').filter(has_text="What Scute compares").first
+    compares.scroll_into_view_if_needed()
+    before = image_shape(compares)
+    drag_crop_corner(page, (0.6, 0.5))
+    page.get_by_text("since this search").first.wait_for(timeout=60_000)
+    assert image_shape(compares) == pytest.approx(before * 0.6 / 0.5, rel=0.05)
+    assert drawn_crop_box(page) == pytest.approx((0.6, 0.5), abs=0.03)  # and the box stays where it was left
+    page.locator(CROP_FRAME).first.scroll_into_view_if_needed()
+    shot(page, "desktop-identify-framing.png")
+
     # The evidence is convincing, so the best candidate is proposed by default.
     assert checked_proposal(page).startswith(f"Same as {expected}")
     send = page.get_by_role("button", name="Send for review")
@@ -334,7 +405,14 @@ def test_phone_volunteer_sends_a_new_turtle_and_a_reviewer_agrees(
     shot(page, "phone-home.png")
     go(page, "Identify", "Identify a turtle")
     shot(page, "phone-identify.png")
-    banner = upload_and_search(page, stranger)
+    # The crop box fits a phone's screen: its column is narrower than the canvas, so the canvas is zoomed out.
+    upload(page, stranger)
+    box, zoom, (width, _) = crop_canvas(page)
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and width * zoom <= box["width"]
+    page.locator(CROP_FRAME).first.scroll_into_view_if_needed()
+    shot(page, "phone-identify-framing.png")
+    page.get_by_role("button", name="Find this turtle").click()
+    banner = search_banner(page)
     page.get_by_text(banner[:12]).first.evaluate(
         "e => { e.scrollIntoView({block: 'start'}); document.querySelector('[data-testid=stMain]').scrollBy(0, -90); }"
     )
