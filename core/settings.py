@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.catalogue.locations import DEFAULT_STEP
 from core.engine.extractors import DEFAULT_EXTRACTOR, EXTRACTORS
 from core.engine.orientation import default_turns, parse_turns
 from core.engine.scoring import PAIR_SCORES, ScoringConf
@@ -38,6 +39,19 @@ def _whole(env: Mapping[str, str], name: str) -> int | None:
         raise ScuteError(f"{name} must be a whole number, not {raw!r}.") from None
     if value <= 0:
         raise ScuteError(f"{name} must be positive, not {value}.")
+    return value
+
+
+def _degrees(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ScuteError(f"{name} must be a number of degrees, not {raw!r}.") from None
+    if not 0 < value <= 10:
+        raise ScuteError(f"{name} must be more than 0 and at most 10 degrees, not {raw}.")
     return value
 
 
@@ -148,6 +162,7 @@ class Settings:
     session_secret: bytes | None = field(default=None, repr=False)  # None: a key file in ``home``
     data_dir: Path = DEFAULT_DATA_DIR  # the shared test and benchmark photos
     bench_cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "scute" / "bench")
+    volunteer_position_degrees: float = DEFAULT_STEP  # volunteers see and export positions rounded to this
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, database_url: str | None = None) -> Settings:
@@ -164,6 +179,7 @@ class Settings:
             session_secret=secret.encode() if secret is not None else None,
             data_dir=(_path(env, "SCUTE_DATA") or DEFAULT_DATA_DIR).resolve(),
             bench_cache=_path(env, "SCUTE_BENCH_CACHE") or cache_root / "scute" / "bench",
+            volunteer_position_degrees=_degrees(env, "SCUTE_VOLUNTEER_POSITION_DEGREES", DEFAULT_STEP),
         )
 
     def with_home(self, home: Path, database_url: str | None = None) -> Settings:

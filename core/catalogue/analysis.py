@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from core.catalogue.locations import EXACT, Locations
 from core.errors import ScuteError
 
 DARWIN_CORE_COLUMNS = (
@@ -22,6 +23,11 @@ DARWIN_CORE_COLUMNS = (
     "decimalLatitude",
     "decimalLongitude",
     "geodeticDatum",
+    "coordinateUncertaintyInMeters",
+    "coordinatePrecision",
+    "informationWithheld",
+    "locality",
+    "locationID",
     "scientificName",
     "organismID",
     "organismName",
@@ -51,6 +57,8 @@ class Encounter:
     side: str
     observer: str
     sha256: str
+    site: str = ""  # the named site it was seen at, if any
+    site_id: int | None = None
 
 
 def parse_occasions(text: str) -> list[tuple[date, date]]:
@@ -78,11 +86,16 @@ def parse_occasions(text: str) -> list[tuple[date, date]]:
     return occasions
 
 
-def darwin_core_rows(encounters: Sequence[Encounter]) -> list[list[Any]]:
-    """One occurrence per encounter; the photo's SHA-256 makes the occurrenceID stable across exports."""
+def darwin_core_rows(encounters: Sequence[Encounter], locations: Locations = EXACT) -> list[list[Any]]:
+    """One occurrence per encounter; the photo's SHA-256 makes the occurrenceID stable across exports.
+
+    The positions are given as the encounters hold them; ``locations`` says how precise they are (rounded ones
+    carry their precision, uncertainty and what was withheld). A named site is the ``locality``.
+    """
     rows = []
     for e in encounters:
         located = e.latitude is not None and e.longitude is not None
+        precision = locations.darwin_core(located)
         rows.append(
             [
                 f"scute:photo:{e.sha256}",
@@ -91,6 +104,11 @@ def darwin_core_rows(encounters: Sequence[Encounter]) -> list[list[Any]]:
                 e.latitude if located else "",
                 e.longitude if located else "",
                 "EPSG:4326" if located else "",
+                precision["coordinateUncertaintyInMeters"],
+                precision["coordinatePrecision"],
+                precision["informationWithheld"],
+                e.site,
+                f"scute:site:{e.site_id}" if e.site_id is not None else "",
                 e.species,
                 e.individual,
                 e.name,

@@ -7,6 +7,9 @@
 - ``photos.csv``: every stored photo, including removed ones and photos of pending sightings;
 - ``encounters.csv``: one row per identified gallery photo (individual code, date, time, GPS, side,
   source), the table capture–recapture software starts from; merged codes are replaced by the survivor;
+- ``README.txt``: which positions the export holds (exact, or rounded for volunteers: :mod:`core.catalogue.locations`)
+  and which individuals (all, or a species / region filter, which applies to the individuals, encounters,
+  occurrences and histories tables);
 - ``occurrences_dwc.csv``: the encounters as Darwin Core occurrences (:mod:`core.catalogue.analysis`); with
   sampling ``occasions``, ``encounter_histories.csv`` and MARK's ``encounter_histories.inp``;
 - ``sightings.csv``, ``candidates.csv``, ``votes.csv``, ``decisions.csv`` and ``audit.csv``: the full
@@ -57,6 +60,7 @@ from core.catalogue.format import (
     csv_bytes,
     iso,
 )
+from core.catalogue.locations import EXACT, README_NAME, Locations, Places, protect, read_places, readme
 from core.errors import ScuteError
 from core.io import atomic_output, atomic_write, sha256_hex
 from core.review.tags import tags_by_individual
@@ -289,12 +293,19 @@ def export_catalogue(
     photos: bool = False,
     per_individual: bool = False,
     occasions: Sequence[tuple[date, date]] = (),
+    locations: Locations = EXACT,
+    individuals: set[int] | None = None,
+    scope: str = "",
 ) -> ExportReport:
     """Write the CSV files (and with ``photos`` the catalogue ZIP) into ``out_dir``; see the module docstring.
 
-    Files are replaced atomically, so an interrupted export never leaves a half-written file behind.
-    Raises :class:`ExportError` when the folder cannot be written.
+    ``locations``: positions exact or rounded (every table, and audit payloads); a rounded export holds no photo
+    files, whose EXIF would give the position away. ``individuals``: only these in the analysis tables (None: all),
+    ``scope`` says which in words for the README. Files are replaced atomically, so an interrupted export never
+    leaves a half-written file behind. Raises :class:`ExportError` when the folder cannot be written.
     """
+    if not locations.exact and (photos or per_individual):
+        raise ExportError("An export with rounded positions cannot hold photo files: their EXIF has the exact one.")
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -303,9 +314,24 @@ def export_catalogue(
     except OSError as exc:
         raise ExportError(f"Cannot create the folder {out_dir}: {exc.strerror or exc}.") from None
     snap = _read_snapshot(db)
+    places = read_places(db)
+    protect(snap.photos, snap.sightings, snap.audit, locations)
     report = ExportReport(out_dir=out_dir)
     try:
-        _export_files(snap, store, out_dir, report, photos=photos, per_individual=per_individual, occasions=occasions)
+        atomic_write(out_dir / README_NAME, readme(locations, scope if individuals is not None else "").encode())
+        report.files.append(out_dir / README_NAME)
+        _export_files(
+            snap,
+            store,
+            out_dir,
+            report,
+            photos=photos,
+            per_individual=per_individual,
+            occasions=occasions,
+            locations=locations,
+            only=individuals,
+            places=places,
+        )
     except OSError as exc:
         raise ExportError(f"Cannot write the export into {out_dir}: {exc.strerror or exc}.") from None
     log.info("%s", report.summary())
@@ -321,6 +347,9 @@ def _export_files(
     photos: bool,
     per_individual: bool,
     occasions: Sequence[tuple[date, date]] = (),
+    locations: Locations = EXACT,
+    only: set[int] | None = None,
+    places: Places | None = None,
 ) -> None:
     def write(name: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         dest = out_dir / name
@@ -330,6 +359,8 @@ def _export_files(
     by_photo = {s.photo_id: s for s in snap.sightings}
     photo_by_id = {p.id: p for p in snap.photos}
     individuals = _individual_rows(snap)
+    if only is not None:
+        individuals = [row for row in individuals if row[0] in {snap.code(i) for i in only}]
     write(INDIVIDUALS_NAME, INDIVIDUAL_COLUMNS, individuals)
     report.individuals = len(individuals)
 
@@ -384,7 +415,10 @@ def _export_files(
     encounters = []
     records: list[Encounter] = []
     for photo, owner in _gallery_photos(snap):
+        if only is not None and owner.id not in only:
+            continue
         sighting = by_photo.get(photo.id)  # type: ignore[arg-type]
+        site_id, site_name = (places or Places()).site_of(photo, sighting)
         when = _photo_date(photo, sighting)
         latitude = photo.latitude if photo.latitude is not None else (sighting.latitude if sighting else None)
         longitude = photo.longitude if photo.longitude is not None else (sighting.longitude if sighting else None)
@@ -401,6 +435,8 @@ def _export_files(
                 photo.side,
                 observer,
                 photo.sha256,
+                site_name,
+                site_id,
             )
         )
         encounters.append(
@@ -442,7 +478,7 @@ def _export_files(
         encounters,
     )
     report.encounters = len(encounters)
-    write(DARWIN_CORE_NAME, DARWIN_CORE_COLUMNS, darwin_core_rows(records))
+    write(DARWIN_CORE_NAME, DARWIN_CORE_COLUMNS, darwin_core_rows(records, locations))
     if occasions:
         histories = encounter_histories(records, occasions)
         write(HISTORIES_NAME, *histories.csv_rows())
@@ -576,7 +612,7 @@ def _export_files(
     )
 
     if photos or per_individual:
-        entries = _gallery_photos(snap)
+        entries = [(p, o) for p, o in _gallery_photos(snap) if only is None or o.id in only]
         folders = _folder_names(snap.individuals.values())
         if photos:
             dest = out_dir / CATALOGUE_ZIP

@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine as SqlEngine
 from sqlalchemy.exc import OperationalError
 
+from core.catalogue.locations import Locations
 from core.cli.common import (
     add_database_options,
     database,
@@ -22,6 +24,7 @@ from core.cli.common import (
     settings,
 )
 from core.errors import ScuteError
+from core.store.db import session_scope
 from core.store.photos import PhotoStore
 
 
@@ -73,6 +76,7 @@ def _export(args: argparse.Namespace) -> int:
     except ScuteError as exc:
         return fail(str(exc))
     try:
+        locations, only = _export_scope(args, engine)
         report = export_catalogue(
             engine,
             PhotoStore(settings(args).photo_dir),
@@ -80,6 +84,9 @@ def _export(args: argparse.Namespace) -> int:
             photos=args.photos,
             per_individual=args.per_individual,
             occasions=occasions,
+            locations=locations,
+            individuals=only,
+            scope=" in ".join(part for part in (args.species, args.region) if part),
         )
     except ScuteError as exc:
         return fail(str(exc))
@@ -100,6 +107,21 @@ def _export(args: argparse.Namespace) -> int:
             f"and {h.outside} outside every occasion."
         )
     return 0
+
+
+def _export_scope(args: argparse.Namespace, engine: SqlEngine) -> tuple[Locations, set[int] | None]:
+    """Positions exact, or rounded when the export is for a volunteer (``--user``) or asked so (``--rounded``);
+    and the individuals of ``--species`` seen in ``--region`` (None: all)."""
+    from core.catalogue.locations import EXACT, for_role
+    from core.review.sites import individuals_in
+    from core.review.users import get_user
+
+    step = settings(args).volunteer_position_degrees
+    with session_scope(engine) as session:
+        role = get_user(session, args.user).role if args.user else "admin"
+        only = individuals_in(session, args.species or None, args.region or None)
+    locations = Locations(step) if args.rounded else for_role(role, step)
+    return (locations if not locations.exact else EXACT), only
 
 
 def _count(n: int, noun: str) -> str:
@@ -127,6 +149,16 @@ def register_export(subparsers: Any) -> None:
         help="sampling occasions for capture–recapture histories (encounter_histories.csv and MARK's .inp), "
         "e.g. '2024-06-01..2024-06-30,2024-07-01..2024-07-31'",
     )
+    parser.add_argument(
+        "--user", metavar="NAME", help="the account the export is for: a volunteer's gets rounded positions"
+    )
+    parser.add_argument(
+        "--rounded",
+        action="store_true",
+        help="round positions as volunteers see them (SCUTE_VOLUNTEER_POSITION_DEGREES)",
+    )
+    parser.add_argument("--species", default="", help="only individuals of this species (analysis tables)")
+    parser.add_argument("--region", default="", help="only individuals seen at a site of this region (analysis tables)")
     parser.set_defaults(func=_export)
 
 

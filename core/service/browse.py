@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 from sqlmodel import Session, col, select
 
+from core.catalogue.locations import DEFAULT_STEP, PRECISE_ROLES, for_role
+from core.review.sites import individuals_in
 from core.service.app import App
 from core.service.history import AuditRow, audit_rows, usernames
 from core.store.models import Individual, Photo, Sighting
@@ -97,14 +99,18 @@ def filter_individuals(
     statuses: Sequence[str] = (),
     seen_since: datetime | None = None,
     tagged: Collection[int] = (),
+    only: set[int] | None = None,
 ) -> list[IndividualRow]:
     """Case-insensitive search in code and name, plus species, status and last-seen filters.
 
     ``tagged``: individuals whose tag numbers or alternate ids match ``text`` (:func:`core.service.tags.matching`).
+    ``only``: just these individuals (e.g. those :func:`seen_in` a region), None: any.
     """
     needle = text.strip().lower()
     out = []
     for row in rows:
+        if only is not None and row.id not in only:
+            continue
         if (
             needle
             and needle not in row.code.lower()
@@ -140,23 +146,23 @@ class Encounter:
     in_gallery: bool
 
 
-#: Volunteers see positions rounded to this many degrees (about 11 km): where an animal lives, not the beach
-#: it nests on. Reviewers and admins, who are trusted with the data, see the recorded position.
-VOLUNTEER_POSITION_DEGREES = 0.1
-PRECISE_POSITION_ROLES = ("reviewer", "admin")
+#: Volunteers see positions rounded to this many degrees by default (about 11 km): where an animal lives, not the
+#: beach it nests on (the deployment's setting: ``Settings.volunteer_position_degrees``). Reviewers and admins, who
+#: are trusted with the data, see the recorded position.
+VOLUNTEER_POSITION_DEGREES = DEFAULT_STEP
+PRECISE_POSITION_ROLES = PRECISE_ROLES
 
 
-def shown_position(role: str, latitude: float | None, longitude: float | None) -> tuple[float | None, float | None]:
-    """The position a user of ``role`` may see: recorded for reviewers and admins, coarsened for others."""
-    if latitude is None or longitude is None:
-        return None, None
-    if role in PRECISE_POSITION_ROLES:
-        return latitude, longitude
-    step = VOLUNTEER_POSITION_DEGREES
-    return round(round(latitude / step) * step, 4), round(round(longitude / step) * step, 4)
+def shown_position(
+    role: str, latitude: float | None, longitude: float | None, step: float = DEFAULT_STEP
+) -> tuple[float | None, float | None]:
+    """The position a user of ``role`` may see: recorded for reviewers and admins, rounded to ``step`` for others."""
+    return for_role(role, step).place(latitude, longitude)
 
 
-def encounters(session: Session, individual_id: int, viewer_role: str = "volunteer") -> list[Encounter]:
+def encounters(
+    session: Session, individual_id: int, viewer_role: str = "volunteer", step: float = DEFAULT_STEP
+) -> list[Encounter]:
     """The individual's photos in time order, each with where it came from, for the timeline and the map;
     positions as ``viewer_role`` may see them (:func:`shown_position`)."""
     photos = session.exec(select(Photo).where(Photo.individual_id == individual_id).order_by(col(Photo.id))).all()
@@ -170,7 +176,7 @@ def encounters(session: Session, individual_id: int, viewer_role: str = "volunte
         sighting = sightings.get(photo.id)  # type: ignore[arg-type]
         latitude = photo.latitude if photo.latitude is not None else (sighting.latitude if sighting else None)
         longitude = photo.longitude if photo.longitude is not None else (sighting.longitude if sighting else None)
-        latitude, longitude = shown_position(viewer_role, latitude, longitude)
+        latitude, longitude = shown_position(viewer_role, latitude, longitude, step)
         sighting_date = sighting.taken_at if sighting else None
         out.append(
             Encounter(
@@ -202,6 +208,12 @@ def photos_of(session: Session, individual_id: int, *, in_gallery_only: bool = F
 
 
 # --- what the Gallery page calls -------------------------------------------------------------------
+
+
+def seen_in(app: App, region: str = "", species: str = "") -> set[int] | None:
+    """The individuals of ``species`` seen in ``region`` (core.review.sites.individuals_in); None: no filter."""
+    with app.session() as session:
+        return individuals_in(session, species or None, region or None)
 
 
 def all_individuals(app: App, *, include_merged: bool = False) -> list[IndividualRow]:
@@ -236,7 +248,7 @@ def individual_page(app: App, individual_id: int, viewer_role: str = "volunteer"
         return IndividualPage(
             individual,
             target.code if target is not None else None,
-            encounters(session, individual_id, viewer_role),
+            encounters(session, individual_id, viewer_role, app.settings.volunteer_position_degrees),
             photos_of(session, individual_id),
             audit_rows(session, individual_id=individual_id, limit=50),
         )

@@ -13,11 +13,13 @@ from pathlib import Path
 from core.catalogue.exporter import export_catalogue, write_individual_zip
 from core.catalogue.format import CATALOGUE_ZIP
 from core.catalogue.importer import ImportReport, RowProblem, import_rows
+from core.catalogue.locations import for_role
 from core.catalogue.manifest import parse_manifest, read_manifest
 from core.catalogue.uploads import match_rows, uploads_of
 from core.catalogue.zip_import import ZipImportReport, import_zip
 from core.errors import ManifestError, ScuteError
 from core.progress import Progress, StageProgress
+from core.review.sites import individuals_in
 from core.service.app import App
 from core.service.jobs import Job
 from core.store.models import User
@@ -125,18 +127,31 @@ def occasions_problem(occasions: str) -> str | None:
     return None
 
 
-def export_tables_zip(app: App, occasions: str = "") -> tuple[bytes, str]:
+def export_tables_zip(
+    app: App, occasions: str = "", *, viewer: User | None = None, species: str = "", region: str = ""
+) -> tuple[bytes, str]:
     """Every CSV table of :func:`core.catalogue.exporter.export_catalogue` in one ZIP, and the export's summary;
-    with sampling ``occasions`` (``2024-06-01..2024-06-30, …``) the encounter histories too (CSV and MARK)."""
+    with sampling ``occasions`` (``2024-06-01..2024-06-30, …``) the encounter histories too (CSV and MARK).
+
+    Positions are exact for a reviewer or admin ``viewer`` and rounded to the deployment's setting for anyone else
+    (no viewer included); ``species`` / ``region`` keep the analysis tables to those individuals. The README in the
+    ZIP says which.
+    """
     from core.catalogue.analysis import parse_occasions
 
     ranges = parse_occasions(occasions) if occasions.strip() else []
+    locations = for_role(viewer.role if viewer is not None else "", app.settings.volunteer_position_degrees)
+    with app.session() as session:
+        only = individuals_in(session, species or None, region or None)
+    scope = " in ".join(part for part in (species.strip(), region.strip()) if part)
     with tempfile.TemporaryDirectory(prefix="scute-export-") as tmp:
-        report = export_catalogue(app.db, app.store, Path(tmp), occasions=ranges)
+        report = export_catalogue(
+            app.db, app.store, Path(tmp), occasions=ranges, locations=locations, individuals=only, scope=scope
+        )
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
             for path in sorted(report.files):
-                if path.suffix in (".csv", ".inp"):
+                if path.suffix in (".csv", ".inp", ".txt"):
                     bundle.write(path, arcname=path.name)
     return buffer.getvalue(), report.summary()
 

@@ -293,6 +293,7 @@ def test_export_csv_files(db: Engine, store: PhotoStore, world: World, tmp_path:
     report = export_catalogue(db, store, out)
     assert sorted(p.name for p in report.files) == sorted(
         [
+            "README.txt",
             "individuals.csv",
             "photos.csv",
             "encounters.csv",
