@@ -42,6 +42,18 @@ def _whole(env: Mapping[str, str], name: str) -> int | None:
     return value
 
 
+def _switch(env: Mapping[str, str], name: str) -> bool | None:
+    """``on``/``off`` (or yes/no, true/false, 1/0); None when unset or ``auto``."""
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "auto"):
+        return None
+    if raw in ("on", "yes", "true", "1"):
+        return True
+    if raw in ("off", "no", "false", "0"):
+        return False
+    raise ScuteError(f"{name} must be on, off or auto, not {raw!r}.")
+
+
 def _degrees(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:
@@ -77,6 +89,7 @@ class EngineSettings:
     top_k: int = 5
     weights_dir: Path | None = None
     prior: str = "shipped"  # "shipped" (the one for these settings, if any), "none", or a prior file's path
+    zoom: bool | None = None  # zoom to the animal (core.engine.localise); None: with a GPU yes, on a CPU no (time)
 
     def __post_init__(self) -> None:
         if self.extractor not in EXTRACTORS:
@@ -96,6 +109,7 @@ class EngineSettings:
             top_k=_whole(env, "SCUTE_TOP_K") or 5,
             weights_dir=_path(env, "SCUTE_WEIGHTS_DIR"),
             prior=env.get("SCUTE_PRIOR", "").strip() or "shipped",
+            zoom=_switch(env, "SCUTE_ZOOM"),
         )
 
     def replace(self, **changes: Any) -> EngineSettings:
@@ -125,8 +139,11 @@ class EngineSettings:
 
     def make_engine(self, cache_dir: Path) -> Engine:
         """Load the models (a second or two); the app keeps one per process."""
+        from core.engine.device import pick_device
+        from core.engine.localise import ZoomConf
         from core.engine.search import Engine
 
+        zoom = self.zoom if self.zoom is not None else pick_device(self.device).type == "cuda"
         return Engine(
             self.extractor,
             self.extractor_conf(),
@@ -136,6 +153,7 @@ class EngineSettings:
             turns=self.turns,
             weights_dir=self.weights_dir,
             prior={"shipped": True, "none": False}.get(self.prior, Path(self.prior).expanduser()),
+            zoom=ZoomConf() if zoom else None,
         )
 
 

@@ -37,6 +37,19 @@ def test_engine_settings_come_from_the_environment():
         EngineSettings.from_env({"SCUTE_EXTRACTOR": "orb"})
 
 
+def test_zooming_to_the_animal_is_a_setting_with_the_devices_default(tmp_path: Path):
+    from core.engine.localise import ZoomConf
+
+    assert EngineSettings.from_env({}).zoom is None  # with a GPU yes, on a CPU no (its 10-second search)
+    assert EngineSettings(extractor="sift", device="cpu").make_engine(tmp_path).zoom is None
+    assert EngineSettings(extractor="sift", device="cpu", zoom=True).make_engine(tmp_path).zoom == ZoomConf()
+    assert EngineSettings.from_env({"SCUTE_ZOOM": " On "}).zoom is True
+    assert EngineSettings.from_env({"SCUTE_ZOOM": "off"}).zoom is False
+    assert EngineSettings.from_env({"SCUTE_ZOOM": "auto"}).zoom is None
+    with pytest.raises(ScuteError, match="SCUTE_ZOOM must be on, off or auto"):
+        EngineSettings.from_env({"SCUTE_ZOOM": "maybe"})
+
+
 def test_review_settings_come_from_the_environment():
     env = {"SCUTE_REQUIRED_VOTES": "3", "SCUTE_ALLOWED_DISSENT": "1", "SCUTE_CODE_PATTERN": "CC-{n:05d}"}
     assert Settings.from_env(env).review == ReviewConfig(3, 1, "CC-{n:05d}")

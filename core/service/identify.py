@@ -15,7 +15,7 @@ from core.engine.features import Features
 from core.engine.images import PhotoInfo, load_image, prepare, resize_long_side
 from core.engine.index import GalleryIndex, GalleryPhoto
 from core.engine.matching import MatchResult
-from core.engine.search import Candidate, Engine, Identification
+from core.engine.search import Candidate, Engine, Identification, Zoom
 from core.engine.shortlist import ShortlistConf
 from core.indexing.searchable import with_gallery_features
 from core.indexing.subset import restricted
@@ -86,7 +86,7 @@ class SearchResult:
     identification: Identification
     results: dict[int, MatchResult]
     index: GalleryIndex
-    views: list[Features]  # the query in each turn the engine tried (core.engine.orientation); first: as given
+    views: list[Features]  # the query features matched, in each turn tried (core.engine.orientation); first: as given
     crop: tuple[float, float, float, float] | None
     rotation: int
     side: str
@@ -94,15 +94,23 @@ class SearchResult:
     engine: Engine = field(repr=False)
     top_k: int = 5
     shortlisted: bool = False
+    zoom: Zoom | None = None  # where the engine zoomed to find the animal (core.engine.localise), if it did
 
     @property
     def query(self) -> Features:
-        """The query's features as given: the frame its matches and overlays are drawn in."""
+        """The query's features as matched (zoomed to :attr:`used_region` when the engine zoomed)."""
         return self.views[0]
 
     @property
     def query_size(self) -> tuple[int, int]:
-        return self.query.image_size
+        """(W, H) of the query as given, at working size: the frame its matches and overlays are drawn in."""
+        return self.zoom.frame_size if self.zoom else self.query.image_size
+
+    @property
+    def used_region(self) -> tuple[float, float, float, float] | None:
+        """The part of the photo that was matched, normalised (x0, y0, x1, y1) in the query as given (after the
+        volunteer's crop and rotation); None when the whole of it was."""
+        return self.zoom.region if self.zoom else None
 
     @property
     def strong_confidence(self) -> float:
@@ -183,7 +191,7 @@ class SearchResult:
             for i, result in zip(
                 todo, engine.match_views(self.views, [self.index.features[i] for i in todo]), strict=True
             ):
-                self.results[i] = result
+                self.results[i] = self.zoom.to_frame(result) if self.zoom else result
         null, _ = self.index.model(self.method)
         found = [
             PhotoMatch(
@@ -225,17 +233,19 @@ def search_index(
     """
     if progress:
         progress("features", 0, 1)
-    views = engine.query_views(source, sha256, crop, rotation)
+    engine.query_views(source, sha256, crop, rotation)  # cached: the search below reads them back
     if progress:
         progress("features", 1, 1)
     everyone = max(top_k, len(index.identities))
     matching: Progress | None = (lambda done, total: progress("matching", done, total)) if progress else None
-    outcome = engine.search(views, index, everyone, method, {sha256}, shortlist, matching)
+    outcome = engine.search_photo(
+        source, sha256, index, crop, rotation, everyone, method, {sha256}, shortlist, matching
+    )
     return SearchResult(
         outcome.identification,
         outcome.results,
         index,
-        views,
+        outcome.views,
         crop,
         rotation,
         side,
@@ -243,6 +253,7 @@ def search_index(
         engine,
         top_k,
         shortlisted=outcome.shortlist is not None,
+        zoom=outcome.zoom,
     )
 
 
