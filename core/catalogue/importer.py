@@ -2,7 +2,9 @@
 
 Each row is its own transaction, so a crash loses at most the row in flight and a re-run resumes
 where it stopped; photos are content-addressed, so a second run adds nothing. Bad rows are
-reported with a reason and skipped; the rest are imported. An import made by an admin (the app's
+reported with a reason and skipped; the rest are imported. Tag columns (``flipper_tags``, ``pit_tags``,
+``alternate_ids``) are checked for every row first: a bad tag, or one that would name two individuals, refuses
+the whole import with its line before anything is written. An import made by an admin (the app's
 imports) is recorded in the audit log, also when it added nothing or was stopped part-way: who brought
 which catalogue in, and what was left out, is part of the gallery's history.
 """
@@ -17,20 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine as SqlEngine
+from sqlmodel import Session, select
 
 from core.catalogue.format import unescape_cell
 from core.catalogue.manifest import ManifestRow
 from core.engine.images import load_image
 from core.engine.search import Engine
-from core.errors import ScuteError
+from core.errors import ManifestError, ScuteError
 from core.indexing.gallery import record_photo_features
 from core.io import sha256_hex
 from core.progress import Progress
+from core.review import tags
 from core.review.users import acting_user
 from core.store.audit import lock_for_write, record
 from core.store.db import session_scope
-from core.store.gallery import add_photo, get_or_create_individual
-from core.store.models import SIDES, User
+from core.store.gallery import add_photo, get_or_create_individual, resolve_merged
+from core.store.models import SIDES, Individual, User
 from core.store.photos import SUFFIX_FOR_FORMAT, PhotoStore
 
 log = logging.getLogger(__name__)
@@ -50,11 +54,13 @@ class ImportReport:
     individuals_created: int = 0
     problems: list[RowProblem] = field(default_factory=list)
     created_ids: list[int] = field(default_factory=list)  # the individuals this import created
+    tags_added: int = 0  # flipper tags, PIT tags and alternate ids from the manifest's tag columns
 
     def summary(self) -> str:
+        tags = f", {self.tags_added} tags added" if self.tags_added else ""
         return (
             f"{self.added} photos added, {self.already_present} already in the gallery, "
-            f"{self.individuals_created} new individuals, {len(self.problems)} rows skipped"
+            f"{self.individuals_created} new individuals, {len(self.problems)} rows skipped{tags}"
         )
 
 
@@ -110,6 +116,16 @@ def import_rows(
     if actor is not None:
         with session_scope(db) as session:
             actor = acting_user(session, actor, "admin", action="import a catalogue").id
+    wanted = [
+        (f"line {lines[i] if lines is not None else i + 2}", row.identity, kind, value)
+        for i, row in enumerate(rows)
+        for kind, value in row.tags
+    ]
+    if wanted:
+        with session_scope(db) as session:
+            problem = tag_problem(session, wanted)
+        if problem is not None:
+            raise ManifestError(f"{problem}. Nothing was imported.")
     report = ImportReport(problems=list(skipped))
     try:
         for i, row in enumerate(rows):
@@ -131,12 +147,37 @@ def import_rows(
     return report
 
 
+def tag_problem(session: Session, wanted: Sequence[tuple[str, str, str, str]]) -> str | None:
+    """The first problem with an import's tags, ``(where, identity, kind, value)`` each, as "where: why", or None.
+
+    A tag must be valid (:func:`core.review.tags.check_tag`) and name one individual: not two in the import, not
+    another individual in the gallery (a merged code counts as its survivor, where its photos will go).
+    """
+    checked = []
+    for where, identity, kind, value in wanted:
+        try:
+            kind, value = tags.check_tag(kind, value)
+        except ScuteError as exc:
+            return f"{where}: {str(exc).rstrip('.')}"
+        checked.append((kind, value, _target_code(session, identity)))
+    clash = tags.duplicate_in(session, checked)
+    return f"{wanted[clash[0]][0]}: {clash[1]}" if clash is not None else None
+
+
+def _target_code(session: Session, identity: str) -> str:
+    """The code an imported row's photo will be filed under (a merged code's survivor)."""
+    code = unescape_cell(identity.strip()).strip()
+    individual = session.exec(select(Individual).where(Individual.code == code)).first()
+    return resolve_merged(session, individual).code if individual is not None else code
+
+
 def _import_summary(source: str, report: ImportReport, *, stopped: bool = False) -> dict[str, Any]:
     return {
         "source": source,
         "added": report.added,
         "already_present": report.already_present,
         "individuals_created": report.individuals_created,
+        **({"tags_added": report.tags_added} if report.tags_added else {}),
         "skipped": len(report.problems),
         "stopped": stopped,
     }
@@ -201,6 +242,8 @@ def _import_row(
             latitude=image.info.latitude,
             longitude=image.info.longitude,
         )
+        for kind, value in row.tags:  # checked before the first row (import_rows); a second run adds none
+            report.tags_added += int(tags.attach_imported(session, individual.id, *tags.check_tag(kind, value)))  # type: ignore[arg-type]
         if not added:
             owner = photo.individual_id
             if owner is not None and owner != individual.id:

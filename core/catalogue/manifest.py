@@ -1,6 +1,7 @@
 """Catalogue manifests: CSV files whose rows name a photo (``path``), who it shows (``identity``) and,
 optionally, which ``side`` and at which ``encounter`` (a date or event id: the evaluation keeps an encounter's
-near-duplicate photos on one side of its split). The import, the ZIP archives and the evaluation read them here."""
+near-duplicate photos on one side of its split) and, optionally, the tags of its individual (``flipper_tags``,
+``pit_tags``, ``alternate_ids``, ``;``-separated). The import, the ZIP archives and the evaluation read them here."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.catalogue.format import TAG_COLUMNS, unescape_cell
 from core.errors import ManifestError
 
 
@@ -19,6 +21,7 @@ class ManifestRow:
     side: str = "unknown"
     encounter: str = ""
     date: str = ""  # when the photo was taken (ISO 8601, column ``date`` or ``taken_at``), for photos without EXIF
+    tags: tuple[tuple[str, str], ...] = ()  # (kind, value) from flipper_tags, pit_tags, alternate_ids; unchecked
 
 
 def csv_rows(data: bytes, what: str, *, keep: frozenset[str] = frozenset()) -> tuple[list[str], list[dict[str, str]]]:
@@ -55,10 +58,21 @@ def parse_manifest(data: bytes, what: str) -> tuple[list[ManifestRow], list[dict
             r.get("side") or "unknown",
             r.get("encounter", ""),
             r.get("date") or r.get("taken_at", ""),
+            _tags(r),
         )
         for r in raw
     ]
     return rows, raw
+
+
+def _tags(row: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The row's individual's tags, ``;``-separated per column, as typed (the import checks them)."""
+    return tuple(
+        (kind, piece.strip())
+        for column, kind in TAG_COLUMNS.items()
+        for piece in unescape_cell(row.get(column, "")).split(";")
+        if piece.strip()
+    )
 
 
 def read_manifest(manifest: Path) -> list[ManifestRow]:

@@ -37,7 +37,7 @@ from core.catalogue.format import (
     TAG_COLUMNS,
     unescape_cell,
 )
-from core.catalogue.importer import audit_import, import_rows
+from core.catalogue.importer import audit_import, import_rows, tag_problem
 from core.catalogue.manifest import ManifestRow, csv_rows, parse_manifest
 from core.engine.search import Engine
 from core.errors import ManifestError, ScuteError
@@ -74,7 +74,7 @@ class ZipImportReport:
     individuals_created: int = 0
     individuals_updated: int = 0  # existing individuals whose missing name, species or notes were filled in
     photos_updated: int = 0  # photos whose missing date, GPS, crop or rotation were filled in
-    tags_added: int = 0  # flipper tags, PIT tags and alternate ids from individuals.csv
+    tags_added: int = 0  # flipper tags, PIT tags and alternate ids from individuals.csv and manifest.csv
     problems: list[ImportProblem] = field(default_factory=list)
     created_ids: list[int] = field(default_factory=list)  # the individuals this import created
 
@@ -180,13 +180,16 @@ def _row_tags(row: dict[str, str], where: str) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
-def _check_tags(session: Session, specs: Sequence[_IndividualSpec]) -> None:
-    """Refuse the import (before anything is written) if a tag would name two individuals."""
-    wanted = [(kind, value, spec.code, spec.line) for spec in specs for kind, value in spec.tags]
-    clash = tags.duplicate_in(session, [(kind, value, code) for kind, value, code, _ in wanted])
-    if clash is not None:
-        index, reason = clash
-        raise ManifestError(f"{INDIVIDUALS_NAME} line {wanted[index][3]}: {reason}. Nothing was imported.")
+def _check_tags(session: Session, specs: Sequence[_IndividualSpec], rows: Sequence[ManifestRow]) -> None:
+    """Refuse the import (before anything is written) if a tag of either file is bad or would name two
+    individuals."""
+    wanted = [(f"{INDIVIDUALS_NAME} line {s.line}", s.code, kind, value) for s in specs for kind, value in s.tags]
+    wanted += [
+        (f"{MANIFEST_NAME} line {i + 2}", r.identity, kind, value) for i, r in enumerate(rows) for kind, value in r.tags
+    ]
+    problem = tag_problem(session, wanted) if wanted else None
+    if problem is not None:
+        raise ManifestError(f"{problem}. Nothing was imported.")
 
 
 def _attach_tags(session: Session, individual_id: int, spec: _IndividualSpec, report: ZipImportReport) -> None:
@@ -392,11 +395,10 @@ def import_archive(
         with session_scope(db) as session:
             actor = acting_user(session, actor, "admin", action="import a catalogue").id
 
-    if specs:
-        with session_scope(db) as session:
-            lock_for_write(session)
-            _check_tags(session, specs)
-            report.created_ids += _apply_individuals(session, specs, report)
+    with session_scope(db) as session:
+        lock_for_write(session)
+        _check_tags(session, specs, rows)
+        report.created_ids += _apply_individuals(session, specs, report) if specs else []
     try:
         with tempfile.TemporaryDirectory(prefix="scute-import-", dir=work_dir) as tmp:
             photos_dir = Path(tmp)
@@ -472,7 +474,7 @@ def _import_chunk(
         except ScuteError as exc:
             report.problems.append(ImportProblem(where, f"{row.path[:200]}: {exc}"))
             continue
-        ready.append((line, ManifestRow(member, row.identity, row.side), member, extras, sha))
+        ready.append((line, ManifestRow(member, row.identity, row.side, tags=row.tags), member, extras, sha))
     try:
         if not ready:
             return
@@ -488,6 +490,7 @@ def _import_chunk(
         report.already_present += result.already_present
         report.individuals_created += result.individuals_created
         report.created_ids += result.created_ids
+        report.tags_added += result.tags_added
         for line, _, member, extras, sha in ready:
             if line in failed or extras == _PhotoExtras(sha256=extras.sha256):
                 continue

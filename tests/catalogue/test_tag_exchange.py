@@ -18,6 +18,8 @@ from sqlmodel import select
 
 from core.catalogue.exporter import export_catalogue
 from core.catalogue.format import CATALOGUE_ZIP
+from core.catalogue.importer import import_rows
+from core.catalogue.manifest import read_manifest
 from core.catalogue.zip_import import import_zip
 from core.engine.search import Engine as SearchEngine
 from core.errors import ManifestError
@@ -129,5 +131,101 @@ def test_a_duplicate_or_bad_tag_refuses_the_import_with_its_line(
             import_zip(db, PhotoStore(tmp_path / "photos"), search_engine, archive)
         assert str(refused.value) == message
         assert snapshot(db) == before  # no individual, photo or tag was added
+    finally:
+        db.dispose()
+
+
+def write_folder(folder: Path, rows: list[dict[str, str]]) -> Path:
+    """A catalogue folder: photos a.jpg, b.jpg, c.jpg and a manifest with tag columns."""
+    folder.mkdir()
+    for seed, name in enumerate(("a.jpg", "b.jpg", "c.jpg"), start=1):
+        (folder / name).write_bytes(photo_bytes(seed))
+    columns = ["path", "identity", "side", "flipper_tags", "pit_tags", "alternate_ids"]
+    with (folder / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n", restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder / "manifest.csv"
+
+
+def test_a_manifest_s_tag_columns_tag_each_row_s_individual(tmp_path: Path, search_engine: SearchEngine) -> None:
+    manifest = write_folder(
+        tmp_path / "cat",
+        [
+            {"path": "a.jpg", "identity": "T-0001", "flipper_tags": "AB1; AB2", "pit_tags": "P1"},
+            {"path": "b.jpg", "identity": "T-0001", "flipper_tags": "ab1"},  # the same tag again: one tag
+            {"path": "c.jpg", "identity": "T-0002", "alternate_ids": "IoT-5"},
+        ],
+    )
+    db = init_db(f"sqlite:///{tmp_path / 'gallery.db'}")
+    try:
+        rows = read_manifest(manifest)
+        report = import_rows(db, PhotoStore(tmp_path / "photos"), search_engine, rows, manifest.parent)
+        assert (report.added, report.tags_added, report.problems) == (3, 4, [])
+        assert all_tags(db) == [
+            ("T-0001", "flipper", "AB1"),
+            ("T-0001", "flipper", "AB2"),
+            ("T-0001", "pit", "P1"),
+            ("T-0002", "alternate", "IoT-5"),
+        ]
+        again = import_rows(db, PhotoStore(tmp_path / "photos"), search_engine, rows, manifest.parent)
+        assert (again.added, again.tags_added) == (0, 0)
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            [
+                {"path": "a.jpg", "identity": "T-0001", "pit_tags": "P1"},
+                {"path": "b.jpg", "identity": "T-0002", "pit_tags": "p1"},
+            ],
+            "line 3: the PIT tag p1 is also given to T-0001. Nothing was imported.",
+        ),
+        (
+            [{"path": "a.jpg", "identity": "T-0001"}, {"path": "c.jpg", "identity": "T-0001", "flipper_tags": "F9"}],
+            "line 3: the flipper tag F9 is already on T-0009. Nothing was imported.",
+        ),
+        (
+            [{"path": "a.jpg", "identity": "T-0001", "alternate_ids": "ok;bad\x07"}],
+            "line 2: The alternate id contains control characters; please remove them. Nothing was imported.",
+        ),
+    ],
+)
+def test_a_manifest_with_a_duplicate_or_bad_tag_imports_nothing(
+    tmp_path: Path, search_engine: SearchEngine, rows: list[dict[str, str]], message: str
+) -> None:
+    manifest = write_folder(tmp_path / "cat", rows)
+    db = init_db(f"sqlite:///{tmp_path / 'gallery.db'}")
+    try:
+        with session_scope(db) as session:
+            admin = create_user(session, "admin", "correct horse battery", "admin", actor=None)
+            get_or_create_individual(session, "T-0009")
+            add_tag(session, admin, "T-0009", "flipper", "f9")
+        before = snapshot(db)
+        with pytest.raises(ManifestError) as refused:
+            import_rows(db, PhotoStore(tmp_path / "photos"), search_engine, read_manifest(manifest), manifest.parent)
+        assert str(refused.value) == message
+        assert snapshot(db) == before
+    finally:
+        db.dispose()
+
+
+def test_a_zip_manifest_row_clashing_with_individuals_csv_imports_nothing(
+    tmp_path: Path, search_engine: SearchEngine
+) -> None:
+    archive = tmp_path / "catalogue.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("manifest.csv", "path,identity,flipper_tags\nphotos/a.jpg,T-0002,AB1\n")
+        zf.writestr("photos/a.jpg", photo_bytes(1))
+        zf.writestr("individuals.csv", "code,flipper_tags\nT-0001,AB1\n")
+    db = init_db(f"sqlite:///{tmp_path / 'gallery.db'}")
+    try:
+        before = snapshot(db)
+        with pytest.raises(ManifestError, match=r"^manifest.csv line 2: the flipper tag AB1 is also given to T-0001"):
+            import_zip(db, PhotoStore(tmp_path / "photos"), search_engine, archive)
+        assert snapshot(db) == before
     finally:
         db.dispose()
