@@ -40,7 +40,7 @@ def _summary(item: ReviewItem, voting: Callable[[], None] | None) -> None:
         image = photo_image(str(item.photo_path), None, 0, 900)
         st.image(pictures.crop_preview(image, photo.crop), width="stretch")
         when = sighting.taken_at.strftime("%d %b %Y") if sighting.taken_at else "date unknown"
-        latitude, longitude = item.place(ctx.require())
+        latitude, longitude = item.place(ctx.require(), ctx.app().settings.volunteer_position_degrees)
         located = latitude is not None and longitude is not None
         place = f"{latitude:.5f}, {longitude:.5f}" if located else "place unknown"
         if latitude is not None and (latitude, longitude) != (sighting.latitude, sighting.longitude):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from sqlmodel import Session, col, select
 
+from core.catalogue.locations import DEFAULT_STEP
 from core.indexing.searchable import with_gallery_features
 from core.progress import StageProgress
 from core.review import votes
@@ -39,12 +40,13 @@ class ReviewItem:
         """The individual's code alone ("?" when it is gone)."""
         return self.codes.get(individual_id, "?").split(" ")[0] if individual_id is not None else "?"
 
-    def place(self, viewer: User) -> tuple[float | None, float | None]:
+    def place(self, viewer: User, step: float = DEFAULT_STEP) -> tuple[float | None, float | None]:
         """Where the sighting was, as ``viewer`` may see it: its own submitter, reviewers and admins see the
-        recorded position, other volunteers a coarsened one (:func:`core.service.browse.shown_position`)."""
+        recorded position, other volunteers one rounded to ``step`` degrees (the deployment's
+        ``volunteer_position_degrees``; :func:`core.service.browse.shown_position`)."""
         sighting = self.detail.sighting
         role = "admin" if viewer.id == sighting.submitted_by else viewer.role
-        return shown_position(role, sighting.latitude, sighting.longitude)
+        return shown_position(role, sighting.latitude, sighting.longitude, step)
 
 
 @dataclass(frozen=True)

@@ -178,3 +178,14 @@ def test_an_export_keeps_to_a_species_and_region_and_a_rounded_one_holds_no_phot
     assert (out / "README.txt").read_text().splitlines()[2].startswith("Coordinates: exact")
     assert cli.main(["export", "--out", str(out), "--db", db_url, "--user", "nobody"]) == 2
     assert "nobody" in capsys.readouterr().err
+
+
+def test_the_rounding_is_a_setting_and_a_bad_one_is_refused_clearly(tmp_path: Path) -> None:
+    from core.errors import ScuteError
+
+    env = {"SCUTE_HOME": str(tmp_path)}
+    assert Settings.from_env(env).volunteer_position_degrees == 0.1
+    assert Settings.from_env({**env, "SCUTE_VOLUNTEER_POSITION_DEGREES": "0.5"}).volunteer_position_degrees == 0.5
+    for bad, message in (("abc", "must be a number of degrees, not 'abc'"), ("0", "more than 0 and at most 10")):
+        with pytest.raises(ScuteError, match=message):
+            Settings.from_env({**env, "SCUTE_VOLUNTEER_POSITION_DEGREES": bad})
