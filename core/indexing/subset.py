@@ -47,7 +47,9 @@ def subset(index: GalleryIndex, photo_ids: Iterable[int]) -> GalleryIndex:
     if len(chosen) == len(index.photos):
         return index
     if not chosen:
-        raise EmptyGalleryError("No photo in the gallery fits this search's filter.")
+        raise EmptyGalleryError(
+            "No individual in the gallery fits this species and region: switch on 'Search everywhere'."
+        )
     key = (id(index), frozenset(index.photos[i].key for i in chosen))
     with _lock:
         kept = _views.get(key)

@@ -79,7 +79,7 @@ def test_a_restricted_search_ranks_only_the_allowed_individuals_and_leaves_the_s
     bank = shortlist_index(view, conf, "cpu")
     assert len(bank.keys) == 4 and view.shortlists is not index.shortlists
     assert len(shortlist_index(index, conf, "cpu").keys) == 6
-    with pytest.raises(EmptyGalleryError, match="No photo in the gallery fits"):
+    with pytest.raises(EmptyGalleryError, match="No individual in the gallery fits this species and region"):
         subset(index, [])
 
 
