@@ -232,6 +232,7 @@ def main() -> None:
             st.Page("pages/review.py", title="Review", icon=":material/how_to_vote:"),
             st.Page("pages/gallery.py", title="Gallery", icon=":material/photo_library:"),
             st.Page("pages/inbox.py", title=_inbox_title(user), icon=":material/inbox:", url_path="inbox"),
+            st.Page("pages/practice.py", title="Practice", icon=":material/school:"),
         ]
     }
     admin_pages = []

@@ -6,18 +6,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fixtures.appgallery import APP_ENV, FAST_HASHER, PASSWORD, AppGallery, copy_home
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
+from core.engine.matching import MatchResult
 from core.review import users
 from core.review.sightings import submit_sighting
 from core.review.votes import cast_vote
+from core.service.evidence import Evidence, EvidenceCandidate, EvidencePhoto, keep
 from core.store.db import init_db, session_scope
-from core.store.feedback import Follow, Notification
-from core.store.models import Individual, User
+from core.store.feedback import Follow, Notification, PracticeAnswer
+from core.store.models import Individual, Photo, User
 from core.store.photos import PhotoStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,6 +86,27 @@ def decided_sighting(db: Engine, home: Path, app_gallery: AppGallery, code: str 
     return sighting_id  # type: ignore[return-value]
 
 
+def keep_evidence(db: Engine, home: Path, sighting_id: int, codes: tuple[str, ...] = ("t006", "t019")) -> None:
+    """The search the submitter saw: ``codes`` ranked in this order, each with a few matches on its first photo."""
+    store = PhotoStore(home / "photos")
+    with session_scope(db) as session:
+        candidates = []
+        for rank, code in enumerate(codes):
+            photo = session.exec(
+                select(Photo).join(Individual).where(Individual.code == code).order_by(Photo.id)
+            ).first()
+            assert photo is not None
+            points = np.random.default_rng(rank).uniform(20, 300, size=(10, 2)).astype(np.float32)
+            match = MatchResult(np.arange(10), np.arange(10), np.full(10, 0.9, np.float32), points, points, 400, 400)
+            shown = EvidencePhoto(store.path(photo.path), None, 0, photo.sha256, photo.id)
+            probability = 0.8 if rank == 0 else 0.05
+            candidates.append(
+                EvidenceCandidate(code, None, probability, 5.0, 10, 10, shown, match, (384, 512), 0.1, 0.1)
+            )
+        null = np.linspace(0, 0.5, 40, dtype=np.float32)
+        keep(session, sighting_id, Evidence("lightglue", 0.5, (384, 512), 0.1, null, candidates), "test")
+
+
 def test_inbox_shows_the_decision_and_marks_it_read(home: Path, db: Engine, app_gallery: AppGallery) -> None:
     decided_sighting(db, home, app_gallery)
     at = signed_in("alice")
@@ -119,3 +143,31 @@ def test_follow_from_the_gallery_reaches_the_inbox(home: Path, db: Engine, app_g
     decided_sighting(db, home, app_gallery)
     at.switch_page("pages/inbox.py").run()
     assert "t006 was seen again (encounter of 2025-04-12, by alice)." in texts(at)
+
+
+def test_practice_tells_the_right_answer_and_admins_see_the_rate(
+    home: Path, db: Engine, app_gallery: AppGallery
+) -> None:
+    keep_evidence(db, home, decided_sighting(db, home, app_gallery))
+    at = signed_in("admin")  # admin neither sent nor voted on it
+    at.switch_page("pages/practice.py").run()
+    assert not at.exception
+    assert "t006" not in texts(at)  # the answer is not given away before searching
+    assert "Nobody has practised yet." in texts(at)
+    at.button(key="practice.run").click().run()
+    assert not at.exception
+    assert at.radio(key="practice.choice").options == [
+        "t006 (80 %)",
+        "t019 (5 %)",
+        "A new individual (not in the gallery)",
+    ]
+    at.radio(key="practice.choice").set_value("t019")
+    at.button(key="practice.check").click().run()
+    assert not at.exception
+    shown = at.error[0].value.replace("\\", "")
+    assert shown.startswith("Not quite: you chose t019, the answer is t006. This is t006, as decided in review;")
+    table = at.dataframe[0].value
+    assert list(table["Volunteer"]) == ["admin"] and list(table["Agreement"]) == ["0 %"]
+    with session_scope(db) as session:
+        rows = session.exec(select(PracticeAnswer)).all()
+        assert [(r.answered_new, r.correct) for r in rows] == [(False, False)]
