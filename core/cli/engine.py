@@ -85,6 +85,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 sides=not args.every_side,
                 fold_prior=args.fold_prior,
                 exhaustive=not args.search_only,
+                only=args.only_fold or (),
             )
             print(f"\n{root.name} ({manifest})")
             print(report.table())
@@ -152,6 +153,9 @@ def register(sub: Any) -> None:
         help="CSV with columns path,identity[,side][,encounter] (repeat for several catalogues: one report each)",
     )
     p.add_argument("--folds", type=int, default=4, help="identity folds: each identity is novel in one of them")
+    p.add_argument(
+        "--only-fold", type=int, action="append", metavar="K", help="run only fold K (repeat for several; from 0)"
+    )
     p.add_argument(
         "--encounters",
         choices=ENCOUNTER_SOURCES,

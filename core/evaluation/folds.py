@@ -41,10 +41,16 @@ class FoldsReport:
             cells = " ".join(f"{values[m][0]:>14.3f} ± {values[m][1]:<5.3f}" for m in metrics)
             lines.append(f"{label:<34} {cells}")
         lines.append(
-            f"{len(self.folds)} identity folds; encounters from {self.protocol['encounters']}; "
+            f"{self._folds_run()}; encounters from {self.protocol['encounters']}; "
             f"{self.protocol['sides']}; prior: {self.protocol['prior']}"
         )
         return "\n".join(lines)
+
+    def _folds_run(self) -> str:
+        total, run = self.protocol["folds"], self.protocol.get("folds_run", [])
+        if not run or len(run) == total:
+            return f"{total} identity folds"
+        return f"fold {', '.join(map(str, run))} of {total} identity folds"
 
 
 #: Other-individual and same-individual pairs per photo a fold's prior is fitted on (as the shipped prior).
@@ -88,17 +94,23 @@ def evaluate_folds(
     fold_prior: bool = False,
     shortlist: ShortlistConf | bool | None = None,
     exhaustive: bool = True,
+    only: Sequence[int] = (),
 ) -> FoldsReport:
     """The protocol over every identity fold. ``fold_prior``: fit the null and calibration prior on each fold's
-    gallery alone (its novel identities and queries never), so that no figure is scored by a prior that saw it."""
+    gallery alone (its novel identities and queries never), so that no figure is scored by a prior that saw it.
+    ``only``: run just these folds (when the whole protocol does not fit the time at hand); the report says which."""
     identities = len({r.identity for r in rows})
     if folds < 2 or identities < 2:
         raise ScuteError("The protocol needs two folds and two individuals at least: one fold new, the others known.")
     folds = min(folds, identities)
+    wanted = sorted(set(only)) or list(range(folds))
+    missing = [fold for fold in wanted if not 0 <= fold < folds]
+    if missing:
+        raise ScuteError(f"There are {folds} folds (0 to {folds - 1}); fold {missing[0]} is not one.")
     reports = []
     shipped = engine.prior
     with own_priors(engine, fold_prior):
-        for fold in range(folds):
+        for done, fold in enumerate(wanted, start=1):
             split = protocol_split(rows, fold, folds, encounters)
             if fold_prior:
                 engine.prior = fit_fold_prior(engine, [manifest_photo(root, r) for r in split.gallery], methods)
@@ -106,9 +118,10 @@ def evaluate_folds(
                 evaluate(rows, root, engine, methods, progress, shortlist, exhaustive, split, sides, encounters)
             )
             if progress:
-                progress("folds", fold + 1, folds)
+                progress("folds", done, len(wanted))
     protocol = {
         "folds": folds,
+        "folds_run": wanted,
         "novel_identities": [r.novel_identities for r in reports],
         "encounters": {"column": "the manifest's encounter column", "name": "the file name before _"}.get(
             encounters, "each photo alone"

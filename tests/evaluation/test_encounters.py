@@ -11,6 +11,7 @@ import pytest
 from core.catalogue.manifest import ManifestRow, read_manifest
 from core.engine.index import GalleryPhoto
 from core.engine.search import Candidate, Engine, Identification
+from core.errors import ScuteError
 from core.evaluation.folds import evaluate_folds
 from core.evaluation.protocol import _encounter_groups, _encounter_tally, encounter_of, evaluate, protocol_split
 
@@ -88,3 +89,11 @@ def test_per_encounter_figures_beside_per_photo_on_a_tiny_manifest(tiny_nyala, t
     mean, _spread = folds.summary["search (confident) per encounter"]["top1"]
     assert mean == pytest.approx(np.mean([f.encounter_search.top1 for f in folds.folds]))
     assert folds.protocol["encounters_per_fold"] == [f.encounters for f in folds.folds]
+
+    # Only some folds, when the whole protocol does not fit the time at hand: the report says which.
+    one = evaluate_folds(rows, root, engine, ("confident",), folds=3, encounters="name", exhaustive=False, only=[1])
+    assert [f.novel_identities for f in one.folds] == [folds.folds[1].novel_identities]
+    assert one.folds[0].encounter_search.top1 == pytest.approx(folds.folds[1].encounter_search.top1)
+    assert one.protocol["folds_run"] == [1] and "fold 1 of 3 identity folds" in one.table()
+    with pytest.raises(ScuteError, match="fold 3 is not one"):
+        evaluate_folds(rows, root, engine, ("confident",), folds=3, exhaustive=False, only=[3])
