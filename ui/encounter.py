@@ -43,7 +43,7 @@ def evidence_text(value: float | None) -> str:
 
 def encounter_section(photos: Sequence[Photo], search: Callable[[Any], None]) -> None:
     """Search every photo, show the combined ranking, and send one proposal for the encounter."""
-    st.subheader("All photos together: one encounter")
+    st.subheader("One encounter: all photos together")
     waiting = [p for p in photos if p.result is None or p.searched_with != p.settings]
     if st.button(
         "Find this turtle in every photo",
