@@ -33,6 +33,7 @@ ACTION_LABELS: dict[str, str] = {
     "sighting.vote": "Vote",
     "sighting.conflict": "Conflict",
     "sighting.decide": "Decision",
+    "encounter.create": "Encounter sent",
     "individual.follow": "Follow",
     "individual.unfollow": "Unfollow",
     "user.create": "New account",
@@ -54,6 +55,7 @@ KIND_LABELS: dict[str, str] = {
     "individual": "Individuals",
     "photo": "Photos",
     "sighting": "Sightings",
+    "encounter": "Encounters",
     "user": "Accounts",
     "catalogue": "Imports",
     "site": "Sites",
@@ -182,6 +184,17 @@ def _submit(entry: AuditLog, names: _Names) -> str:
     return f"sent sighting #{entry.target_id} (photo {after.get('photo_id')}{where}{best})"
 
 
+def _encounter(entry: AuditLog, names: _Names) -> str:
+    after = entry.payload.get("after") or {}
+    sightings = after.get("sightings") or []
+    sides = [side for side in after.get("sides") or [] if side and side != "unknown"]
+    where = f"; {', '.join(sides)}" if sides else ""
+    listed = ", ".join(f"#{s}" for s in sightings)
+    rows = (entry.payload.get("combined") or {}).get("rows") or []
+    best = f"; best together {names.code(rows[0][0])} at {_share(rows[0][1])}" if rows else ""
+    return f"sent encounter #{entry.target_id} with {plural(len(sightings), 'photo')} (sightings {listed}{where}{best})"
+
+
 def _decision_words(decision: Any, individual: str) -> str:
     if decision == "same":
         return f"same as {individual}"
@@ -263,6 +276,7 @@ _SENTENCES: dict[str, Callable[[AuditLog, _Names], str]] = {
     "sighting.vote": _vote,
     "sighting.conflict": lambda e, n: f"sighting #{e.target_id} got conflicting votes, so an admin decides",
     "sighting.decide": _decide,
+    "encounter.create": _encounter,
     "individual.follow": lambda e, n: f"started following {n.code(e.target_id)}",
     "individual.unfollow": lambda e, n: f"stopped following {n.code(e.target_id)}",
     "user.create": lambda e, n: "created the account {username} ({role})".format(
