@@ -14,6 +14,7 @@ from core.service import browse, dashboard, review
 from core.service.review import EncounterReview, ReviewItem
 from core.viz import pictures
 from ui import context as ctx
+from ui.compare import compare_review
 from ui.components import match_explorer, md, percent, photo_image, with_progress
 
 POSITION = "review.position"
@@ -93,6 +94,7 @@ def _evidence(item: ReviewItem, default_identity: str | None) -> None:
         st.caption("Matched against today's gallery (the probabilities may differ from what the submitter saw).")
         result, query_image = live  # type: ignore[misc]
         match_explorer(result, query_image, key=f"review.{key}.live", default_identity=default_identity)
+        compare_review(item, result, key=f"review.{key}.compare.live")
         return
     kept = None
     with ctx.guard("showing the matches the submitter saw"):
@@ -100,6 +102,7 @@ def _evidence(item: ReviewItem, default_identity: str | None) -> None:
     if kept is not None:
         st.caption("The matches the submitter saw when they sent this sighting.")
         match_explorer(kept[0], kept[1], key=f"review.{key}.explore", default_identity=default_identity)
+        compare_review(item, kept[0], key=f"review.{key}.compare")
     else:
         st.caption("This sighting was sent without a search, so there are no matches to show yet.")
     if st.button(
