@@ -1,4 +1,4 @@
-"""Curate (admins): individuals, merges, photos, history with undo, import, export and user accounts.
+"""Curate (admins): individuals, merges, photos, history with undo, import, export, user accounts, sites and species.
 
 Every action goes through ``core.review.curation`` / ``core.review.users`` / ``core.catalogue``,
 which check the role, record the change in the audit log and make merges, splits and moves undoable.
@@ -19,6 +19,7 @@ from core.service.accounts import ROLES
 from core.service.browse import IndividualRow
 from core.service.history import KIND_LABELS, plural
 from ui import context as ctx
+from ui import places as places_ui
 from ui.components import md, photo_image
 
 FLASH = "curate.flash"
@@ -32,6 +33,7 @@ SECTIONS = {
     "import": "Import",
     "export": "Export",
     "users": "Users",
+    "places": "Sites & species",
 }
 
 
@@ -405,8 +407,14 @@ def _export(user) -> None:
         st.error(problem)
         occasions = ""
 
+    left, right = st.columns(2)
+    with left:
+        species = places_ui.species_filter("curate.export.species")
+    with right:
+        region = places_ui.region_filter("curate.export.region")
+
     def tables() -> bytes:
-        return catalogue_service.export_tables_zip(app, occasions)[0]
+        return catalogue_service.export_tables_zip(app, occasions, viewer=user, species=species, region=region)[0]
 
     def catalogue() -> bytes:
         return catalogue_service.export_photos_zip(app)
@@ -530,6 +538,7 @@ def main() -> None:
         "import": _import,
         "export": _export,
         "users": _users,
+        "places": places_ui.sites_and_species,
     }[section or "individuals"](user)
 
 

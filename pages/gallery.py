@@ -15,6 +15,7 @@ from core.service import tags as tag_service
 from core.service.browse import Encounter, IndividualRow
 from core.service.history import plural
 from ui import context as ctx
+from ui import places as places_ui
 from ui.components import card_image, md, thumbnail_uri
 from ui.follow import follow_button
 
@@ -29,7 +30,7 @@ SIDE_HEADINGS = {
 
 
 def _filters(rows: list[IndividualRow]) -> list[IndividualRow]:
-    text_col, status_col, species_col, since_col = st.columns([3, 2, 2, 2])
+    text_col, status_col, species_col, region_col, since_col = st.columns([3, 2, 2, 2, 2])
     text = text_col.text_input(
         "Search code, name or tag", key="gallery.search", placeholder="e.g. T-0042, Donatello or a flipper tag"
     )
@@ -42,9 +43,12 @@ def _filters(rows: list[IndividualRow]) -> list[IndividualRow]:
     )
     since = since_col.date_input("Seen since", value=None, key="gallery.since", format="DD/MM/YYYY")
     seen_since = datetime.combine(since, datetime.min.time(), tzinfo=UTC) if since else None
+    with region_col:
+        region = places_ui.region_filter("gallery.region")  # seen at a site of it (ui.places)
     tagged = tag_service.matching(ctx.app(), text)
+    only = browse.seen_in(ctx.app(), region) if region else None
     return browse.filter_individuals(
-        rows, text, species=species, statuses=statuses, seen_since=seen_since, tagged=tagged
+        rows, text, species=species, statuses=statuses, seen_since=seen_since, tagged=tagged, only=only
     )
 
 
@@ -224,9 +228,10 @@ def _individual(individual_id: int) -> None:
     if located:
         st.map({"lat": [e.latitude for e in located], "lon": [e.longitude for e in located]}, zoom=9, height=320)
         if user is None or user.role not in browse.PRECISE_POSITION_ROLES:
+            step = ctx.app().settings.volunteer_position_degrees
             st.caption(
-                "Positions are rounded to about 11 km for volunteers, to protect where the animals live; "
-                "reviewers and admins see them as recorded."
+                f"Positions are rounded to {step:g}° (about {step * 111:.0f} km) for volunteers, to protect where the "
+                "animals live; reviewers and admins see them as recorded."
             )
     else:
         st.caption("No photo of this individual carries a GPS position, so there is no map.")

@@ -21,12 +21,14 @@ from ui import context as ctx
 from ui.components import candidate_cards, match_explorer, md, percent, run_search
 from ui.crop_box import compared_area, crop_box
 from ui.encounter import encounter_section, sent_message
+from ui.places import search_scope
 
 ACCEPTED = ["jpg", "jpeg", "png", "webp", "tif", "tiff", "heic", "heif"]
 DRAFTS = "identify.drafts"
 REJECTED = "identify.rejected"
 UPLOADER = "identify.uploader_generation"
 LAST_SIDE = "identify.last_side"
+SCOPE = "identify.scope.individuals"  # who the searches compare with (None: everyone)
 
 
 @dataclass
@@ -150,6 +152,7 @@ def _search(draft: Draft) -> None:
         crop=draft.crop,
         rotation=draft.rotation,
         side=draft.side,
+        individuals=st.session_state.get(SCOPE),
     )
     if result is None:  # run_search has said why; an empty gallery still lets a first sighting be sent
         draft.empty_gallery = identify.gallery_is_empty(ctx.app())
@@ -355,6 +358,8 @@ def main() -> None:
     if not drafts:
         st.caption("Tip: sharp photos where the head's scales are visible work best; one photo per side.")
         return
+    first = next(iter(drafts.values())).upload.info
+    st.session_state[SCOPE] = search_scope(first.latitude, first.longitude)  # species and region (ui.places)
     sent_message()
     open_drafts = [d for d in drafts.values() if d.sighting_id is None]
     together = len(open_drafts) > 1 and st.toggle(

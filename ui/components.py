@@ -116,12 +116,14 @@ def run_search(
     crop: tuple[float, float, float, float] | None,
     rotation: int,
     side: str,
+    individuals: set[int] | None = None,
 ) -> SearchResult | None:
-    """Prepare the gallery (only after it changed) and search, with a progress display; None on failure."""
+    """Prepare the gallery (only after it changed) and search (only among ``individuals`` when given: the species
+    and region of ui.places.search_scope), with a progress display; None on failure."""
     return with_progress(
         "searching the gallery",
         lambda progress: identify.find(
-            app(), source, sha256, crop=crop, rotation=rotation, side=side, progress=progress
+            app(), source, sha256, crop=crop, rotation=rotation, side=side, progress=progress, individuals=individuals
         ),
     )
 
