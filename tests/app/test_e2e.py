@@ -201,16 +201,16 @@ def crop_canvas(page) -> tuple[dict, float, tuple[int, int]]:
     return frame.bounding_box(), zoom, (size[0], size[1])
 
 
-def drag_crop_corner(page, to: tuple[float, float]) -> None:
-    """Select the crop box, then drag its bottom-right corner to ``to`` (fractions of the photo)."""
+def drag_crop_corner(page, to: tuple[float, float], start: tuple[float, float] = (1.0, 1.0)) -> None:
+    """Select the crop box, then drag its bottom-right corner from ``start`` to ``to`` (fractions of the photo)."""
     box, zoom, (width, height) = crop_canvas(page)
 
     def at(x: float, y: float) -> tuple[float, float]:
         return box["x"] + zoom * x, box["y"] + zoom * y
 
-    page.mouse.click(*at(width / 2, height / 2))  # the handles appear once the box is selected
+    page.mouse.click(*at(start[0] * width / 2, start[1] * height / 2))  # the handles appear once it is selected
     page.wait_for_timeout(200)
-    page.mouse.move(*at(width - 2, height - 2))
+    page.mouse.move(*at(min(start[0] * width, width - 2), min(start[1] * height, height - 2)))
     page.mouse.down()
     page.mouse.move(*at(to[0] * width, to[1] * height), steps=6)
     page.mouse.up()
@@ -333,6 +333,12 @@ def test_volunteer_identifies_reviewer_confirms_gallery_shows_it(server: str, br
     assert drawn_crop_box(page) == pytest.approx((0.6, 0.5), abs=0.03)  # and the box stays where it was left
     page.locator(CROP_FRAME).first.scroll_into_view_if_needed()
     shot(page, "desktop-identify-framing.png")
+    drag_crop_corner(page, (1.0, 1.0), start=(0.6, 0.5))  # back to the whole photo: as searched, nothing to redo
+    page.get_by_text("since this search").wait_for(state="detached", timeout=60_000)
+    assert image_shape(compares) == pytest.approx(before, rel=0.02)
+    compared = page.locator('[data-testid="stHorizontalBlock"]').filter(has_text="What Scute compared").last
+    compared.scroll_into_view_if_needed()
+    save_screenshot(compared.screenshot(), "identify-compared.png")
 
     # The evidence is convincing, so the best candidate is proposed by default.
     assert checked_proposal(page).startswith(f"Same as {expected}")
@@ -409,7 +415,9 @@ def test_phone_volunteer_sends_a_new_turtle_and_a_reviewer_agrees(
     upload(page, stranger)
     box, zoom, (width, _) = crop_canvas(page)
     assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and width * zoom <= box["width"]
-    page.locator(CROP_FRAME).first.scroll_into_view_if_needed()
+    page.get_by_text("Adjust with sliders").first.evaluate(
+        "e => { e.scrollIntoView({block: 'start'}); document.querySelector('[data-testid=stMain]').scrollBy(0, -60); }"
+    )
     shot(page, "phone-identify-framing.png")
     page.get_by_role("button", name="Find this turtle").click()
     banner = search_banner(page)
@@ -417,6 +425,8 @@ def test_phone_volunteer_sends_a_new_turtle_and_a_reviewer_agrees(
         "e => { e.scrollIntoView({block: 'start'}); document.querySelector('[data-testid=stMain]').scrollBy(0, -90); }"
     )
     shot(page, "phone-identify-result.png")
+    page.get_by_text("What Scute compared").first.evaluate("e => { e.scrollIntoView({block: 'center'}); }")
+    shot(page, "phone-identify-compared.png")
 
     # On a phone the two photos of the overlay are stacked, not squeezed side by side.
     overlay = visible(page.locator('[data-testid="stImage"]').filter(has_text="matches shown")).first
