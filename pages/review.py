@@ -16,6 +16,7 @@ from core.viz import pictures
 from ui import context as ctx
 from ui.compare import compare_review
 from ui.components import match_explorer, md, percent, photo_image, with_progress
+from ui.encounter import evidence_text
 
 POSITION = "review.position"
 FLASH = "review.flash"
@@ -217,7 +218,7 @@ def _admin_decision(item: ReviewItem, key: str) -> None:
 
 
 def _evidence_llr(value: float | None) -> str:
-    return "not compared" if value is None else f"{value:+.1f}"
+    return evidence_text(value)  # the same words as Identify's
 
 
 def _encounter(found: EncounterReview, *, can_vote: bool, admin: bool) -> None:

@@ -37,8 +37,11 @@ class Photo(Protocol):
 
 
 def evidence_text(value: float | None) -> str:
-    """A log-likelihood ratio as shown: signed, one decimal; a photo that was not compared says so."""
-    return "not compared" if value is None else f"{value:+.1f}"
+    """A log-likelihood ratio as shown: signed, one decimal; a photo that was not compared says so. Below -100 the
+    value is only the floor of a probability that underflowed, so it is shown as a bound."""
+    if value is None:
+        return "not compared"
+    return "≤ -100" if value <= -100 else f"{value:+.1f}"
 
 
 def encounter_section(photos: Sequence[Photo], search: Callable[[Any], None]) -> None:
@@ -77,8 +80,8 @@ def _ranking(ranking: EncounterRanking, photos: Sequence[Photo]) -> None:
     labels = [f"Photo {i + 1} ({p.side})" for i, p in enumerate(photos)]
     rows = [
         {
-            "Individual": c.identity + (f" {c.name}" if c.name else ""),
-            "Probability": percent(c.probability),
+            "Individual": md(c.identity + (f" {c.name}" if c.name else "")),  # st.table's cells are Markdown
+            "Probability": md(percent(c.probability)),  # ">99 %" would be a quote
             "Evidence, all photos": evidence_text(c.log_likelihood_ratio),
         }
         | {

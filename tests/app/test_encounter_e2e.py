@@ -12,13 +12,15 @@ side and its second the right side; t006's other photos WyYFDfbwGZ and dFJLspgzY
 
 from __future__ import annotations
 
+import io
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fixtures.appgallery import APP_ENV, PASSWORD, AppGallery, copy_home
-from fixtures.browser import chromium, playwright_or_skip, streamlit_app
+from fixtures.browser import REPO, chromium, playwright_or_skip, streamlit_app
 from sqlmodel import col, select
 
 from core.store.db import init_db, session_scope
@@ -80,6 +82,26 @@ def go(page, link: str, heading: str) -> None:
     settle(page)
 
 
+def shot(page, locator, name: str) -> None:
+    """With SCUTE_SCREENSHOTS=1, the screen around ``locator`` as docs/screenshots/NAME (under 200 KB)."""
+    if os.environ.get("SCUTE_SCREENSHOTS") != "1":
+        return
+    from PIL import Image
+
+    locator.scroll_into_view_if_needed()
+    settle(page)
+    image = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+    width = min(image.width, 1100)
+    while True:
+        scaled = image.resize((width, round(image.height * width / image.width)), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        scaled.quantize(colors=128).save(buffer, format="PNG", optimize=True)
+        if buffer.tell() <= 200_000 or width <= 480:
+            break
+        width = int(width * 0.85)
+    (REPO / "docs" / "screenshots" / name).write_bytes(buffer.getvalue())
+
+
 def cells_of(row) -> list[str]:
     return [cell.inner_text().strip() for cell in row.locator("th, td").all()]
 
@@ -116,6 +138,7 @@ def test_left_and_right_photo_as_one_encounter_confirmed_and_told(sided_server, 
     left, right = float(cells["Photo 1 (left)"]), float(cells["Photo 2 (right)"])
     assert left > 0 and right > 0 and combined == pytest.approx(left + right, abs=0.11)
     assert combined > max(left, right)
+    shot(page, verdict, "desktop-identify-encounter.png")
     probability = cells["Probability"]
     assert probability.startswith((">99", "9")), probability
 
@@ -128,6 +151,7 @@ def test_left_and_right_photo_as_one_encounter_confirmed_and_told(sided_server, 
     sign_in(page, url, "bob")
     go(page, "Review", "Review sightings")
     page.get_by_text("Encounter #", exact=False).first.wait_for(timeout=60_000)
+    shot(page, page.get_by_text("Combined ranking the submitter saw").first, "desktop-review-encounter.png")
     page.get_by_role("button", name="Same as t006").first.click()
     page.get_by_text("That decided it").wait_for(timeout=60_000)
     settle(page)
