@@ -3,25 +3,19 @@ follows an individual from its Gallery page and hears when it is seen again."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fixtures.appgallery import APP_ENV, FAST_HASHER, PASSWORD, AppGallery, copy_home
+from fixtures.feedback import decided_sighting, keep_evidence, user_named
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
-from core.engine.matching import MatchResult
 from core.review import users
-from core.review.sightings import submit_sighting
-from core.review.votes import cast_vote
-from core.service.evidence import Evidence, EvidenceCandidate, EvidencePhoto, keep
 from core.store.db import init_db, session_scope
 from core.store.feedback import Follow, Notification, PracticeAnswer
-from core.store.models import Individual, Photo, User
-from core.store.photos import PhotoStore
+from core.store.models import Individual
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,52 +55,6 @@ def texts(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts).replace("\\", "")  # Markdown escapes dropped
 
 
-def _user(session, name: str) -> User:
-    return session.exec(select(User).where(User.username == name)).one()
-
-
-def decided_sighting(db: Engine, home: Path, app_gallery: AppGallery, code: str = "t006") -> int:
-    """alice sends the query photo proposing ``code``; bob agrees, which decides it (two votes)."""
-    with session_scope(db) as session:
-        target = session.exec(select(Individual).where(Individual.code == code)).one()
-        sent = submit_sighting(
-            session,
-            PhotoStore(home / "photos"),
-            _user(session, "alice"),
-            app_gallery.query.read_bytes(),
-            candidates=[],
-            new_individual_probability=None,
-            proposal="same",
-            proposed_individual_id=target.id,
-            taken_at=datetime(2025, 4, 12, 7, 0, tzinfo=UTC),
-        )
-        sighting_id = sent.sighting.id
-    with session_scope(db) as session:
-        cast_vote(session, _user(session, "bob"), sighting_id, "same", target.id)  # type: ignore[arg-type]
-    return sighting_id  # type: ignore[return-value]
-
-
-def keep_evidence(db: Engine, home: Path, sighting_id: int, codes: tuple[str, ...] = ("t006", "t019")) -> None:
-    """The search the submitter saw: ``codes`` ranked in this order, each with a few matches on its first photo."""
-    store = PhotoStore(home / "photos")
-    with session_scope(db) as session:
-        candidates = []
-        for rank, code in enumerate(codes):
-            photo = session.exec(
-                select(Photo).join(Individual).where(Individual.code == code).order_by(Photo.id)
-            ).first()
-            assert photo is not None
-            points = np.random.default_rng(rank).uniform(20, 300, size=(10, 2)).astype(np.float32)
-            match = MatchResult(np.arange(10), np.arange(10), np.full(10, 0.9, np.float32), points, points, 400, 400)
-            shown = EvidencePhoto(store.path(photo.path), None, 0, photo.sha256, photo.id)
-            probability = 0.8 if rank == 0 else 0.05
-            candidates.append(
-                EvidenceCandidate(code, None, probability, 5.0, 10, 10, shown, match, (384, 512), 0.1, 0.1)
-            )
-        null = np.linspace(0, 0.5, 40, dtype=np.float32)
-        keep(session, sighting_id, Evidence("lightglue", 0.5, (384, 512), 0.1, null, candidates), "test")
-
-
 def test_inbox_shows_the_decision_and_marks_it_read(home: Path, db: Engine, app_gallery: AppGallery) -> None:
     decided_sighting(db, home, app_gallery)
     at = signed_in("alice")
@@ -121,7 +69,7 @@ def test_inbox_shows_the_decision_and_marks_it_read(home: Path, db: Engine, app_
     assert "Nothing unread." in texts(at)
     assert "Your encounter of 2025-04-12 was confirmed as t006." in texts(at)  # still there, no longer bold
     with session_scope(db) as session:
-        notes = session.exec(select(Notification).where(Notification.user_id == _user(session, "alice").id)).all()
+        notes = session.exec(select(Notification).where(Notification.user_id == user_named(session, "alice").id)).all()
         assert [(n.kind, n.read_at is not None) for n in notes] == [("confirmed", True)]
 
 
@@ -138,7 +86,10 @@ def test_follow_from_the_gallery_reaches_the_inbox(home: Path, db: Engine, app_g
     with session_scope(db) as session:
         rows = session.exec(select(Follow)).all()
         assert [(r.user_id, r.individual_id) for r in rows] == [
-            (_user(session, "admin").id, session.exec(select(Individual.id).where(Individual.code == "t006")).one())
+            (
+                user_named(session, "admin").id,
+                session.exec(select(Individual.id).where(Individual.code == "t006")).one(),
+            )
         ]
     decided_sighting(db, home, app_gallery)
     at.switch_page("pages/inbox.py").run()
