@@ -226,6 +226,7 @@ def _import(entry: AuditLog, names: _Names) -> str:
         f"imported {what}{stopped}: {plural(int(after.get('added') or 0), 'photo')} added, "
         f"{plural(int(after.get('individuals_created') or 0), 'new individual')}, "
         f"{plural(int(after.get('skipped') or 0), 'row')} skipped"
+        + (f", {plural(int(after['tags_added']), 'tag')} added" if after.get("tags_added") else "")
     )
 
 

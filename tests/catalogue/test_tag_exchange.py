@@ -25,6 +25,7 @@ from core.engine.search import Engine as SearchEngine
 from core.errors import ManifestError
 from core.review.tags import add_tag
 from core.review.users import create_user
+from core.service.history import audit_rows
 from core.store.db import init_db, session_scope
 from core.store.fieldwork import IndividualTag
 from core.store.gallery import add_photo, get_or_create_individual
@@ -159,9 +160,16 @@ def test_a_manifest_s_tag_columns_tag_each_row_s_individual(tmp_path: Path, sear
     )
     db = init_db(f"sqlite:///{tmp_path / 'gallery.db'}")
     try:
+        with session_scope(db) as session:
+            admin = create_user(session, "admin", "correct horse battery", "admin", actor=None).id
         rows = read_manifest(manifest)
-        report = import_rows(db, PhotoStore(tmp_path / "photos"), search_engine, rows, manifest.parent)
+        photos = PhotoStore(tmp_path / "photos")
+        report = import_rows(db, photos, search_engine, rows, manifest.parent, actor=admin, source="cat.csv")
         assert (report.added, report.tags_added, report.problems) == (3, 4, [])
+        with session_scope(db) as session:
+            assert audit_rows(session)[0].summary == (
+                "Imported the catalogue “cat.csv”: 3 photos added, 2 new individuals, 0 rows skipped, 4 tags added."
+            )
         assert all_tags(db) == [
             ("T-0001", "flipper", "AB1"),
             ("T-0001", "flipper", "AB2"),
