@@ -138,7 +138,8 @@ def search_scope(
     latitude: float | None = None, longitude: float | None = None, key: str = "identify.scope"
 ) -> set[int] | None:
     """Identify's "where to search": a species and a region (by default the region of the site where the photo was
-    taken, and the only species when the project keeps one), with a switch to search everywhere.
+    taken, and the species of the volunteer's latest encounter, or the only one the project keeps), with a switch to
+    search everywhere.
 
     Returns the individuals a search compares with (core.service.scope.allowed_individuals; None: all).
     """
@@ -146,7 +147,7 @@ def search_scope(
     choices = scope.scope_choices(app)
     if not choices.species and not choices.regions:
         return None  # no sites or species kept: nothing to restrict by
-    default = scope.default_scope(app, latitude=latitude, longitude=longitude)
+    default = scope.default_scope(app, latitude=latitude, longitude=longitude, user_id=ctx.require().id)
     species_default = default.species or (choices.species[0] if len(choices.species) == 1 else "")
     with st.expander("Where to search", expanded=False):
         left, right = st.columns(2)

@@ -5,13 +5,15 @@ hide animals from the next volunteer, and a shortlist bank built for the whole g
 position in it, so it must not be used for a subset. A view shares the features, the sampled null pairs and the
 fitted null models (they describe the whole gallery and stay valid for any part of it: a photo's score against
 strangers does not depend on which strangers are searched) and gets its own shortlist banks. The last few views
-are kept, so that one volunteer's searches with the same filter do not rebuild them.
+of an index are kept while it lives (never longer: a replaced index's memory is freed with its views), so that one
+volunteer's searches with the same filter do not rebuild them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 
@@ -23,8 +25,8 @@ from core.store.models import Photo
 
 __all__ = ["photo_ids_of", "restricted", "subset"]
 
-_KEEP_VIEWS = 8
-_views: OrderedDict[tuple[int, frozenset[str]], tuple[GalleryIndex, GalleryIndex]] = OrderedDict()
+_KEEP_VIEWS = 8  # per index
+_views: dict[int, OrderedDict[frozenset[str], GalleryIndex]] = {}  # id of a live index -> its views
 _lock = threading.Lock()
 
 
@@ -50,12 +52,12 @@ def subset(index: GalleryIndex, photo_ids: Iterable[int]) -> GalleryIndex:
         raise EmptyGalleryError(
             "No individual in the gallery fits this species and region: switch on 'Search everywhere'."
         )
-    key = (id(index), frozenset(index.photos[i].key for i in chosen))
+    key = frozenset(index.photos[i].key for i in chosen)
     with _lock:
-        kept = _views.get(key)
-        if kept is not None and kept[0] is index:
-            _views.move_to_end(key)
-            return kept[1]
+        kept = _views.get(id(index), {}).get(key)
+        if kept is not None:
+            _views[id(index)].move_to_end(key)
+            return kept
     view = dataclasses.replace(
         index,
         photos=[index.photos[i] for i in chosen],
@@ -63,10 +65,19 @@ def subset(index: GalleryIndex, photo_ids: Iterable[int]) -> GalleryIndex:
         shortlists={},  # the whole gallery's banks address photos by position: a view builds its own
     )
     with _lock:
-        _views[key] = (index, view)  # holding ``index`` keeps its id from being reused while the key lives
-        while len(_views) > _KEEP_VIEWS:
-            _views.popitem(last=False)
+        if id(index) not in _views:
+            _views[id(index)] = OrderedDict()
+            weakref.finalize(index, _forget, id(index))  # its id may be reused once it is gone
+        own = _views[id(index)]
+        own[key] = view
+        while len(own) > _KEEP_VIEWS:
+            own.popitem(last=False)
     return view
+
+
+def _forget(index_id: int) -> None:
+    with _lock:
+        _views.pop(index_id, None)
 
 
 def restricted(session: Session, index: GalleryIndex, individuals: set[int] | None) -> GalleryIndex:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from core.review.sites import individuals_in, list_sites, list_species, regions, site_of
 from core.service.app import App
@@ -68,9 +68,24 @@ def default_scope(
     site_id: int | None = None,
     latitude: float | None = None,
     longitude: float | None = None,
+    user_id: int | None = None,
 ) -> SearchScope:
-    """The encounter's species and the region of its site (or of where its photo was taken)."""
+    """The encounter's species and the region of its site (or of where its photo was taken).
+
+    Before an encounter exists (Identify searches first, the form comes after), ``user_id`` gives the species of
+    that volunteer's latest encounter: most send one species after another.
+    """
     with app.session() as session:
+        if not species and encounter_id is None and user_id is not None:
+            species = (
+                session.exec(
+                    select(Encounter.species)
+                    .where(Encounter.submitted_by == user_id, Encounter.species != "")
+                    .order_by(col(Encounter.id).desc())
+                    .limit(1)
+                ).first()
+                or ""
+            )
         encounter = session.get(Encounter, encounter_id) if encounter_id is not None else None
         if encounter is not None:
             species = species or encounter.species

@@ -98,7 +98,7 @@ def test_the_default_scope_is_the_encounters_species_and_region_and_everywhere_l
         encounter = Encounter(submitted_by=admin.id, species="Green turtle", site_id=site.id)
         session.add(encounter)
         session.flush()
-        encounter_id = encounter.id
+        encounter_id, admin_id = encounter.id, admin.id
 
     chosen = scope.default_scope(app, encounter_id=encounter_id)
     assert chosen == scope.SearchScope("Green turtle", "Red Sea")
@@ -111,3 +111,30 @@ def test_the_default_scope_is_the_encounters_species_and_region_and_everywhere_l
     assert scope.allowed_individuals(app, scope.SearchScope("Green turtle", "Red Sea", everywhere=True)) is None
     assert scope.allowed_individuals(app, scope.SearchScope()) is None
     assert scope.scope_choices(app) == scope.ScopeChoices([], ["Kenya", "Red Sea"])
+    # Before the encounter exists: the species of the volunteer's latest encounter.
+    assert scope.default_scope(app, user_id=admin_id, latitude=24.27, longitude=37.62) == scope.SearchScope(
+        "Green turtle", "Red Sea"
+    )
+    assert scope.default_scope(app, user_id=admin_id + 1000) == scope.SearchScope("", "")
+
+
+def test_views_are_kept_with_their_index_and_freed_with_it() -> None:
+    """A replaced index (the gallery changed) must not stay in memory through the views kept of it."""
+    import gc
+
+    from core.engine.index import GalleryIndex, GalleryPhoto
+    from core.engine.scoring import ScoringConf
+    from core.indexing import subset as views
+
+    photos = [GalleryPhoto(f"{i:064x}", f"T{i % 2}", Path(f"{i}.jpg"), photo_id=i) for i in range(4)]
+    index = GalleryIndex(photos, [object()] * 4, {}, {}, ScoringConf())
+    view = views.subset(index, [0, 2])
+    assert [p.photo_id for p in view.photos] == [0, 2] and views.subset(index, [2, 0]) is view
+    assert view.shortlists is not index.shortlists and view._models is index._models
+    assert [p.photo_id for p in index.photos] == [0, 1, 2, 3]
+    assert views.subset(index, [0, 1, 2, 3, 99]) is index
+    assert id(index) in views._views
+    gone = id(index)
+    del index, view
+    gc.collect()
+    assert gone not in views._views
