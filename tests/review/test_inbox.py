@@ -19,6 +19,7 @@ from core.review.rules import ReviewConfig, ReviewError
 from core.review.sightings import CandidateInput, submit_sighting
 from core.review.users import create_user
 from core.review.votes import cast_vote, decide
+from core.service.history import audit_rows
 from core.store.db import session_scope
 from core.store.feedback import Notification
 from core.store.fieldwork import Encounter
@@ -200,3 +201,5 @@ def test_follow_unfollow_and_merge(engine: Engine, world: World) -> None:
         assert inbox.followers(session, world.t1) == []
         actions = [a for a in session.exec(select(AuditLog.action)).all() if "follow" in a]
         assert actions == ["individual.follow", "individual.unfollow"]
+        summaries = [r.summary for r in audit_rows(session, user_id=world.bob)]
+        assert summaries[:2] == ["Stopped following T-0002.", "Started following T-0002."]
