@@ -11,6 +11,7 @@ the figures are the mean and spread of those held-out folds. The gate chosen on 
 import itertools
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -94,7 +95,7 @@ def report(sets, mode):
 if __name__ == "__main__":
     sets = {}
     for path in sys.argv[1:]:
-        data = json.load(open(path))
+        data = json.loads(Path(path).read_text())
         sets[data["set"]] = data["queries"]
     modes = [m for m in ("cpu", "exhaustive") if all(m in q[0] for q in sets.values())]
     out = {mode: report(sets, mode) for mode in modes}
