@@ -31,7 +31,7 @@ from core.engine.prior import signature as prior_signature
 from core.engine.scoring import FALLBACK_NEGATIVES, FALLBACK_POSITIVES, ScoringConf, identity_probabilities
 from core.engine.shortlist import Shortlist, ShortlistConf, shortlist_index
 from core.engine.shortlist import resolve as resolve_shortlist
-from core.errors import EmptyGalleryError, ScuteError
+from core.errors import EmptyGalleryError, NoKeypointsError, ScuteError
 from core.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -386,7 +386,10 @@ class Engine:
         if not worth_zooming(region, frame, native, self.extractor.max_side, best, conf):
             return first
         assert region is not None
-        zoomed = self.query_views(source, sha256, region_to_crop(region, crop, rotation), rotation)
+        try:
+            zoomed = self.query_views(source, sha256, region_to_crop(region, crop, rotation), rotation)
+        except NoKeypointsError:  # a region too small or too plain to compare: the first answer stands
+            return first
         outcome = self.search(zoomed, index, top_k, method, exclude, shortlist, progress)
         zoom_info = Zoom(region, frame, zoomed[0].image_size, first.identification)
         results = {i: zoom_info.to_frame(r) for i, r in outcome.results.items()}
