@@ -227,6 +227,13 @@ def test_identify_a_real_turtle_and_propose_it(home: Path, db, app_gallery: AppG
     assert kept is not None and kept.candidates[0].identity == app_gallery.query_identity
     assert [round(c.probability, 6) for c in kept.candidates] == [round(c.probability, 6) for c in candidates]
 
+    # Next time alice opens Identify, a new photo starts from the side of her latest sighting (issue 17.3).
+    again = signed_in("alice")
+    again.switch_page("pages/identify.py").run()
+    other = png(np.full((300, 400, 3), 90, dtype=np.uint8))
+    again.file_uploader[0].set_value(("next.png", other, "image/png")).run()
+    assert again.radio(key=f"identify.{hashlib.sha256(other).hexdigest()[:16]}.side").value == "left"
+
     def no_matching(*args, **kwargs):
         raise AssertionError("Review must show the stored evidence, not match again")
 
@@ -238,6 +245,24 @@ def test_identify_a_real_turtle_and_propose_it(home: Path, db, app_gallery: AppG
     assert any("The matches the submitter saw" in c.value for c in reviewer.caption)
     assert any("matches shown" in c for c in image_captions(reviewer))  # the overlay, from the stored matches
     assert len(reviewer.get("plotly_chart")) == 1  # and the CDF
+
+
+def test_the_side_starts_as_not_sure_then_follows_the_last_choice_and_says_why(home: Path):
+    """Issue 17.3: "Not sure" until the volunteer picks a side; the next photo starts from that side."""
+    at = signed_in("alice")
+    at.switch_page("pages/identify.py").run()
+    first, second = (png(np.full((300, 400, 3), value, dtype=np.uint8)) for value in (100, 140))
+
+    def side(data: bytes):
+        return at.radio(key=f"identify.{hashlib.sha256(data).hexdigest()[:16]}.side")
+
+    at.file_uploader[0].set_value(("a.png", first, "image/png")).run()
+    assert side(first).value == "unknown"
+    assert any(c.value.startswith("Why it matters: a turtle's left and right scales") for c in at.caption)
+    side(first).set_value("right").run()
+    at.file_uploader[0].set_value(("b.png", second, "image/png")).run()
+    assert not at.exception, at.exception
+    assert side(second).value == "right" and side(first).value == "right"
 
 
 def test_a_bad_upload_is_explained_and_a_failed_search_keeps_the_photo(home: Path, db):
