@@ -93,9 +93,15 @@ def _ref(text: str) -> int | str:
     return int(text) if text.strip().isdigit() else text
 
 
+_ABOUT = (
+    "Admins keep the list of sites (named places with a centre and a radius, grouped into regions) and of species; "
+    "Identify searches within the encounter's species and region, and the gallery and exports filter by them."
+)
+
+
 def register(subparsers: Any) -> None:
     """Add ``sites`` and ``species`` to the main parser's subcommands."""
-    parser = subparsers.add_parser("sites", help="list and manage sites (admins)", description=__doc__)
+    parser = subparsers.add_parser("sites", help="list and manage sites (admins)", description=_ABOUT)
     commands = parser.add_subparsers(dest="sites_command", metavar="COMMAND", required=True)
     add = add_command(commands, "add", _sites_add, "add a site", user="required")
     add.add_argument("name", metavar="NAME")
@@ -116,7 +122,7 @@ def register(subparsers: Any) -> None:
     remove.add_argument("site", metavar="NAME_OR_ID")
     add_command(commands, "list", _sites_list, "list the sites", user=None)
 
-    parser = subparsers.add_parser("species", help="list and manage the species list (admins)", description=__doc__)
+    parser = subparsers.add_parser("species", help="list and manage the species list (admins)", description=_ABOUT)
     commands = parser.add_subparsers(dest="species_command", metavar="COMMAND", required=True)
     add = add_command(commands, "add", _species_add, "add a species", user="required")
     add.add_argument("name", metavar="NAME")
