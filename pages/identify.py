@@ -18,6 +18,7 @@ from core.service import identify
 from core.service.identify import SIDE_CHOICES, SIDE_LABELS, SearchResult, Upload
 from core.viz import pictures
 from ui import context as ctx
+from ui.compare import compare_upload
 from ui.components import candidate_cards, match_explorer, md, percent, run_search
 from ui.crop_box import compared_area, crop_box
 from ui.encounter import encounter_section, sent_message
@@ -187,6 +188,7 @@ def _results(draft: Draft, key: str) -> None:
     if draft.query_image is not None:
         st.subheader("Why? The matched points")
         match_explorer(result, draft.query_image, key=f"{key}.explore", label_for=_labeller(result))
+        compare_upload(result, draft.upload, key=f"{key}.compare", label_for=_labeller(result))
 
 
 def _labeller(result: SearchResult):

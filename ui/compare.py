@@ -11,7 +11,7 @@ import streamlit as st
 from core.service import compare
 from core.service.compare import QueryPhoto
 from core.service.evidence import Evidence
-from core.service.identify import SearchResult
+from core.service.identify import SearchResult, Upload
 from core.service.review import ReviewItem
 from ui import context as ctx
 from ui.components import md
@@ -32,7 +32,10 @@ def compare_view(
         identity = st.selectbox(
             "Candidate", options, key=f"{key}.who", format_func=lambda i: md(label_for(i) if label_for else i)
         )
-        matches = result.photo_matches(identity) if identity else []
+        if not identity or not st.toggle("Show the comparison", key=f"{key}.show"):
+            st.caption("Both photos at full resolution; zoom in one (drag a box, or scroll) and the other follows.")
+            return
+        matches = result.photo_matches(identity)  # only now: a candidate off the shortlist is matched on demand
         if not matches:
             st.caption(f"{md(identity)} has no photo in the gallery to compare with.")
             return
@@ -44,9 +47,6 @@ def compare_view(
                 format_func=lambda i: f"Photo {i + 1} of {len(matches)} · {matches[i].match.n_matches} matches",
                 key=f"{key}.photo",
             )
-        if not st.toggle("Show the comparison", key=f"{key}.show"):
-            st.caption("Both photos at full resolution; zoom in one (drag a box, or scroll) and the other follows.")
-            return
         figure = None
         with ctx.guard("drawing the comparison"):
             figure = compare.figure(ctx.app(), query, result.query_size, identity, matches[int(index)])
@@ -65,9 +65,7 @@ def compare_review(item: ReviewItem, result: SearchResult | Evidence, *, key: st
     compare_view(result, query, key=key)
 
 
-def compare_upload(
-    result: SearchResult, name: str, data: bytes, crop, rotation: int, when, *, key: str, label_for=None
-) -> None:
-    """Identify's compare view: the uploaded photo, framed as searched, against a candidate."""
-    query = compare.uploaded_query(name, data, crop, rotation, when, None)
+def compare_upload(result: SearchResult, upload: Upload, *, key: str, label_for: Callable[[str], str]) -> None:
+    """Identify's compare view: the uploaded photo, framed as it was searched, against a candidate."""
+    query = compare.uploaded_query(upload.name, upload.data, result.crop, result.rotation, upload.info.taken_at, None)
     compare_view(result, query, key=key, label_for=label_for)

@@ -64,6 +64,11 @@ def placement(
     return scale, float(shift[0]), float(shift[1])
 
 
+def _height(width: float, height: float, panel: int = 560) -> int:
+    """A figure height that fits two panels of about ``panel`` px without bands above and below the photos."""
+    return int(min(900, max(320, panel * height / max(width, 1.0) + 40)))
+
+
 def _strongest(confidence: np.ndarray, count: int, limit: int) -> np.ndarray:
     order = np.argsort(-np.asarray(confidence, dtype=np.float64).reshape(-1)[:count], kind="stable")
     return order[:limit]
@@ -75,7 +80,7 @@ def compare_figure(
     confidence: np.ndarray,
     *,
     max_matches: int = 40,
-    height: int = 640,
+    height: int | None = None,
 ) -> go.Figure:
     """Two image subplots with linked axes; the ``max_matches`` most confident matches numbered on both."""
     qh, qw = query.image.shape[:2]
@@ -122,7 +127,7 @@ def compare_figure(
         yaxis={"scaleanchor": "x"},  # square pixels; the second subplot follows through ``matches``
         xaxis2={"matches": "x"},
         yaxis2={"matches": "y"},
-        height=height,
+        height=height or _height(x_hi - x_lo, y_hi - y_lo),
         margin={"l": 0, "r": 0, "t": 36, "b": 0},
         dragmode="zoom",
         plot_bgcolor="rgba(0,0,0,0)",

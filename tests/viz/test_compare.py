@@ -55,6 +55,7 @@ def test_axes_are_linked_and_the_matches_line_up() -> None:
     assert (layout.images[1].x, layout.images[1].y) == pytest.approx((5.0, 7.0))
     assert (layout.images[1].sizex, layout.images[1].sizey) == pytest.approx((400.0, 300.0))
     assert [a.text for a in layout.annotations] == ["q.jpg · 3 May 2025", "T-1 · c.jpg"]
+    assert layout.height == int(560 * 307 / 405 + 40)  # the panels fit the photos: no empty bands above, below
 
 
 def test_too_few_matches_give_both_photos_the_same_height() -> None:
