@@ -158,8 +158,13 @@ def _sliders(preview: np.ndarray, crop: Crop | None, key: str) -> Crop | None:
     """The fallback: the photo with the crop marked, and one range slider per direction."""
     st.image(pictures.crop_preview(preview, crop), width="stretch")
     x0, y0, x1, y1 = crop or FULL
-    # The sliders' keys follow the crop, so a crop set elsewhere (the box, "use this area") shows here too.
-    version = "-".join(f"{v:.3f}" for v in (x0, y0, x1, y1))
+    # New sliders (new keys) only when the crop was set elsewhere (the box, "use this area"), so they show it;
+    # a crop the sliders set themselves keeps them, or the next move of the other slider would be lost.
+    memory = f"{key}.sliders_state"
+    state = st.session_state.get(memory) or {"crop": crop, "version": 0}
+    if state["crop"] != crop:
+        state = {"crop": crop, "version": state["version"] + 1}
+    version = state["version"]
     xs = st.slider(
         "Crop: left and right edge",
         0,
@@ -176,13 +181,15 @@ def _sliders(preview: np.ndarray, crop: Crop | None, key: str) -> Crop | None:
         format="%d%%",
         key=f"{key}.cropy.{version}",
     )
-    if (xs[0], xs[1], ys[0], ys[1]) == tuple(round(v * 100) for v in (x0, x1, y0, y1)):
-        return crop  # untouched: keep the crop as it is (the box may have set it more finely than 1 %)
-    moved = (xs[0] / 100, ys[0] / 100, xs[1] / 100, ys[1] / 100)
-    if _too_small(moved):
-        st.warning("The crop is very small; keep at least 5 % in each direction.")
-        return crop
-    return None if moved == FULL else moved
+    result = crop  # untouched: kept as it is (the box may have set it more finely than 1 %)
+    if (xs[0], xs[1], ys[0], ys[1]) != tuple(round(v * 100) for v in (x0, x1, y0, y1)):
+        moved = (xs[0] / 100, ys[0] / 100, xs[1] / 100, ys[1] / 100)
+        if _too_small(moved):
+            st.warning("The crop is very small; keep at least 5 % in each direction.")
+        else:
+            result = None if moved == FULL else moved
+    st.session_state[memory] = {"crop": result, "version": version}
+    return result
 
 
 def area_sentence(used_region: Crop | None, crop: Crop | None) -> str:

@@ -52,3 +52,30 @@ def test_the_sentence_says_what_the_search_compared():
 def test_the_box_is_available_where_streamlit_cropper_is_installed():
     pytest.importorskip("streamlit_cropper")
     assert crop_box.box_available()
+
+
+def test_without_the_component_the_sliders_set_the_crop_and_refuse_a_tiny_one(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setattr(crop_box, "_cropper", None)  # as if streamlit-cropper were not installed
+
+    def script():
+        import numpy as np
+        import streamlit as st
+
+        from ui.crop_box import crop_box
+
+        st.session_state["crop"] = crop_box(np.zeros((60, 80, 3), np.uint8), st.session_state.get("crop"), "t")
+
+    at = AppTest.from_function(script).run()
+    assert not at.exception and not at.toggle  # no "Adjust with sliders" switch: the sliders are all there is
+    assert at.session_state["crop"] is None
+    at.slider[0].set_value((10, 60)).run()
+    assert at.session_state["crop"] == (0.1, 0.0, 0.6, 1.0)
+    at.slider[1].set_value((20, 90)).run()  # the other slider next: both moves count
+    assert at.session_state["crop"] == (0.1, 0.2, 0.6, 0.9)
+    at.slider[1].set_value((50, 52)).run()  # too small: refused with a message, the crop kept
+    assert at.warning and at.session_state["crop"] == (0.1, 0.2, 0.6, 0.9)
+    at.session_state["crop"] = (0.25, 0.5, 0.75, 1.0)  # set elsewhere (the box, "use this area")
+    at.run()
+    assert [s.value for s in at.slider] == [(25, 75), (50, 100)] and at.session_state["crop"] == (0.25, 0.5, 0.75, 1.0)
