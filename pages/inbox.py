@@ -29,7 +29,7 @@ def _message(message: Message) -> None:
         if message.code:
             links.page_link(
                 "pages/gallery.py",
-                label=f"Open {message.code} in the gallery",
+                label=f"Open {md(message.code)} in the gallery",
                 icon=":material/photo_library:",
                 query_params={"individual": message.code},
             )

@@ -6,6 +6,7 @@ import streamlit as st
 
 from core.service import inbox
 from ui import context as ctx
+from ui.components import md
 
 
 def follow_button(individual_id: int, code: str, merged: bool) -> None:
@@ -14,11 +15,11 @@ def follow_button(individual_id: int, code: str, merged: bool) -> None:
     if user is None or merged:
         return
     following = inbox.following(ctx.app(), user, individual_id)
-    label = f"Unfollow {code}" if following else f"Follow {code}"
+    label = f"Unfollow {md(code)}" if following else f"Follow {md(code)}"
     help_text = (
         "You hear in your Inbox when it is seen again."
         if not following
-        else f"You are following {code}: each new confirmed encounter reaches your Inbox."
+        else f"You are following {md(code)}: each new confirmed encounter reaches your Inbox."
     )
     icon = ":material/notifications_off:" if following else ":material/notifications:"
     if st.button(label, key=f"follow.{individual_id}", icon=icon, help=help_text):

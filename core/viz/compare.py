@@ -64,6 +64,11 @@ def placement(
     return scale, float(shift[0]), float(shift[1])
 
 
+def _plain(text: str) -> str:
+    """A label as plain text: plotly reads tags in titles (links, line breaks), and file names are typed by users."""
+    return text.replace("<", "‹").replace(">", "›")
+
+
 def _height(width: float, height: float, panel: int = 560) -> int:
     """A figure height that fits two panels of about ``panel`` px without bands above and below the photos."""
     return int(min(900, max(320, panel * height / max(width, 1.0) + 40)))
@@ -95,7 +100,8 @@ def compare_figure(
     y_lo, y_hi = min(0.0, ty), max(float(qh), ty + ch * scale)
 
     figure = go.Figure()
-    figure.set_subplots(rows=1, cols=2, horizontal_spacing=0.02, subplot_titles=(query.label, candidate.label))
+    titles = (_plain(query.label), _plain(candidate.label))
+    figure.set_subplots(rows=1, cols=2, horizontal_spacing=0.02, subplot_titles=titles)
     figure.add_layout_image(
         source=data_uri(as_rgb(query.image, "query"), quality=88),
         xref="x", yref="y", x=0, y=0, sizex=qw, sizey=qh,

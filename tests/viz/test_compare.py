@@ -58,6 +58,13 @@ def test_axes_are_linked_and_the_matches_line_up() -> None:
     assert layout.height == int(560 * 307 / 405 + 40)  # the panels fit the photos: no empty bands above, below
 
 
+def test_labels_are_plain_text() -> None:
+    query, candidate, confidence = _pair(3)
+    hostile = ComparePhoto(query.image, query.points, "<a href='javascript:alert(1)'>x</a>.jpg")
+    titles = [a.text for a in compare_figure(hostile, candidate, confidence).layout.annotations]
+    assert titles[0] == "‹a href='javascript:alert(1)'›x‹/a›.jpg"
+
+
 def test_too_few_matches_give_both_photos_the_same_height() -> None:
     query, candidate, confidence = _pair(2)
     figure = compare_figure(query, candidate, confidence)
