@@ -279,9 +279,10 @@ def test_first_load_shows_no_raw_page_list(server: str, browser):
     assert page.evaluate("window.__navSeen") == []  # signed in: the app's own menu, never the raw list
     entries = menu(page)
     labels = [entries.nth(i).inner_text().strip() for i in range(entries.count())]
-    assert len(labels) == 4 and all(
-        text.endswith(name) for text, name in zip(labels, ["Home", "Identify", "Review", "Gallery"], strict=True)
-    ), labels
+    names = ["Home", "Identify", "Review", "Gallery", "Inbox", "Practice"]
+    assert len(labels) == len(names) and all(text.endswith(name) for text, name in zip(labels, names, strict=True)), (
+        labels
+    )
     page.close()
 
 
