@@ -1,7 +1,7 @@
 """GPU runner (not part of the product): the issue-14 protocol (identity folds, encounters, sides) and small
 galleries on both shared sets, at the CPU preset (1024 px, 1024 keypoints, upright) or the GPU preset.
 
-    python docs/evaluation/runners/protocol_h200.py folds|small|gpu   (writes JSON under $OUT)
+    python docs/evaluation/runners/protocol_h200.py folds|cpu|small|gpu|encounters   (writes JSON under $OUT)
 """
 
 import dataclasses
@@ -77,6 +77,25 @@ if part == "cpu":  # the CPU preset as deployed: the CPU's shortlist for the app
         log(name, "small", {k: v for k, v in d.items() if k != "outcomes"})
         results[f"{name}/small/fold-prior"] = d
         save("protocol-cpu.json", results)
+if part == "encounters":  # issue 16: top-1 per encounter beside per photo, nyala (left + right flank per encounter)
+    from core.engine.shortlist import SHORTLIST_CONFS
+
+    root, encounters = SETS["nyala"]
+    rows = read_manifest(root / "manifest.csv")
+    r = evaluate_folds(
+        rows,
+        root,
+        engine(False),
+        METHODS,
+        folds=4,
+        encounters=encounters,
+        fold_prior=True,
+        shortlist=SHORTLIST_CONFS["cpu"],
+        exhaustive=True,
+    )
+    log("nyala", "\n" + r.table())
+    results["nyala/fold-prior/cpu-shortlist/encounters"] = r.to_dict()
+    save("protocol-encounters.json", results)
 if part in ("folds", "gpu"):
     sets = dict(SETS)
     if part == "gpu":
