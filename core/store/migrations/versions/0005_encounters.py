@@ -26,6 +26,27 @@ def _created_at() -> sa.Column:
     return sa.Column("created_at", sa.DateTime(timezone=True), nullable=False)
 
 
+# Whole statements, so that no SQL is ever spliced together (tests/security/test_injection.py).
+SQLITE_ADD_COLUMN = {
+    ("sighting", "encounter_id"): "ALTER TABLE sighting ADD COLUMN encounter_id INTEGER "
+    "CONSTRAINT fk_sighting_encounter_id_encounter REFERENCES encounter (id)",
+    (
+        "photo",
+        "site_id",
+    ): "ALTER TABLE photo ADD COLUMN site_id INTEGER CONSTRAINT fk_photo_site_id_site REFERENCES site (id)",
+}
+_BACKFILL = (
+    "INSERT INTO encounter (id, submitted_by, observer, taken_at, site_id, latitude, longitude, species, "
+    "notes, tags, created_at) "
+    "SELECT id, submitted_by, '', taken_at, NULL, "
+    "CASE WHEN latitude BETWEEN -90 AND 90 THEN latitude END, "
+    "CASE WHEN longitude BETWEEN -180 AND 180 THEN longitude END, "
+    "'', notes, {tags}, created_at FROM sighting"
+)
+BACKFILL_SQLITE = _BACKFILL.replace("{tags}", "'[]'")
+BACKFILL_POSTGRES = _BACKFILL.replace("{tags}", "CAST('[]' AS JSON)")  # text does not cast to JSON implicitly
+
+
 def _sqlite() -> bool:
     return op.get_bind().dialect.name == "sqlite"
 
@@ -39,7 +60,7 @@ def _add_reference(table: str, column: str, target: str, name: str) -> None:
     """
     if _sqlite():
         if column not in {c["name"] for c in sa.inspect(op.get_bind()).get_columns(table)}:
-            op.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER CONSTRAINT {name} REFERENCES {target} (id)")
+            op.execute(SQLITE_ADD_COLUMN[(table, column)])
     else:
         op.add_column(table, sa.Column(column, sa.Integer(), nullable=True))
         op.create_foreign_key(name, table, target, [column], ["id"])
@@ -102,15 +123,7 @@ def upgrade() -> None:
     # One encounter per existing sighting, numbered like the sighting so that the backfill is one UPDATE.
     bind = op.get_bind()
     postgres = bind.dialect.name == "postgresql"
-    empty_tags = "CAST('[]' AS JSON)" if postgres else "'[]'"
-    op.execute(
-        "INSERT INTO encounter (id, submitted_by, observer, taken_at, site_id, latitude, longitude, species, "
-        "notes, tags, created_at) "
-        "SELECT id, submitted_by, '', taken_at, NULL, "
-        "CASE WHEN latitude BETWEEN -90 AND 90 THEN latitude END, "
-        "CASE WHEN longitude BETWEEN -180 AND 180 THEN longitude END, "
-        f"'', notes, {empty_tags}, created_at FROM sighting"
-    )
+    op.execute(BACKFILL_POSTGRES if postgres else BACKFILL_SQLITE)
     if postgres:  # explicit ids do not move PostgreSQL's sequence
         op.execute(
             "SELECT setval(pg_get_serial_sequence('encounter', 'id'), "
