@@ -147,6 +147,7 @@ def reduced_report(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     return rows, report, stages
 
 
+@pytest.mark.slow  # about 3 minutes of ALIKED on two cores; the nyala protocol test below stays in the default run
 def test_reduced_evaluation_reports_every_method_on_the_same_queries(reduced_report) -> None:
     rows, report, stages = reduced_report
     split = protocol_split(rows)
@@ -169,6 +170,7 @@ def test_reduced_evaluation_reports_every_method_on_the_same_queries(reduced_rep
     assert "top-1" in report.table()
 
 
+@pytest.mark.slow  # about 3 minutes of ALIKED on two cores; the nyala protocol test below stays in the default run
 def test_reduced_evaluation_identifies_turtles(reduced_report) -> None:
     """Small settings and three known individuals: the default scoring still finds most of them."""
     _, report, _ = reduced_report
