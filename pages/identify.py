@@ -19,7 +19,7 @@ from core.service.identify import SIDE_CHOICES, SIDE_LABELS, SearchResult, Uploa
 from core.viz import pictures
 from ui import context as ctx
 from ui.compare import compare_upload
-from ui.components import candidate_cards, match_explorer, md, percent, run_search
+from ui.components import candidate_cards, match_explorer, md, percent, proposal_label, run_search
 from ui.crop_box import compared_area, crop_box
 from ui.encounter import encounter_section, sent_message
 from ui.places import search_scope
@@ -214,14 +214,7 @@ def _proposal(draft: Draft, key: str) -> None:
     options += [("new", None), ("unsure", None)]
 
     def describe(option: tuple[str, int | None]) -> str:
-        kind, ident = option
-        if kind == "same":
-            return f"Same as {md(codes.get(ident, ident))} ({percent(probabilities.get(ident))})"
-        if kind == "other":
-            return "Another individual I recognise…"
-        if kind == "new":
-            return "None of these: a new individual" + (f" ({percent(new_p)})" if new_p is not None else "")
-        return "I'm not sure"
+        return proposal_label(option, codes, probabilities, new_p)
 
     new_p = result.new_individual_probability if result is not None else None
     suggested = identify.suggested_proposal(inputs, new_p)

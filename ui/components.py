@@ -346,3 +346,18 @@ def narrow_screen_css() -> None:
 
 def show_scute_error(exc: ScuteError) -> None:
     st.error(str(exc), icon=":material/warning:")
+
+
+def proposal_label(
+    option: tuple[str, int | None], codes: dict, probabilities: dict, new_probability: float | None
+) -> str:
+    """How a proposal choice reads in Identify's forms (one photo or an encounter), with its probability."""
+    kind, ident = option
+    if kind == "same":
+        return f"Same as {md(codes.get(ident, ident))} ({percent(probabilities.get(ident))})"
+    if kind == "other":
+        return "Another individual I recognise…"
+    if kind == "new":
+        suffix = f" ({percent(new_probability)})" if new_probability is not None else ""
+        return "None of these: a new individual" + suffix
+    return "I'm not sure"

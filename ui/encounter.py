@@ -17,7 +17,7 @@ from core.service import encounter, identify
 from core.service.encounter import EncounterFields, EncounterRanking
 from core.service.identify import SearchResult, Upload
 from ui import context as ctx
-from ui.components import md, percent
+from ui.components import md, percent, proposal_label
 
 KEY = "identify.encounter"
 
@@ -114,14 +114,7 @@ def _form(photos: Sequence[Photo], ranking: EncounterRanking | None) -> None:
     exif = next((p.upload.info.taken_at for p in photos if p.upload.info.taken_at), None)
 
     def describe(option: tuple[str, int | None]) -> str:
-        kind, ident = option
-        if kind == "same":
-            return f"Same as {md(codes.get(ident, ident))} ({percent(probabilities.get(ident))})"
-        if kind == "other":
-            return "Another individual I recognise…"
-        if kind == "new":
-            return "None of these: a new individual" + (f" ({percent(new_p)})" if new_p is not None else "")
-        return "I'm not sure"
+        return proposal_label(option, codes, probabilities, new_p)
 
     st.subheader("Your proposal for the encounter")
     with st.form(f"{KEY}.form", border=True):
