@@ -17,7 +17,7 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -118,6 +118,9 @@ def _radius(value: object) -> float | None:
     return radius
 
 
+P = TypeVar("P", Site, Species)
+
+
 def _same_name(model: type[Site] | type[Species], name: str) -> Any:
     return func.lower(col(model.name)) == name.lower()
 
@@ -146,22 +149,27 @@ def _species_fields(species: Species) -> dict[str, Any]:
 # --- sites ---------------------------------------------------------------------------------------------
 
 
-def get_site(session: Session, ref: int | str | Site) -> Site:
-    """The site with this id (int) or name (str, any case); raises :class:`PlaceError` when unknown."""
-    if isinstance(ref, Site):
+def _place(session: Session, model: type[P], ref: Any, noun: str, possessive: str, where: str) -> P:
+    """A site or species by id (int) or name (any case), the one lookup behind get_site and get_species."""
+    if isinstance(ref, model):
         ref = ref.id if ref.id is not None else ref.name
     if isinstance(ref, bool):
-        raise PlaceError(f"{ref!r} is not a site's id or name.")
+        raise PlaceError(f"{ref!r} is not a {possessive} id or name.")
     if isinstance(ref, int):
-        site = session.get(Site, ref)
-        if site is None:
-            raise PlaceError(f"There is no site with id {ref}.")
-        return site
+        found = session.get(model, ref)
+        if found is None:
+            raise PlaceError(f"There is no {noun} with id {ref}.")
+        return found
     name = str(ref).strip()
-    site = session.exec(select(Site).where(_same_name(Site, name))).first() if name else None
-    if site is None:
-        raise PlaceError(f"There is no site named “{name}”.")
-    return site
+    found = session.exec(select(model).where(_same_name(model, name))).first() if name else None
+    if found is None:
+        raise PlaceError(f"There is no {noun} named “{name}”{where}.")
+    return found
+
+
+def get_site(session: Session, ref: int | str | Site) -> Site:
+    """The site with this id (int) or name (str, any case); raises :class:`PlaceError` when unknown."""
+    return _place(session, Site, ref, "site", "site's", "")
 
 
 def list_sites(session: Session) -> list[Site]:
@@ -267,20 +275,7 @@ def remove_site(session: Session, user: User, ref: int | str | Site) -> None:
 
 def get_species(session: Session, ref: int | str | Species) -> Species:
     """The species with this id (int) or name (str, any case); raises :class:`PlaceError` when unknown."""
-    if isinstance(ref, Species):
-        ref = ref.id if ref.id is not None else ref.name
-    if isinstance(ref, bool):
-        raise PlaceError(f"{ref!r} is not a species' id or name.")
-    if isinstance(ref, int):
-        species = session.get(Species, ref)
-        if species is None:
-            raise PlaceError(f"There is no species with id {ref}.")
-        return species
-    name = str(ref).strip()
-    species = session.exec(select(Species).where(_same_name(Species, name))).first() if name else None
-    if species is None:
-        raise PlaceError(f"There is no species named “{name}” in the species list.")
-    return species
+    return _place(session, Species, ref, "species", "species'", " in the species list")
 
 
 def list_species(session: Session) -> list[Species]:
