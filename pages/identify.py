@@ -19,7 +19,7 @@ from core.service.identify import SIDE_CHOICES, SIDE_LABELS, SearchResult, Uploa
 from core.viz import pictures
 from ui import context as ctx
 from ui.compare import compare_upload
-from ui.components import candidate_cards, match_explorer, md, percent, proposal_label, run_search
+from ui.components import candidate_cards, match_explorer, md, percent, run_search, who_is_it
 from ui.crop_box import compared_area, crop_box
 from ui.encounter import encounter_section, sent_message
 from ui.places import search_scope
@@ -207,37 +207,16 @@ def _proposal(draft: Draft, key: str) -> None:
     choices = identify.proposal_choices(ctx.app(), result)
     inputs, individuals = choices.candidates, choices.individuals
     codes = {row.id: row.label for row in individuals}
-    probabilities = {c.individual_id: c.probability for c in inputs}
-    options: list[tuple[str, int | None]] = [("same", c.individual_id) for c in inputs]
-    if individuals:
-        options.append(("other", None))
-    options += [("new", None), ("unsure", None)]
-
-    def describe(option: tuple[str, int | None]) -> str:
-        return proposal_label(option, codes, probabilities, new_p)
-
     new_p = result.new_individual_probability if result is not None else None
-    suggested = identify.suggested_proposal(inputs, new_p)
     st.subheader("Your proposal")
     with st.form(f"{key}.form", border=True):
-        choice = st.radio(
-            "Who is it?",
-            options,
-            index=options.index(suggested) if suggested in options else len(options) - 1,
-            format_func=describe,
-            key=f"{key}.choice",
+        choice, other = who_is_it(
+            inputs,
+            individuals,
+            new_p,
+            key,
             help="Pre-selected: what the evidence supports, or “not sure” when nothing is convincing.",
         )
-        other = None
-        if individuals:
-            other = st.selectbox(
-                "If another individual: which one?",
-                [row.id for row in individuals],
-                index=None,
-                format_func=lambda i: codes.get(i, str(i)),
-                placeholder="Choose by code or name",
-                key=f"{key}.other",
-            )
         exif_day = draft.upload.info.taken_at.date() if draft.upload.info.taken_at else None
         seen = st.date_input(
             "Date seen", value=exif_day, max_value=date.today(), key=f"{key}.date", format="DD/MM/YYYY"

@@ -348,6 +348,39 @@ def show_scute_error(exc: ScuteError) -> None:
     st.error(str(exc), icon=":material/warning:")
 
 
+def who_is_it(
+    inputs: list, individuals: list, new_probability: float | None, key: str, help: str | None = None
+) -> tuple[tuple[str, int | None], int | None]:
+    """The "Who is it?" choice of Identify's forms (one photo or an encounter), pre-selected from the evidence,
+    and the individual picked when the answer is "another individual"; call it inside the form."""
+    codes = {row.id: row.label for row in individuals}
+    probabilities = {c.individual_id: c.probability for c in inputs}
+    options: list[tuple[str, int | None]] = [("same", c.individual_id) for c in inputs]
+    if individuals:
+        options.append(("other", None))
+    options += [("new", None), ("unsure", None)]
+    suggested = identify.suggested_proposal(inputs, new_probability)
+    choice = st.radio(
+        "Who is it?",
+        options,
+        index=options.index(suggested) if suggested in options else len(options) - 1,
+        format_func=lambda option: proposal_label(option, codes, probabilities, new_probability),
+        key=f"{key}.choice",
+        help=help,
+    )
+    other = None
+    if individuals:
+        other = st.selectbox(
+            "If another individual: which one?",
+            [row.id for row in individuals],
+            index=None,
+            format_func=lambda i: codes.get(i, str(i)),
+            placeholder="Choose by code or name",
+            key=f"{key}.other",
+        )
+    return choice, other
+
+
 def proposal_label(
     option: tuple[str, int | None], codes: dict, probabilities: dict, new_probability: float | None
 ) -> str:

@@ -17,7 +17,7 @@ from core.service import encounter, identify
 from core.service.encounter import EncounterFields, EncounterRanking
 from core.service.identify import SearchResult, Upload
 from ui import context as ctx
-from ui.components import md, percent, proposal_label
+from ui.components import md, percent, who_is_it
 
 KEY = "identify.encounter"
 
@@ -103,38 +103,12 @@ def _form(photos: Sequence[Photo], ranking: EncounterRanking | None) -> None:
     user = ctx.require()
     choices, new_p = encounter.choices(app, ranking)
     individuals = identify.proposal_choices(app, None).individuals
-    codes = {row.id: row.label for row in individuals}
-    probabilities = {c.individual_id: c.probability for c in choices}
-    options: list[tuple[str, int | None]] = [("same", c.individual_id) for c in choices]
-    if individuals:
-        options.append(("other", None))
-    options += [("new", None), ("unsure", None)]
-    suggested = identify.suggested_proposal(choices, new_p)  # type: ignore[arg-type]
     places = encounter.places(app)
     exif = next((p.upload.info.taken_at for p in photos if p.upload.info.taken_at), None)
 
-    def describe(option: tuple[str, int | None]) -> str:
-        return proposal_label(option, codes, probabilities, new_p)
-
     st.subheader("Your proposal for the encounter")
     with st.form(f"{KEY}.form", border=True):
-        choice = st.radio(
-            "Who is it?",
-            options,
-            index=options.index(suggested) if suggested in options else len(options) - 1,
-            format_func=describe,
-            key=f"{KEY}.choice",
-        )
-        other = None
-        if individuals:
-            other = st.selectbox(
-                "If another individual: which one?",
-                [row.id for row in individuals],
-                index=None,
-                format_func=lambda i: codes.get(i, str(i)),
-                placeholder="Choose by code or name",
-                key=f"{KEY}.other",
-            )
+        choice, other = who_is_it(choices, individuals, new_p, KEY)
         left, right = st.columns(2)
         seen = left.date_input(
             "Date seen", value=exif.date() if exif else None, max_value=date.today(), key=f"{KEY}.date"
