@@ -143,8 +143,9 @@ def timed(action, done) -> float:
     return time.perf_counter() - start
 
 
-def identify(page, photo: Path, shots: Path, name: str) -> dict[str, object]:
-    """Upload ``photo`` on the Identify page, time "Find this turtle" → candidates, send the default proposal."""
+def identify(page, photo: Path, shots: Path, name: str, individual: str) -> dict[str, object]:
+    """Upload ``photo`` on the Identify page, time "Find this turtle" → candidates, and propose ``individual``
+    (the volunteer recognises it among the candidates, confirming when the evidence is weaker than that)."""
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(photo))
     find = page.get_by_role("button", name="Find this turtle")
     find.wait_for(timeout=UI_TIMEOUT_MS)
@@ -163,8 +164,14 @@ def identify(page, photo: Path, shots: Path, name: str) -> dict[str, object]:
         for text in ("Preparing the gallery after a change", "The gallery is updating after a recent change")
         if page.get_by_text(text).count()
     ]
+    page.get_by_role("radio", name=re.compile(f"^Same as {re.escape(individual)}")).first.check(force=True)
+    settle(page)
     page.get_by_role("button", name="Send for review").click()
     sent = page.get_by_text(re.compile(r"Sent for review as sighting #\d+"))
+    confirm = page.get_by_role("button", name=f"Yes, it is {individual}")
+    confirm.or_(sent).first.wait_for(timeout=UI_TIMEOUT_MS)
+    if confirm.count():
+        confirm.click()
     sent.wait_for(timeout=UI_TIMEOUT_MS)
     settle(page)
     shot(page, shots, f"{name}-sent")
@@ -237,7 +244,7 @@ def test_browser_timings_cpu(server: str, browser, turtle_manifest, tmp_path: Pa
 
     # 2. Import 16 photos: a CSV manifest and the photo files.
     section(admin, "Import")
-    admin.get_by_text("A CSV manifest (path,identity[,side]) and the photo files").click()
+    admin.get_by_text("A CSV manifest (path,identity[,side][,date]) and the photo files").click()
     settle(admin)
     uploaders = admin.locator('[data-testid="stFileUploader"]')
     uploaders.filter(has_text="Manifest (CSV)").locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
@@ -261,7 +268,7 @@ def test_browser_timings_cpu(server: str, browser, turtle_manifest, tmp_path: Pa
     # 3. The volunteer identifies a fifth photo of the first individual and sends the proposal.
     sign_in(volunteer, server, VOLUNTEER)
     go(volunteer, "Identify", "Identify a turtle")
-    first = identify(volunteer, first_query, shots, "05-identify-first")
+    first = identify(volunteer, first_query, shots, "05-identify-first", first_identity)
     assert "#1" in first["sent"]
 
     # 4. The admin opens Review (the stored evidence) and votes the same: that decides it.
@@ -277,7 +284,7 @@ def test_browser_timings_cpu(server: str, browser, turtle_manifest, tmp_path: Pa
     settle(admin)
     shot(admin, shots, "06-review")
     assert admin.get_by_text("Sighting 1 of 1 waiting for you").count() == 1
-    vote = admin.get_by_role("button", name=re.compile(r"^Same as ")).first
+    vote = admin.get_by_role("button", name=re.compile(f"^Same as {re.escape(first_identity)}")).first
     voted_for = vote.inner_text().strip().splitlines()[0]  # without the shortcut key
     decided = admin.get_by_text("That decided it")
     vote_s = timed(vote.click, lambda: decided.wait_for(timeout=STEP_TIMEOUT_MS))
@@ -288,7 +295,7 @@ def test_browser_timings_cpu(server: str, browser, turtle_manifest, tmp_path: Pa
     # 5. The volunteer identifies a photo of another individual right after the decision.
     volunteer.get_by_role("button", name="Remove from this list").click()
     settle(volunteer)
-    second = identify(volunteer, second_query, shots, "08-identify-after-decision")
+    second = identify(volunteer, second_query, shots, "08-identify-after-decision", second_identity)
     assert "#2" in second["sent"]
 
     timings = {
