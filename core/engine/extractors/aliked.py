@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from kornia.geometry.subpix import nms2d
 
 from core.engine.features import Extractor
 from core.engine.weights import load_state_dict
@@ -95,9 +96,13 @@ class AlikedExtractor(Extractor):
                 chunk = members[start : start + self.batch]
                 padded, frames = zip(*(self._padded(images[i]) for i in chunk), strict=True)
                 feature_map, score_map = self.model.extract_dense_map(torch.cat(padded))
-                for j, (i, (top, left, h, w)) in enumerate(zip(chunk, frames, strict=True)):
-                    frame = (slice(j, j + 1), slice(None), slice(top, top + h), slice(left, left + w))
-                    results[i] = self._heads(feature_map[frame], score_map[frame])
+                if len(chunk) == 1:  # kornia's own heads, so that a photo alone keeps exactly kornia's features
+                    top, left, h, w = frames[0]
+                    frame = (slice(None), slice(None), slice(top, top + h), slice(left, left + w))
+                    results[chunk[0]] = self._heads(feature_map[frame], score_map[frame])
+                else:
+                    for i, result in zip(chunk, self._heads_batch(feature_map, score_map, frames), strict=True):
+                        results[i] = result
         return [r for r in results if r is not None]
 
     def _padded(self, image: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
@@ -128,3 +133,84 @@ class AlikedExtractor(Extractor):
         # One copy to the host, not three: each copy waits for the GPU.
         host = torch.cat([pixels.float(), scores[0].float()[:, None], descriptors[0].float()], dim=1).cpu().numpy()
         return host[:, :2], host[:, 3:], host[:, 2], {}
+
+    def _heads_batch(
+        self, feature_map: torch.Tensor, score_map: torch.Tensor, frames: Sequence[tuple[int, int, int, int]]
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
+        """What :meth:`_heads` gives each image's cut-out, for a whole padded batch in one pass.
+
+        Why: per image the heads cost 1.5 ms of Python and kernel launches and a wait on the GPU for the host
+        copy, which held bulk extraction at 118 photos/s on an H200. The arithmetic is kornia's DKD and SDDH,
+        done on the padded maps with each image's frame: maxima only inside the frame less the NMS radius (so
+        every NMS window and sub-pixel patch lies in the frame), top-k per image, coordinates normalised by
+        the frame's size, the offset patches clamped to the frame, the offsets to a quarter of the frame, and
+        the features outside the frame set to zero (what grid sampling outside a cut-out reads). Results
+        agree with :meth:`_heads` up to float rounding (``tests/engine/test_bulk.py``).
+        """
+        dkd, sddh = self.model.dkd, self.model.desc_head
+        if dkd.top_k <= 0 or sddh.mask or sddh.conv2d:  # threshold mode: per-image counts, kornia's loop
+            cuts = [
+                (slice(j, j + 1), slice(None), slice(t, t + h), slice(x, x + w))
+                for j, (t, x, h, w) in enumerate(frames)
+            ]
+            return [self._heads(feature_map[cut], score_map[cut]) for cut in cuts]
+        device, r = score_map.device, dkd.radius
+        b, c, big_h, big_w = feature_map.shape
+        frame = torch.tensor(frames, device=device)  # (B, 4): top, left, height, width
+        top, left, height, width = (v[:, None] for v in frame.unbind(1))
+        rows, cols = torch.arange(big_h, device=device)[None], torch.arange(big_w, device=device)[None]
+        in_rows, in_cols = (rows >= top) & (rows < top + height), (cols >= left) & (cols < left + width)
+        core_rows = (rows >= top + r) & (rows < top + height - r)
+        core_cols = (cols >= left + r) & (cols < left + width - r)
+
+        # Keypoints (DKD, top-k mode, sub-pixel): the strongest strict maxima of each frame's core.
+        is_max = nms2d(score_map, (dkd.kernel_size, dkd.kernel_size), mask_only=True)
+        is_max &= core_rows[:, None, :, None] & core_cols[:, None, None, :]
+        candidates = score_map.masked_fill(~is_max, float("-inf")).reshape(b, -1)
+        best = torch.topk(candidates, min(dkd.top_k, big_h * big_w))
+        valid = best.values > float("-inf")  # (B, K)
+        at_y, at_x = best.indices // big_w, best.indices % big_w
+        steps = torch.arange(-r, r + 1, device=device)
+        patch_y = (at_y[..., None, None] + steps[:, None]).clamp(0, big_h - 1)
+        patch_x = (at_x[..., None, None] + steps[None, :]).clamp(0, big_w - 1)
+        batch_of = torch.arange(b, device=device)[:, None, None, None]
+        patch = score_map[batch_of, 0, patch_y, patch_x].flatten(2)  # (B, K, k*k), rows then columns as unfold
+        x_exp = ((patch - patch.max(dim=2, keepdim=True).values) / dkd.temperature).exp()
+        residual = x_exp @ cast(torch.Tensor, dkd.hw_grid) / x_exp.sum(dim=2, keepdim=True)
+        origin = torch.stack([left, top], dim=-1).float()  # (B, 1, 2)
+        size = torch.stack([width - 1, height - 1], dim=-1).float()  # (B, 1, 2): kornia's wh of a cut-out
+        big = torch.tensor([big_w - 1, big_h - 1], device=device, dtype=torch.float32)
+        normalised = (torch.stack([at_x, at_y], dim=-1).float() - origin + residual) / size * 2 - 1
+        pixels = size * (normalised + 1) / 2.0  # in the image, as _heads gives them
+        grid = (pixels + origin) / big * 2 - 1
+        scores = F.grid_sample(score_map, grid[:, None], mode="bilinear", align_corners=True)[:, 0, 0, :]
+
+        # Descriptors (SDDH without mask, aggregated by weights): deformable samples around each keypoint.
+        n, ps, k = sddh.n_pos, sddh.kernel_size, best.indices.shape[1]
+        kpts_wh = (normalised / 2 + 0.5) * size  # SDDH's positions in the image
+        corner = (kpts_wh.long() - ps / 2 + 1).long()  # as kornia's get_patches, given whole pixels
+        cx = torch.minimum(corner[..., 0].clamp(min=0), width - 1 - ps) + left
+        cy = torch.minimum(corner[..., 1].clamp(min=0), height - 1 - ps) + top
+        offsets = torch.arange(ps, device=device)
+        gy = (cy[..., None, None] + offsets[:, None]).clamp(0, big_h - 1)
+        gx = (cx[..., None, None] + offsets[None, :]).clamp(0, big_w - 1)
+        patches = feature_map.permute(0, 2, 3, 1)[batch_of, gy, gx]  # (B, K, ps, ps, C)
+        patches = patches.reshape(b * k, ps, ps, c).permute(0, 3, 1, 2)
+        reach = (torch.maximum(height, width).float() / 4.0).repeat_interleave(k, dim=0)[:, :, None, None]
+        offset = torch.clamp(sddh.offset_conv(patches), -reach, reach)
+        offset = offset[:, :, 0, 0].view(b, k, 2, n).permute(0, 1, 3, 2)  # (B, K, n, 2)
+        where = (kpts_wh[:, :, None, :] + offset + origin[:, :, None, :]) / big * 2 - 1
+        inside = (in_rows[:, None, :, None] & in_cols[:, None, None, :]).to(feature_map.dtype)
+        where = where.reshape(b, 1, k * n, 2)
+        sampled = F.grid_sample(feature_map * inside, where, mode="bilinear", align_corners=True)
+        sampled = sampled.reshape(b, c, k, n).permute(0, 2, 1, 3).reshape(b * k, c, n, 1)
+        sampled = torch.selu_(sddh.sf_conv(sampled)).squeeze(-1)  # (B*K, C, n)
+        descriptors = F.normalize(torch.einsum("ncp,pcd->nd", sampled, sddh.agg_weights), p=2.0, dim=1)
+
+        together = torch.cat([pixels, scores[..., None], descriptors.view(b, k, -1), valid[..., None].float()], dim=2)
+        host = together.float().cpu().numpy()  # one copy to the host for the whole batch
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
+        for rows_of_image in host:
+            kept = rows_of_image[rows_of_image[:, -1] > 0]
+            out.append((kept[:, :2], kept[:, 3:-1], kept[:, 2], {}))
+        return out
