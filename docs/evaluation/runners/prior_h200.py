@@ -51,8 +51,8 @@ def _unpack(data, prefix: str) -> dict[str, list[np.ndarray]]:
 def collect(manifest: Path, name: str) -> None:
     import core.engine.weights as w
     from core.catalogue.manifest import read_manifest
-    from core.engine.search import Engine
     from core.engine.scoring import ScoringConf
+    from core.engine.search import Engine
     from core.evaluation.protocol import manifest_photo
 
     w.weights_dir = lambda override=None: Path(override) if override is not None else Path(".carry/weights")
