@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.catalogue.locations import DEFAULT_STEP
 from core.engine.extractors import DEFAULT_EXTRACTOR, EXTRACTORS
+from core.engine.gallery_features import DEFAULT_FEATURE_MEMORY_MIB
 from core.engine.orientation import default_turns, parse_turns
 from core.engine.scoring import PAIR_SCORES, ScoringConf
 from core.errors import ScuteError
@@ -90,6 +91,7 @@ class EngineSettings:
     weights_dir: Path | None = None
     prior: str = "shipped"  # "shipped" (the one for these settings, if any), "none", or a prior file's path
     zoom: bool | None = None  # zoom to the animal (core.engine.localise); None: with a GPU yes, on a CPU no (time)
+    feature_memory_mib: int = DEFAULT_FEATURE_MEMORY_MIB  # gallery features kept in memory (engine.gallery_features)
 
     def __post_init__(self) -> None:
         if self.extractor not in EXTRACTORS:
@@ -110,6 +112,7 @@ class EngineSettings:
             weights_dir=_path(env, "SCUTE_WEIGHTS_DIR"),
             prior=env.get("SCUTE_PRIOR", "").strip() or "shipped",
             zoom=_switch(env, "SCUTE_ZOOM"),
+            feature_memory_mib=_whole(env, "SCUTE_FEATURE_MEMORY_MIB") or DEFAULT_FEATURE_MEMORY_MIB,
         )
 
     def replace(self, **changes: Any) -> EngineSettings:
@@ -154,6 +157,7 @@ class EngineSettings:
             weights_dir=self.weights_dir,
             prior={"shipped": True, "none": False}.get(self.prior, Path(self.prior).expanduser()),
             zoom=ZoomConf() if zoom else None,
+            feature_memory_mib=self.feature_memory_mib,
         )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from core.engine.features import Features, photo_key
+from core.engine.gallery_features import DEFAULT_FEATURE_MEMORY_MIB, FeatureMemory, GalleryFeatures
 from core.engine.matching import Matcher, MatchResult
 from core.engine.orientation import strongest
 from core.engine.prior import Prior, null_quantiles
@@ -59,7 +60,7 @@ class GalleryIndex:
     """Gallery features in memory plus the confidences of the sampled null pairs."""
 
     photos: list[GalleryPhoto]
-    features: list[Features]
+    features: Sequence[Features]  # in photo order; read on demand within a memory budget (gallery_features)
     negatives: dict[str, list[np.ndarray]]  # key -> confidences vs other individuals
     positives: dict[str, list[np.ndarray]]  # key -> confidences vs the same individual
     scoring: ScoringConf
@@ -178,6 +179,7 @@ class IndexBuilder:
         scoring: ScoringConf,
         pair_cache: PairCache,
         prior: Prior | None = None,
+        feature_memory: int = DEFAULT_FEATURE_MEMORY_MIB * 2**20,
     ) -> None:
         self.features_of = features_of
         self.matcher = matcher
@@ -185,6 +187,7 @@ class IndexBuilder:
         self.scoring = scoring
         self.pair_cache = pair_cache
         self.prior = prior
+        self.feature_memory = feature_memory  # bytes of features the index keeps in memory (gallery_features)
 
     def build(
         self,
@@ -202,15 +205,23 @@ class IndexBuilder:
             raise EmptyGalleryError(
                 "The gallery is empty: import a catalogue or confirm a first sighting before identifying."
             )
-        known = dict(zip((p.key for p in previous.photos), previous.features, strict=True)) if previous else {}
+        # The previous version's photos were usable and their features are cached: they are not read again,
+        # and the memory of recently used features carries over.
+        known = {p.key for p in previous.photos} if previous else set()
+        if previous is not None and isinstance(previous.features, GalleryFeatures):
+            memory = previous.features.memory
+        else:
+            memory = FeatureMemory(self.feature_memory)
+            for photo, f in zip(previous.photos, previous.features, strict=True) if previous else ():
+                memory.put(photo.key, f)
         pairs, neg_keys, pos_keys = null_pairs(photos, self.scoring)
         total = len(photos) + len(pairs) * len(self.turns)
         usable: list[GalleryPhoto] = []
-        features: list[Features] = []
         skipped: dict[str, str] = {}
         for i, photo in enumerate(photos):
             try:
-                features.append(known[photo.key] if photo.key in known else self.features_of(photo))
+                if photo.key not in known:
+                    memory.put(photo.key, self.features_of(photo))
                 usable.append(photo)
             except (ScuteError, OSError) as exc:
                 log.warning("Gallery photo %s left out of the index: %s", photo.path, exc)
@@ -228,13 +239,13 @@ class IndexBuilder:
             photos = usable
             pairs, neg_keys, pos_keys = null_pairs(photos, self.scoring)
             total = len(photos) + len(skipped) + len(pairs) * len(self.turns)
-        by_key = {p.key: f for p, f in zip(photos, features, strict=True)}
+        features = GalleryFeatures(photos, self.features_of, memory)
         by_photo = {p.key: p for p in photos}
 
         first_pair_step = total - len(pairs) * len(self.turns)
 
         def turned_features(key: str, turn: int) -> Features:
-            return by_key[key] if turn == 0 else self.features_of(by_photo[key].turned(turn))
+            return features.of(by_photo[key]) if turn == 0 else self.features_of(by_photo[key].turned(turn))
 
         # Each pair is matched as a query would be: its second photo turned against its first (turn 0 keeps
         # the original order). The cache is keyed (first image as matched, second image).
@@ -250,7 +261,9 @@ class IndexBuilder:
                     tries[(a, b)][turn] = cached[2]
         done = sum(len(t) for t in tries.values())
         for (first, turn), partners in todo.items():
-            results = self.matcher.match_many(turned_features(first, turn), [by_key[p] for p in partners])
+            results = self.matcher.match_many(
+                turned_features(first, turn), [features.of(by_photo[p]) for p in partners]
+            )
             for second, result in zip(partners, results, strict=True):
                 self.pair_cache.put(by_photo[first].turned(turn).key, second, result)
                 tries[_pair(first, second)][turn] = result.confidence

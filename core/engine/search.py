@@ -19,6 +19,7 @@ import torch
 
 from core.engine.extractors import DEFAULT_EXTRACTOR, make_extractor
 from core.engine.features import FeatureCache, Features
+from core.engine.gallery_features import DEFAULT_FEATURE_MEMORY_MIB, features_at
 from core.engine.images import read_info
 from core.engine.index import GalleryIndex, GalleryPhoto, IndexBuilder, PairCache
 from core.engine.localise import Region, ZoomConf, locate, native_size, region_to_crop, to_frame, worth_zooming
@@ -118,11 +119,14 @@ class Engine:
         weights_dir: Path | None = None,
         prior: Prior | Path | bool = True,
         zoom: ZoomConf | None = None,
+        feature_memory_mib: int = DEFAULT_FEATURE_MEMORY_MIB,
     ) -> None:
         """``prior``: True uses the prior shipped for these settings if there is one (core.engine.prior),
         False none (each gallery fits its own from sampled pairs), a path or a Prior that one.
-        ``zoom``: how :meth:`search_photo` zooms to the animal (core.engine.localise); None never zooms."""
+        ``zoom``: how :meth:`search_photo` zooms to the animal (core.engine.localise); None never zooms.
+        ``feature_memory_mib``: gallery features an index keeps in memory (core.engine.gallery_features)."""
         self.zoom = zoom
+        self.feature_memory = feature_memory_mib * 2**20
         self.extractor = make_extractor(extractor, extractor_conf, device, weights_dir)
         self.matcher = matcher_for(extractor, matcher_conf, self.extractor.device, weights_dir)
         #: Clockwise quarter-turns each query is tried in (core.engine.orientation); None: the device's default.
@@ -225,7 +229,15 @@ class Engine:
     ) -> GalleryIndex:
         """Features for every photo (reused from ``previous``, else cached), the sampled null pairs if any, and
         the shortlist's bank when searches will use one: everything a search needs, so none waits for it."""
-        builder = IndexBuilder(self.photo_features, self.matcher, self.turns, self.scoring, self.pair_cache, self.prior)
+        builder = IndexBuilder(
+            self.photo_features,
+            self.matcher,
+            self.turns,
+            self.scoring,
+            self.pair_cache,
+            self.prior,
+            self.feature_memory,
+        )
         index = builder.build(photos, progress, previous)
         conf = resolve_shortlist(None, len(index.photos), self.device)
         if conf is not None:
@@ -343,7 +355,7 @@ class Engine:
         # score that exhaustive matching would give it.
         chosen = sorted(short.photos)
         view = dataclasses.replace(
-            index, photos=[index.photos[i] for i in chosen], features=[index.features[i] for i in chosen]
+            index, photos=[index.photos[i] for i in chosen], features=features_at(index.features, chosen)
         )
         results = self.match_views(query, view.features, progress)
         identification = self.rank(results, view, top_k, method, exclude)

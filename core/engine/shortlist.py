@@ -131,6 +131,16 @@ def _strongest(features: Features, count: int) -> np.ndarray:
     return np.sort(np.argsort(-features.scores, kind="stable")[:count])
 
 
+#: Gallery photos whose bank rows are gathered on the host before moving to the device together.
+_BANK_CHUNK = 512
+
+
+def _unit_rows(rows: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Rows normalised in float32 on the device, then stored in the working precision (half on a GPU)."""
+    descriptors = torch.from_numpy(rows).to(device).float()
+    return (descriptors / descriptors.norm(dim=2, keepdim=True).clamp(min=1e-6)).to(dtype)
+
+
 def _unit(desc: torch.Tensor) -> torch.Tensor:
     return desc / desc.norm(dim=1, keepdim=True).clamp(min=1e-6)
 
@@ -163,18 +173,28 @@ class ShortlistIndex:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
         identities = sorted({p.identity for p in index.photos})
         ident_idx = {ident: i for i, ident in enumerate(identities)}
-        dim = index.features[0].descriptors.shape[1] if index.features else 0
-        per_photo = max([min(len(f), conf.gallery_descriptors) for f in index.features] or [1])
-        bank = np.zeros((len(index.features), per_photo, dim), dtype=np.float16)
-        for i, features in enumerate(index.features):
+        # One pass over the gallery's features (each may be read from the cache: gallery_features), in chunks
+        # moved to the device as they fill, so the host never holds the whole bank.
+        per_photo, used, dim = conf.gallery_descriptors, 1, 0
+        chunks: list[torch.Tensor] = []
+        chunk: list[np.ndarray] = []
+        for features in index.features:
             keep = _strongest(features, per_photo)
+            dim = dim or int(features.descriptors.shape[1])
+            rows = np.zeros((per_photo, features.descriptors.shape[1]), dtype=np.float16)
             if len(keep):
                 # A photo with fewer keypoints repeats its last one: a maximum over its rows is unchanged.
+                used = max(used, len(keep))
                 keep = np.concatenate([keep, np.full(per_photo - len(keep), keep[-1])])
-                bank[i] = features.descriptors[keep]
-        # Normalise in float32, then store in the working precision (half the memory on a GPU).
-        descriptors = torch.from_numpy(bank).to(device).float()
-        descriptors = (descriptors / descriptors.norm(dim=2, keepdim=True).clamp(min=1e-6)).to(dtype)
+                rows[:] = features.descriptors[keep]
+            chunk.append(rows)
+            if len(chunk) == _BANK_CHUNK:
+                chunks.append(_unit_rows(np.stack(chunk), device, dtype))
+                chunk = []
+        if chunk:
+            chunks.append(_unit_rows(np.stack(chunk), device, dtype))
+        empty = torch.zeros((0, per_photo, dim), dtype=dtype, device=device)
+        descriptors = torch.cat(chunks)[:, :used] if chunks else empty[:, :used]
         identity_of = np.array([ident_idx[p.identity] for p in index.photos], dtype=np.int64)
         built = cls(
             descriptors, identity_of, identities, [p.key for p in index.photos], [p.sha256 for p in index.photos], conf

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 from sqlmodel import Session, col, select
 
+from core.engine.gallery_features import features_at
 from core.engine.index import GalleryIndex
 from core.errors import EmptyGalleryError
 from core.store.models import Photo
@@ -61,7 +62,7 @@ def subset(index: GalleryIndex, photo_ids: Iterable[int]) -> GalleryIndex:
     view = dataclasses.replace(
         index,
         photos=[index.photos[i] for i in chosen],
-        features=[index.features[i] for i in chosen],
+        features=features_at(index.features, chosen),
         shortlists={},  # the whole gallery's banks address photos by position: a view builds its own
     )
     with _lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.engine.gallery_features import DEFAULT_FEATURE_MEMORY_MIB
 from core.engine.orientation import UPRIGHT
 from core.engine.scoring import ScoringConf
 from core.engine.shortlist import ShortlistConf
@@ -31,6 +32,7 @@ class BenchConf:
     throughput_pairs: int | None = None  # pairs timed for LightGlue alone (None: 4,096 on CUDA, 16 on a CPU; 0: skip)
     workers: int = 0  # processes that write augmented copies (0: one per core)
     turns: tuple[int, ...] = UPRIGHT  # quarter-turns each query is tried in (the published runs: upright only)
+    feature_memory_mib: int = DEFAULT_FEATURE_MEMORY_MIB  # gallery features the index keeps in memory
 
     def exhaustive_count(self, size: int) -> int:
         if self.exhaustive_queries is not None:

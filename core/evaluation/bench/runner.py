@@ -25,7 +25,6 @@ from core.engine.shortlist import default_conf, shortlist_index
 from core.errors import ScuteError
 from core.evaluation.bench.augment import AUGMENT_VERSION, _path_order, grow_gallery
 from core.evaluation.bench.conf import BenchConf
-from core.evaluation.bench.memory import MemoryFeatureCache
 from core.evaluation.bench.report import BenchReport, QueryRecord, SizeReport
 from core.evaluation.machine import machine, peak_rss_gib, reset_peak_rss
 from core.evaluation.metrics import rank_of
@@ -62,14 +61,13 @@ class Bench:
             device=conf.device,
             cache_dir=conf.cache_dir / "engine",
             turns=conf.turns,
+            feature_memory_mib=conf.feature_memory_mib,
         )
         self.device = self.engine.device
         self.extracted = 0  # photos whose features the last gallery build had to extract
         self.batch = getattr(self.engine.matcher, "batch_size", 1)  # what the matcher uses
         on_gpu = self.device.type == "cuda"
         self.throughput_pairs = conf.throughput_pairs if conf.throughput_pairs is not None else 4096 if on_gpu else 16
-        half = self.engine.matcher.name == "lightglue"
-        self.cache = self.engine.feature_cache = MemoryFeatureCache(conf.cache_dir / "engine" / "features", half)
         self.shortlist = conf.shortlist or default_conf(self.device)
         self.query_pairs = PairCache(conf.cache_dir / "engine" / "query-matches", self.engine.pair_cache.root.name)
         rows = read_manifest(conf.manifest)
@@ -92,15 +90,15 @@ class Bench:
         if self.progress:
             self.progress(stage, done, total)
 
-    def features(self, photos: Sequence[GalleryPhoto]) -> list[Features]:
-        """Gallery features from the cache; the missing ones through :func:`core.engine.bulk.extract_stream`
-        (decoding threads ahead of the network by a bounded window, batches of one network shape on a GPU)."""
+    def features(self, photos: Sequence[GalleryPhoto]) -> None:
+        """Every gallery photo's features in the on-disk cache (as an import leaves them): the missing ones
+        through :func:`core.engine.bulk.extract_stream` (decoding threads ahead of the network by a bounded
+        window, batches of one network shape on a GPU). Nothing is kept: the index reads what it needs."""
         from core.engine.images import prepare
 
         engine, cache = self.engine, self.engine.feature_cache
         version = engine.extractor.version
-        out: list[Features | None] = [cache.get(version, p.key) for p in photos]
-        missing = [i for i, f in enumerate(out) if f is None]
+        missing = [i for i, p in enumerate(photos) if not cache.path(version, p.key).exists()]
         self.extracted = len(missing)
         max_side = engine.extractor.max_side
 
@@ -120,11 +118,8 @@ class Bench:
                     self._tick("features", len(written), len(missing))
 
             extract_stream(engine.extractor, len(missing), load, keep)
-            for i, future in written:
+            for _, future in written:
                 future.result()
-                out[i] = cache.get(version, photos[i].key)  # from memory: what was just written
-        assert all(f is not None for f in out)
-        return out  # type: ignore[return-value]
 
     def throughput(self, features: Sequence[Features]) -> dict[str, Any] | None:
         """LightGlue alone: one query against ``throughput_pairs`` gallery photos, batched (after a warm-up)."""
@@ -189,16 +184,15 @@ class Bench:
         photos = grow_gallery(self.base, size, conf, self._tick)
         build["augment"] = time.perf_counter() - start
         start = time.perf_counter()
-        extracted = self.features(photos)
+        self.features(photos)
         build["features"] = time.perf_counter() - start
         build["photos_extracted"] = float(self.extracted)
         if self.extracted:
             build["extraction_photos_per_s"] = self.extracted / build["features"]
-        del extracted
-        # build_index finds every photo's features in memory and matches only the null pairs not cached on disk.
+        # build_index reads every photo's cached features once (keeping what fits its memory budget) and
+        # matches only the null pairs not cached on disk.
         start = time.perf_counter()
         index = engine.build_index(photos, lambda d, t: self._tick("null pairs", d, t))
-        self.cache.forget()  # the index holds the features now
         build["null_pairs"] = time.perf_counter() - start
         index.model(engine.scoring.method)
         bank = shortlist_index(index, self.shortlist, self.device)
@@ -322,8 +316,8 @@ class Bench:
         for size in sorted(self.conf.sizes):
             if report.throughput is None and self.throughput_pairs:
                 first = grow_gallery(self.base, min(size, len(self.base)), self.conf)
-                report.throughput = self.throughput(self.features(first))
-                self.cache.forget()
+                self.features(first)
+                report.throughput = self.throughput([self.engine.photo_features(p) for p in first])
             report.sizes.append(self.run_size(size))
             report.machine["load_average"] = machine().get("load_average")
             if on_size:
