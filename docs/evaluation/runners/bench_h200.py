@@ -1,7 +1,8 @@
 """Device runner (not part of the app): the benchmark at several sizes with weights from .carry/weights.
 
-Usage: python bench_h200.py SIZES MANIFEST CACHE_DIR QUERIES EXHAUSTIVE DEVICE IDENTITIES
+Usage: python bench_h200.py SIZES MANIFEST CACHE_DIR QUERIES EXHAUSTIVE DEVICE IDENTITIES [MAX_SIDE KEYPOINTS TURNS]
 (e.g. 100,1000,10000 .carry/data/turtles/manifest.csv /tmp/bench 50 10 cuda 0); JSON to $OUT/bench.json.
+The GPU defaults: ... 1600 2048 all (photos at 1600 px, 2,048 keypoints, queries in four turns).
 """
 
 import json
@@ -13,6 +14,14 @@ from pathlib import Path
 sys.path.insert(0, os.getcwd())
 from core.evaluation.bench.conf import BenchConf
 from core.evaluation.bench.runner import Bench
+
+
+def settings(extra):
+    from core.engine.orientation import parse_turns
+
+    if not extra:
+        return {}
+    return {"max_side": int(extra[0]), "keypoints": int(extra[1]), "turns": parse_turns(extra[2])}
 
 
 def main():
@@ -30,6 +39,7 @@ def main():
         exhaustive_queries=int(sys.argv[5]),
         device=sys.argv[6],
         identities=int(sys.argv[7]) or None,
+        **settings(sys.argv[8:]),
     )
     t0 = time.time()
 
