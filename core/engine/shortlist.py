@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from core.engine.device import cpu_similarity_dtype
 from core.engine.features import Features
 from core.engine.index import GalleryIndex
 from core.engine.orientation import as_views
@@ -149,7 +150,8 @@ def _unit(desc: torch.Tensor) -> torch.Tensor:
 class ShortlistIndex:
     """Every gallery photo's strongest descriptors in one tensor, with the individual of each photo."""
 
-    descriptors: torch.Tensor  # (N, P, D) unit length; float16 on CUDA, float32 on the CPU
+    #: (N, P, D) unit length; float16 on CUDA, bfloat16 or float32 on a CPU (device.cpu_similarity_dtype)
+    descriptors: torch.Tensor
     identity_of: np.ndarray  # (N,) int64 photo -> individual index
     identities: list[str]
     keys: list[str]  # photo keys, to honour ``exclude``
@@ -170,7 +172,7 @@ class ShortlistIndex:
     def build(cls, index: GalleryIndex, conf: ShortlistConf, device: torch.device | str) -> ShortlistIndex:
         start = time.perf_counter()
         device = torch.device(device)
-        dtype = torch.float16 if device.type == "cuda" else torch.float32
+        dtype = torch.float16 if device.type == "cuda" else cpu_similarity_dtype()
         identities = sorted({p.identity for p in index.photos})
         ident_idx = {ident: i for i, ident in enumerate(identities)}
         # One pass over the gallery's features (each may be read from the cache: gallery_features), in chunks
