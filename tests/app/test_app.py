@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures.appgallery import APP_ENV, FAST_HASHER, PASSWORD, AppGallery, copy_home
+from fixtures.appgallery import APP_ENV, FAST_HASHER, PASSWORD, AppGallery, app_home, signed_in
 from PIL import Image
 from sqlmodel import Session, col, select
 from streamlit.testing.v1 import AppTest
@@ -34,14 +34,7 @@ TIMEOUT = 300  # a search on two loaded CPU cores; the usual run takes seconds
 
 @pytest.fixture
 def home(app_gallery: AppGallery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = copy_home(app_gallery, tmp_path / "home")
-    monkeypatch.setenv("SCUTE_HOME", str(path))
-    for key, value in APP_ENV.items():
-        monkeypatch.setenv(key, value)
-    for key in ("DATABASE_URL", "SCUTE_REQUIRED_VOTES", "SCUTE_SESSION_SECRET", "SCUTE_TOP_K"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setattr(users, "_HASHER", FAST_HASHER)
-    return path
+    return app_home(app_gallery, tmp_path / "home", monkeypatch)
 
 
 @pytest.fixture
@@ -53,17 +46,6 @@ def db(home: Path):
 
 def new_app() -> AppTest:
     return AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
-
-
-def signed_in(name: str) -> AppTest:
-    at = new_app().run()
-    assert not at.exception, at.exception
-    at.text_input(key="signin.username").input(name)
-    at.text_input(key="signin.password").input(PASSWORD)
-    at.button(key="signin.submit").click().run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
 
 
 def texts(at: AppTest) -> str:

@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fixtures.appgallery import APP_ENV, FAST_HASHER, PASSWORD, AppGallery, copy_home
+from fixtures.appgallery import AppGallery, app_home, signed_in
 from fixtures.feedback import decided_sighting, keep_evidence, user_named
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
-from core.review import users
 from core.store.db import init_db, session_scope
 from core.store.feedback import Follow, Notification, PracticeAnswer
 from core.store.models import Individual
@@ -22,14 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def home(app_gallery: AppGallery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = copy_home(app_gallery, tmp_path / "home")
-    monkeypatch.setenv("SCUTE_HOME", str(path))
-    for key, value in APP_ENV.items():
-        monkeypatch.setenv(key, value)
-    for key in ("DATABASE_URL", "SCUTE_REQUIRED_VOTES", "SCUTE_SESSION_SECRET", "SCUTE_TOP_K"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setattr(users, "_HASHER", FAST_HASHER)
-    return path
+    return app_home(app_gallery, tmp_path / "home", monkeypatch)
 
 
 @pytest.fixture
@@ -37,15 +29,6 @@ def db(home: Path):
     engine = init_db(f"sqlite:///{home / 'gallery.db'}")
     yield engine
     engine.dispose()
-
-
-def signed_in(name: str) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
-    at.text_input(key="signin.username").input(name)
-    at.text_input(key="signin.password").input(PASSWORD)
-    at.button(key="signin.submit").click().run()
-    assert not at.exception and not at.error
-    return at
 
 
 def texts(at: AppTest) -> str:

@@ -7,11 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fixtures.appgallery import APP_ENV, FAST_HASHER, PASSWORD, AppGallery, copy_home
+from fixtures.appgallery import AppGallery, app_home, signed_in
 from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
-from core.review import users
 from core.store.db import init_db, session_scope
 from core.store.fieldwork import Site, Species
 from core.store.models import AuditLog, Individual, Photo
@@ -21,23 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def home(app_gallery: AppGallery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = copy_home(app_gallery, tmp_path / "home")
-    monkeypatch.setenv("SCUTE_HOME", str(path))
-    for key, value in APP_ENV.items():
-        monkeypatch.setenv(key, value)
-    for key in ("DATABASE_URL", "SCUTE_REQUIRED_VOTES", "SCUTE_SESSION_SECRET", "SCUTE_TOP_K"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setattr(users, "_HASHER", FAST_HASHER)
-    return path
-
-
-def signed_in(name: str) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
-    at.text_input(key="signin.username").input(name)
-    at.text_input(key="signin.password").input(PASSWORD)
-    at.button(key="signin.submit").click().run()
-    assert not at.exception and not at.error
-    return at
+    return app_home(app_gallery, tmp_path / "home", monkeypatch)
 
 
 def _stored(home: Path):
