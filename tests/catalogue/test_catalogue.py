@@ -1087,3 +1087,45 @@ def test_darwin_core_and_capture_histories_follow_the_encounters(
     ]:
         with pytest.raises(OccasionError, match=message):
             parse_occasions(bad)
+
+
+def test_the_next_photo_is_read_while_this_ones_features_are_extracted(
+    db, store: PhotoStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The import decodes one photo ahead on another thread: row 2's photo is read before row 1's features are
+    done (an event, not a timing), and a bad row ahead is still reported in its place, nothing else lost."""
+    import threading
+
+    import core.catalogue.importer as importer
+    from core.catalogue.manifest import ManifestRow
+
+    folder = tmp_path / "catalogue"
+    folder.mkdir()
+    rows = []
+    for i in range(4):
+        (folder / f"p{i}.jpg").write_bytes(photo_bytes(800 + i) if i != 2 else b"not a photo")
+        rows.append(ManifestRow(f"p{i}.jpg", f"T-{i % 2}", "left"))
+    engine = SearchEngine("sift", dict(SIFT_CONF), device="cpu", cache_dir=tmp_path / "engine")
+    events: list[str] = []
+    read, extract = importer._read_row, engine.extractor.extract
+    second_read = threading.Event()
+
+    def reading(row: ManifestRow, root: Path):
+        events.append(f"read {row.path}")
+        if row.path == "p1.jpg":
+            second_read.set()
+        return read(row, root)
+
+    def extracting(rgb):
+        if not events.count("extract"):
+            assert second_read.wait(10), "the second photo was not read while the first one was extracted"
+        events.append("extract")
+        return extract(rgb)
+
+    engine.extractor.extract = extracting  # type: ignore[method-assign]
+    monkeypatch.setattr(importer, "_read_row", reading)
+    report = importer.import_rows(db, store, engine, rows, folder)
+    assert events.index("read p1.jpg") < events.index("extract")
+    assert report.added == 3 and [p.line for p in report.problems] == [4]  # the bad photo, line 4 of the CSV
+    with session_scope(db) as session:
+        assert count(session, Photo) == 3 and count(session, FeatureRecord) == 3
