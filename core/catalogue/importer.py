@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from sqlmodel import Session, select
 
 from core.catalogue.format import unescape_cell
 from core.catalogue.manifest import ManifestRow
-from core.engine.images import LoadedImage, load_image
+from core.engine.images import load_image
 from core.engine.search import Engine
 from core.errors import ManifestError, ScuteError
 from core.indexing.gallery import record_photo_features
@@ -128,19 +127,12 @@ def import_rows(
         if problem is not None:
             raise ManifestError(f"{problem}. Nothing was imported.")
     report = ImportReport(problems=list(skipped))
-    # The next row's photo is read, checked and decoded on another thread while this row's features are
-    # extracted: on two cores that overlaps the decoding worker with the network (one photo ahead, so memory
-    # stays at one extra decoded photo).
-    reader = ThreadPoolExecutor(1, thread_name_prefix="import-read")
     try:
-        ahead = reader.submit(_read_row, rows[0], root) if rows else None
         for i, row in enumerate(rows):
             line = lines[i] if lines is not None else i + 2
             name = original_names[i] if original_names is not None else Path(row.path).name
-            current, ahead = ahead, reader.submit(_read_row, rows[i + 1], root) if i + 1 < len(rows) else None
             try:
-                assert current is not None
-                _store_row(db, store, engine, row, current.result(), report, name)
+                _import_row(db, store, engine, row, root, report, name)
             except ScuteError as exc:
                 report.problems.append(RowProblem(line, row.path, str(exc)))
                 log.info("manifest line %d (%s) skipped: %s", line, row.path, exc)
@@ -150,8 +142,6 @@ def import_rows(
         if actor is not None:
             audit_import(db, actor, _import_summary(source, report, stopped=True), report.created_ids)
         raise
-    finally:
-        reader.shutdown(wait=True, cancel_futures=True)
     if actor is not None:
         audit_import(db, actor, _import_summary(source, report), report.created_ids)
     return report
@@ -208,19 +198,15 @@ def audit_import(db: SqlEngine, actor_id: int, after: Mapping[str, Any], individ
         log.exception("The import by user %s could not be recorded in the audit log", actor_id)
 
 
-@dataclass
-class _ReadRow:
-    """A row checked and its photo read and decoded: everything before the features and the transaction."""
-
-    identity: str
-    side: str
-    taken_at: datetime | None
-    data: bytes
-    image: LoadedImage
-    sha256: str
-
-
-def _read_row(row: ManifestRow, root: Path) -> _ReadRow:
+def _import_row(
+    db: SqlEngine,
+    store: PhotoStore,
+    engine: Engine,
+    row: ManifestRow,
+    root: Path,
+    report: ImportReport,
+    original_name: str,
+) -> None:
     identity = unescape_cell(row.identity.strip()).strip()  # an exported manifest quotes formula-like codes
     if not identity:
         raise ScuteError("the identity is empty")
@@ -234,38 +220,27 @@ def _read_row(row: ManifestRow, root: Path) -> _ReadRow:
     except OSError as exc:  # unreadable (permissions, I/O error): skip the row, keep importing
         raise ScuteError(f"the file cannot be read ({exc.strerror or exc})") from None
     image = load_image(data)  # raises ImageError with a volunteer-readable reason
-    return _ReadRow(identity, side, taken_at, data, image, sha256_hex(data))
-
-
-def _store_row(
-    db: SqlEngine,
-    store: PhotoStore,
-    engine: Engine,
-    row: ManifestRow,
-    read: _ReadRow,
-    report: ImportReport,
-    original_name: str,
-) -> None:
+    sha = sha256_hex(data)
     # Features first: a photo without usable keypoints is reported and never enters the gallery.
-    features = engine.features(read.image.pixels, read.sha256)
+    features = engine.features(image.pixels, sha)
     with session_scope(db) as session:
         try:
-            individual, created = get_or_create_individual(session, read.identity)
+            individual, created = get_or_create_individual(session, identity)
         except ValueError as exc:
             raise ScuteError(str(exc)) from None
         photo, added = add_photo(
             session,
             store,
-            read.data,
-            suffix=SUFFIX_FOR_FORMAT[read.image.info.format],
+            data,
+            suffix=SUFFIX_FOR_FORMAT[image.info.format],
             individual=individual,
-            side=read.side,
+            side=side,
             original_name=original_name,
-            width=read.image.info.width,
-            height=read.image.info.height,
-            taken_at=read.taken_at or read.image.info.taken_at,  # the catalogue's date wins over the camera's clock
-            latitude=read.image.info.latitude,
-            longitude=read.image.info.longitude,
+            width=image.info.width,
+            height=image.info.height,
+            taken_at=taken_at or image.info.taken_at,  # the catalogue's date wins over the camera's clock
+            latitude=image.info.latitude,
+            longitude=image.info.longitude,
         )
         for kind, value in row.tags:  # checked before the first row (import_rows); a second run adds none
             report.tags_added += int(tags.attach_imported(session, individual.id, *tags.check_tag(kind, value)))  # type: ignore[arg-type]
