@@ -212,8 +212,9 @@ class IndexBuilder:
             memory = previous.features.memory
         else:
             memory = FeatureMemory(self.feature_memory)
-            for photo, f in zip(previous.photos, previous.features, strict=True) if previous else ():
-                memory.put(photo.key, f)
+            if previous is not None:  # an index assembled from plain lists: its features seed the memory
+                for photo, f in zip(previous.photos, previous.features, strict=True):
+                    memory.put(photo.key, f)
         pairs, neg_keys, pos_keys = null_pairs(photos, self.scoring)
         total = len(photos) + len(pairs) * len(self.turns)
         usable: list[GalleryPhoto] = []

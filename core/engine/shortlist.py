@@ -177,12 +177,11 @@ class ShortlistIndex:
         ident_idx = {ident: i for i, ident in enumerate(identities)}
         # One pass over the gallery's features (each may be read from the cache: gallery_features), in chunks
         # moved to the device as they fill, so the host never holds the whole bank.
-        per_photo, used, dim = conf.gallery_descriptors, 1, 0
+        per_photo, used = conf.gallery_descriptors, 1
         chunks: list[torch.Tensor] = []
         chunk: list[np.ndarray] = []
         for features in index.features:
             keep = _strongest(features, per_photo)
-            dim = dim or int(features.descriptors.shape[1])
             rows = np.zeros((per_photo, features.descriptors.shape[1]), dtype=np.float16)
             if len(keep):
                 # A photo with fewer keypoints repeats its last one: a maximum over its rows is unchanged.
@@ -195,8 +194,8 @@ class ShortlistIndex:
                 chunk = []
         if chunk:
             chunks.append(_unit_rows(np.stack(chunk), device, dtype))
-        empty = torch.zeros((0, per_photo, dim), dtype=dtype, device=device)
-        descriptors = torch.cat(chunks)[:, :used] if chunks else empty[:, :used]
+        empty = torch.zeros((0, used, 0), dtype=dtype, device=device)
+        descriptors = torch.cat(chunks)[:, :used] if chunks else empty
         identity_of = np.array([ident_idx[p.identity] for p in index.photos], dtype=np.int64)
         built = cls(
             descriptors, identity_of, identities, [p.key for p in index.photos], [p.sha256 for p in index.photos], conf

@@ -96,13 +96,14 @@ class AlikedExtractor(Extractor):
                 chunk = members[start : start + self.batch]
                 padded, frames = zip(*(self._padded(images[i]) for i in chunk), strict=True)
                 feature_map, score_map = self.model.extract_dense_map(torch.cat(padded))
-                if len(chunk) == 1:  # kornia's own heads, so that a photo alone keeps exactly kornia's features
-                    top, left, h, w = frames[0]
-                    frame = (slice(None), slice(None), slice(top, top + h), slice(left, left + w))
-                    results[chunk[0]] = self._heads(feature_map[frame], score_map[frame])
-                else:
+                if len(chunk) > 1 and self._heads_batchable():
                     for i, result in zip(chunk, self._heads_batch(feature_map, score_map, frames), strict=True):
                         results[i] = result
+                    continue
+                # kornia's own heads on each photo's cut-out: a photo alone keeps exactly kornia's features
+                for j, (i, (top, left, h, w)) in enumerate(zip(chunk, frames, strict=True)):
+                    frame = (slice(j, j + 1), slice(None), slice(top, top + h), slice(left, left + w))
+                    results[i] = self._heads(feature_map[frame], score_map[frame])
         return [r for r in results if r is not None]
 
     def _padded(self, image: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
@@ -134,6 +135,12 @@ class AlikedExtractor(Extractor):
         host = torch.cat([pixels.float(), scores[0].float()[:, None], descriptors[0].float()], dim=1).cpu().numpy()
         return host[:, :2], host[:, 3:], host[:, 2], {}
 
+    def _heads_batchable(self) -> bool:
+        """Whether :meth:`_heads_batch` reproduces these heads: top-k detection (threshold mode keeps a different
+        count per image) and SDDH without mask or 1x1 aggregation (the aliked-n16 configuration)."""
+        sddh = self.model.desc_head
+        return bool(self.model.dkd.top_k > 0 and not sddh.mask and not sddh.conv2d)
+
     def _heads_batch(
         self, feature_map: torch.Tensor, score_map: torch.Tensor, frames: Sequence[tuple[int, int, int, int]]
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
@@ -148,12 +155,6 @@ class AlikedExtractor(Extractor):
         agree with :meth:`_heads` up to float rounding (``tests/engine/test_bulk.py``).
         """
         dkd, sddh = self.model.dkd, self.model.desc_head
-        if dkd.top_k <= 0 or sddh.mask or sddh.conv2d:  # threshold mode: per-image counts, kornia's loop
-            cuts = [
-                (slice(j, j + 1), slice(None), slice(t, t + h), slice(x, x + w))
-                for j, (t, x, h, w) in enumerate(frames)
-            ]
-            return [self._heads(feature_map[cut], score_map[cut]) for cut in cuts]
         device, r = score_map.device, dkd.radius
         b, c, big_h, big_w = feature_map.shape
         frame = torch.tensor(frames, device=device)  # (B, 4): top, left, height, width
