@@ -549,7 +549,11 @@ def test_nearest_neighbour_match_many_keeps_order() -> None:
 def test_match_many_equals_one_by_one(
     homography: HomographySet, aliked_features: dict[str, Features], lightglue_matcher: LightGlueMatcher
 ) -> None:
-    """Mixed keypoint counts, equal counts interleaved (batched together), results in input order."""
+    """Mixed keypoint counts, equal counts interleaved (batched together), results in input order.
+
+    At full depth: with early stopping (the CPU's default) a batch stops only when all its pairs may, so on a
+    CPU pairs go one at a time (batch_size "auto")."""
+    lightglue_matcher = LightGlueMatcher({"depth_confidence": -1.0}, device="cpu")
     feats = {name: aliked_features[p.b] for name, p in homography.pairs.items()}
     query = aliked_features[homography.pairs["Boston"].a]
     gallery = [
@@ -562,7 +566,7 @@ def test_match_many_equals_one_by_one(
     ]
     assert len({len(g) for g in gallery}) == 3  # 512, 300 and 400 keypoints
     one_by_one = [lightglue_matcher.match(query, g) for g in gallery]
-    small_batches = LightGlueMatcher({"batch_size": 2}, device="cpu")
+    small_batches = LightGlueMatcher({"batch_size": 2, "depth_confidence": -1.0}, device="cpu")
     for results in (lightglue_matcher.match_many(query, gallery), small_batches.match_many(query, gallery)):
         assert len(results) == len(gallery)
         for got, want, g in zip(results, one_by_one, gallery, strict=True):
@@ -574,6 +578,23 @@ def test_match_many_equals_one_by_one(
     assert one_by_one[4].n_matches > 50  # ... and again with 300 of its keypoints
     assert max(one_by_one[i].n_matches for i in (1, 2, 3, 5)) < 60  # unrelated photos
     assert lightglue_matcher.match_many(query, []) == []
+
+
+def test_early_stopping_on_a_cpu_keeps_the_evidence(
+    homography: HomographySet, aliked_features: dict[str, Features], lightglue_matcher: LightGlueMatcher
+) -> None:
+    """The CPU default stops a pair early (LightGlue's 0.95): a true pair keeps nearly all its strong matches and
+    strangers stay near none; the setting is part of the matcher's version, so caches and priors never mix."""
+    full = LightGlueMatcher({"depth_confidence": -1.0}, device="cpu")
+    assert lightglue_matcher.conf["depth_confidence"] == 0.95 and lightglue_matcher.batch_size == 1
+    assert lightglue_matcher.version != full.version
+    query = aliked_features[homography.pairs["Boston"].a]
+    true, stranger = aliked_features[homography.pairs["Boston"].b], aliked_features[homography.pairs["adam"].a]
+    strong = lightglue_matcher.strong_confidence
+    early = [int((lightglue_matcher.match(query, g).confidence >= strong).sum()) for g in (true, stranger)]
+    deep = [int((full.match(query, g).confidence >= strong).sum()) for g in (true, stranger)]
+    assert deep[0] > 50 and abs(early[0] - deep[0]) <= 0.1 * deep[0]
+    assert early[1] <= max(3, deep[1] + 2)
 
 
 def test_matcher_for_picks_the_right_matcher() -> None:
