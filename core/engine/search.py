@@ -343,25 +343,43 @@ class Engine:
         exclude: set[str],
         progress: Progress | None = None,
     ) -> SearchOutcome:
-        """Shortlist, match the shortlisted photos, score them exactly as exhaustive search does.
+        """Shortlist, match the shortlisted photos, score them exactly as exhaustive search does; while no
+        candidate is sure enough (``conf.stop_probability``), match the next round's photos too (``conf.rounds``).
 
         The reranked individuals come first (by their scores); the others follow in shortlist order.
+        ``progress`` counts the pairs of the rounds started so far.
         """
-        short = shortlist_index(index, conf, self.device).select(query, exclude)
+        bank = shortlist_index(index, conf, self.device)
+        short = bank.select(query, exclude)
         if not short.photos:
             raise EmptyGalleryError("The gallery has no other photo to compare this one with.")
-        # A view of the gallery restricted to the shortlisted photos, in gallery order (so that ties between
-        # photos break as in exhaustive search), sharing the null models: a reranked photo gets exactly the
-        # score that exhaustive matching would give it.
-        chosen = sorted(short.photos)
+        matched: dict[int, MatchResult] = {}
+        batch = short.photos
+        while True:
+            step = _offset_progress(progress, len(matched), len(matched) + len(batch))
+            matched.update(zip(batch, self.match_views(query, features_at(index.features, batch), step), strict=True))
+            identification = self._rank_subset(matched, index, top_k, method, exclude)
+            best = identification.candidates[0].probability if identification.candidates else 0.0
+            if best >= conf.stop_probability:
+                break
+            batch = bank.widen(short)
+            if not batch:
+                break
+        short.later = []  # rounds not needed are not part of what this search did
+        reranked = set(identification.ranking)
+        identification.ranking = identification.ranking + [i for i in short.ranking if i not in reranked]
+        return SearchOutcome(identification, dict(sorted(matched.items())), short)
+
+    def _rank_subset(
+        self, matched: dict[int, MatchResult], index: GalleryIndex, top_k: int, method: str | None, exclude: set[str]
+    ) -> Identification:
+        """:meth:`rank` over the matched photos alone. The view keeps gallery order (ties between photos break as in
+        exhaustive search) and shares the null models, so a photo gets exactly the score exhaustive matching gives."""
+        chosen = sorted(matched)
         view = dataclasses.replace(
             index, photos=[index.photos[i] for i in chosen], features=features_at(index.features, chosen)
         )
-        results = self.match_views(query, view.features, progress)
-        identification = self.rank(results, view, top_k, method, exclude)
-        reranked = set(identification.ranking)
-        identification.ranking = identification.ranking + [i for i in short.ranking if i not in reranked]
-        return SearchOutcome(identification, dict(zip(chosen, results, strict=True)), short)
+        return self.rank([matched[i] for i in chosen], view, top_k, method, exclude)
 
     def search_photo(
         self,
@@ -409,6 +427,13 @@ class Engine:
             if candidate.match is not None:
                 candidate.match = zoom_info.to_frame(candidate.match)
         return SearchOutcome(outcome.identification, results, outcome.shortlist, zoomed, zoom_info)
+
+
+def _offset_progress(progress: Progress | None, before: int, planned: int) -> Progress | None:
+    """A round's progress as pairs of the whole search: ``before`` pairs done earlier, ``planned`` so far."""
+    if progress is None:
+        return None
+    return lambda done, _total: progress(before + done, planned)
 
 
 def _photo_size(source: Path | bytes | np.ndarray) -> tuple[int, int]:

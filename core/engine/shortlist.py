@@ -26,6 +26,11 @@ Individuals are kept best first until they hold ``share`` of all votes (at least
 at most ``max_individuals``), and for each the ``photos_per_individual`` photos with most votes go to
 LightGlue (``max_pairs`` in all). The reranked individuals are scored exactly as in exhaustive search;
 those not reranked follow in shortlist order, so a ranking still lists every gallery individual.
+
+``rounds`` widen the search only where it is needed: while the best candidate's probability stays below
+``stop_probability``, the next round's individuals (best voted first) on their next best-voted photos are
+matched too. A query of a well-photographed animal is answered after the first round; an unsure one (a new
+animal, or the right one voted third) gets the pairs that exhaustive search would have spent on it.
 """
 
 from __future__ import annotations
@@ -59,6 +64,10 @@ class ShortlistConf:
     max_pairs: int = 30  # LightGlue pairs per query at most
     auto_min_photos: int = 200  # with ``shortlist=None`` smaller galleries are matched exhaustively
     block: int = 512  # photos per matrix-product block: bounds memory at query x block x P similarities
+    #: Later rounds, each (individuals, photos per individual) counted from the best voted, matched in turn while
+    #: the best probability stays below ``stop_probability``; ``max_pairs`` bounds all rounds together.
+    rounds: tuple[tuple[int, int], ...] = ()
+    stop_probability: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("gallery_descriptors", "query_descriptors", "min_individuals", "block"):
@@ -70,14 +79,20 @@ class ShortlistConf:
             raise ValueError("shortlist photos_per_individual and max_pairs must be at least 1")
         if not 0.0 < self.share <= 1.0:
             raise ValueError("shortlist share must be in (0, 1]")
+        if any(len(r) != 2 or min(r) < 1 for r in self.rounds):
+            raise ValueError("each shortlist round is (individuals, photos per individual), both at least 1")
+        if not 0.0 < self.stop_probability <= 1.0:
+            raise ValueError("shortlist stop_probability must be in (0, 1]")
 
 
 #: Presets by device type, tuned with ``python -m core bench`` and ``python -m core evaluate`` on the turtle and
 #: nyala photos (README, "Speed at scale" and "Accuracy on a laptop").
-#: A 2-core CPU spends 1.5 s per LightGlue pair at 1,024 keypoints plus 2.4 s on the query's own features, so a
-#: search in under ten seconds affords four pairs, whatever the gallery's size (a 16-photo gallery matched
-#: exhaustively took 25 s): the two best-voted individuals on their two best-voted photos, with more descriptors
-#: voting (cheap next to LightGlue), which beat three individuals on one photo each on both species.
+#: A 2-core CPU spends about 0.36 s per LightGlue pair at 1,024 keypoints (early stopping on) after 1.5 s on the
+#: query's own features. It starts with the two best-voted individuals on their two best-voted photos and, while no
+#: candidate reaches a probability of 0.5, widens to four individuals on two photos, then six on three (18 pairs
+#: at most, whatever the gallery's size). Chosen on identity folds of both shared sets, each fold's choice made on
+#: the other three (README, "Speed on a laptop"): four fixed pairs lost 10 points of turtle top-1 against
+#: exhaustive search, the rounds 2.
 #: A GPU matches 40 pairs in a few tens of milliseconds, so it looks at eight photos of each of five individuals.
 SHORTLIST_CONFS: dict[str, ShortlistConf] = {
     "cpu": ShortlistConf(
@@ -86,8 +101,9 @@ SHORTLIST_CONFS: dict[str, ShortlistConf] = {
         min_individuals=2,
         max_individuals=2,
         photos_per_individual=2,
-        max_pairs=4,
+        max_pairs=18,
         auto_min_photos=0,
+        rounds=((4, 2), (6, 3)),
     ),
     "cuda": ShortlistConf(min_individuals=5, max_individuals=5, photos_per_individual=8, max_pairs=40),
 }
@@ -120,9 +136,12 @@ class Shortlist:
     ranking: list[str]  # every gallery individual, best voted first
     votes: dict[str, float]  # individual -> votes
     individuals: list[str]  # the individuals sent to LightGlue, best first
-    photos: list[int]  # indices into ``GalleryIndex.photos`` sent to LightGlue
+    photos: list[int]  # indices into ``GalleryIndex.photos`` sent to LightGlue (the first round's until searched)
     photo_votes: np.ndarray  # (N,) votes per gallery photo
     seconds: float = 0.0
+    #: Photos each later round would add (ShortlistConf.rounds), in order; a search empties the rounds it did not need
+    later: list[list[int]] = field(default_factory=list)
+    rounds_used: int = 1
 
 
 def _strongest(features: Features, count: int) -> np.ndarray:
@@ -283,21 +302,48 @@ class ShortlistIndex:
                 break
             kept.append(i)
             held += float(ident_votes[i])
-        photos: list[int] = []
-        for i in kept:
-            members = np.flatnonzero((self.identity_of == i) & ~excluded)
-            best = members[np.lexsort((members, -photo_votes[members]))][: conf.photos_per_individual]
-            photos += [int(p) for p in best]
-        photos = photos[: conf.max_pairs]
-        individuals = [self.identities[i] for i in kept if np.any(self.identity_of[photos] == i)]
+        best_photos: dict[int, np.ndarray] = {}
+
+        def voted(i: int, count: int) -> list[int]:
+            """The ``count`` best-voted photos of individual ``i`` (ties by gallery order)."""
+            if i not in best_photos:
+                members = np.flatnonzero((self.identity_of == i) & ~excluded)
+                best_photos[i] = members[np.lexsort((members, -photo_votes[members]))]
+            return [int(p) for p in best_photos[i][:count]]
+
+        photos = [p for i in kept for p in voted(i, conf.photos_per_individual)][: conf.max_pairs]
+        chosen, later = set(photos), []
+        for n_individuals, per_individual in conf.rounds:
+            added = [p for i in order[:n_individuals] for p in voted(i, per_individual) if p not in chosen]
+            added = added[: max(0, conf.max_pairs - len(chosen))]
+            chosen.update(added)
+            if added:
+                later.append(added)
+        ranking = [self.identities[i] for i in order]
         return Shortlist(
-            ranking=[self.identities[i] for i in order],
+            ranking=ranking,
             votes={self.identities[i]: float(ident_votes[i]) for i in order},
-            individuals=individuals,
+            individuals=self._individuals_of(ranking, photos),
             photos=photos,
             photo_votes=photo_votes,
             seconds=time.perf_counter() - start,
+            later=later,
         )
+
+    def _individuals_of(self, ranking: Sequence[str], photos: Sequence[int]) -> list[str]:
+        """The individuals that ``photos`` show, in ``ranking``'s (vote) order."""
+        shown = {self.identities[i] for i in self.identity_of[list(photos)].tolist()} if len(photos) else set()
+        return [name for name in ranking if name in shown]
+
+    def widen(self, short: Shortlist) -> list[int]:
+        """Move the next round's photos into ``short`` (photos, individuals) and return them; [] when none is left."""
+        if not short.later:
+            return []
+        added = short.later.pop(0)
+        short.photos = short.photos + added
+        short.individuals = self._individuals_of(short.ranking, short.photos)
+        short.rounds_used += 1
+        return added
 
 
 def shortlist_index(index: GalleryIndex, conf: ShortlistConf, device: torch.device | str) -> ShortlistIndex:

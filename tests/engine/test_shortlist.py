@@ -401,3 +401,77 @@ def test_a_cpu_shortlists_every_gallery_and_a_gpu_matches_small_ones_exhaustivel
     # The progress follows the pairs matched, up to all of them.
     assert pairs[-1] == (len(outcome.results), len(outcome.results))
     assert [d for d, _ in pairs] == sorted(d for d, _ in pairs)
+
+
+def test_rounds_are_validated() -> None:
+    with pytest.raises(ValueError, match="round"):
+        ShortlistConf(rounds=((0, 2),))
+    with pytest.raises(ValueError, match="round"):
+        ShortlistConf(rounds=((2,),))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="stop_probability"):
+        ShortlistConf(stop_probability=0.0)
+
+
+def test_later_rounds_add_the_next_best_voted_photos(synthetic: Synthetic) -> None:
+    """Each round adds, individual by individual in vote order, the photos it names that earlier rounds did not
+    match, within the pair budget."""
+    conf = ShortlistConf(
+        min_individuals=2, max_individuals=2, photos_per_individual=1, max_pairs=7, rounds=((3, 1), (4, 2))
+    )
+    bank = shortlist_index(synthetic.index, conf, "cpu")
+    short = bank.select(synthetic.query("T-03"))
+    ident_of = [p.identity for p in synthetic.index.photos]
+
+    def best_voted(name: str, count: int) -> list[int]:
+        members = [i for i, ident in enumerate(ident_of) if ident == name]
+        return sorted(members, key=lambda i: (-short.photo_votes[i], i))[:count]
+
+    top = short.ranking
+    assert short.photos == best_voted(top[0], 1) + best_voted(top[1], 1)
+    assert short.later[0] == best_voted(top[2], 1)
+    second = [p for name in top[:4] for p in best_voted(name, 2) if p not in short.photos + short.later[0]]
+    assert short.later[1] == second[: 7 - 3]  # the budget cuts the last round
+    assert short.individuals == top[:2]
+    added = bank.widen(short)
+    assert added == best_voted(top[2], 1) and short.individuals == top[:3] and short.rounds_used == 2
+    bank.widen(short)
+    assert bank.widen(short) == [] and len(short.photos) == 7 and short.rounds_used == 3
+
+
+def test_a_search_widens_only_while_no_candidate_is_sure(sift_gallery) -> None:
+    """Sure after the first round: four pairs. Never sure: every round's pairs, scored as exhaustive search scores
+    them, with the progress following the pairs of the rounds started so far."""
+    engine, index, queries = sift_gallery
+    rounds = ((3, 2), (4, 4))
+    sure = ShortlistConf(
+        min_individuals=2,
+        max_individuals=2,
+        photos_per_individual=2,
+        max_pairs=16,
+        rounds=rounds,
+        stop_probability=1e-9,
+    )
+    never = dataclasses.replace(sure, stop_probability=1.0)
+    query = engine.features(queries[0][1], sha256_hex(queries[0][1].read_bytes()))
+    first = engine.search(query, index, shortlist=sure)
+    assert len(first.results) == 4 and first.shortlist.rounds_used == 1 and first.shortlist.later == []
+    pairs: list[tuple[int, int]] = []
+    wide = engine.search(query, index, shortlist=never, progress=lambda done, total: pairs.append((done, total)))
+    assert wide.shortlist.rounds_used == 3
+    planned = shortlist_index(index, never, "cpu").select(query)
+    every_round = planned.photos + [p for r in planned.later for p in r]
+    assert sorted(wide.results) == sorted(every_round) and len(every_round) > 4
+    assert set(wide.shortlist.photos) == set(every_round)
+    full = engine.identify(query, index, shortlist=False)
+    for c in wide.identification.candidates:  # scored exactly as exhaustive search scores that photo
+        assert c.score <= full.scores[c.identity] + 1e-9
+    assert pairs[-1] == (len(every_round), len(every_round))
+    assert [d for d, _ in pairs] == sorted(d for d, _ in pairs)
+    assert sorted({t for _, t in pairs}) == [4, 4 + len(planned.later[0]), len(every_round)]
+
+
+def test_the_cpu_preset_widens_in_two_rounds_to_eighteen_pairs() -> None:
+    cpu = SHORTLIST_CONFS["cpu"]
+    assert (cpu.min_individuals, cpu.max_individuals, cpu.photos_per_individual) == (2, 2, 2)
+    assert cpu.rounds == ((4, 2), (6, 3)) and cpu.max_pairs == 18 and cpu.stop_probability == 0.5
+    assert SHORTLIST_CONFS["cuda"].rounds == ()
