@@ -1,0 +1,243 @@
+"""Offline runner (not part of the app): choose the laptop's shortlist rounds on identity folds of both shared sets,
+from matches computed once, without a device run per variant.
+
+Inputs: ``docs/evaluation/pairs/SET-cpu-pairs.npz``, every ordered pair of a set matched once at the CPU preset
+(``pairs_h200.py``: strong-match counts, the ``confident`` score), and each photo's ALIKED descriptors at the same
+preset, extracted here. A search is replayed from these: the shortlist's votes as ``core.engine.shortlist`` computes
+them, z-scores against a prior fitted on the fold's gallery, probabilities as ``core.engine.scoring`` computes them.
+Exhaustive search is the same replay with every gallery photo verified.
+
+    python policy_offline.py extract SET MANIFEST      # descriptors here on the CPU (about 10 min per set)
+    python policy_offline.py choose                    # every round schedule on every fold; the choice per fold
+                                                       # made on the other three, on both sets together
+
+Approximations (why the deployed search is measured again on the device, ``cpu_rounds_h200.py``): the replay's
+fold priors sample their partners with another generator than the engine's, and LightGlue ran at full depth.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+from core.engine.scoring import Calibrator, identity_probabilities
+from core.evaluation.metrics import auroc
+
+HERE = Path(__file__).resolve().parent
+PAIRS = HERE.parent / "pairs"
+WORK = Path("/tmp/policy")
+SETS = {"turtles": ".carry/t1600/manifest.csv", "nyala": ".carry/nyala/manifest.csv"}
+ENCOUNTERS = {"turtles": "column", "nyala": "name"}
+MIN_SPREAD = 2.0  # ScoringConf.min_spread
+NEGATIVES, POSITIVES = 24, 4  # core.evaluation.folds.FOLD_PRIOR_PAIRS
+GALLERY_DESCRIPTORS, QUERY_DESCRIPTORS = 512, 1024  # the CPU preset's bank
+SCHEDULES = {
+    "2x2 (four fixed pairs)": ((2, 2),),
+    "2x2, 4x2": ((2, 2), (4, 2)),
+    "2x2, 4x3": ((2, 2), (4, 3)),
+    "2x2, 4x2, 6x3": ((2, 2), (4, 2), (6, 3)),
+    "2x2, 4x3, 6x3": ((2, 2), (4, 3), (6, 3)),
+    "2x2, 4x2, 6x2, 8x2": ((2, 2), (4, 2), (6, 2), (8, 2)),
+    "2x2, 4x3, 6x4": ((2, 2), (4, 3), (6, 4)),
+    "3x2, 6x3": ((3, 2), (6, 3)),
+    "2x2, 4x2, 6x3, 8x3": ((2, 2), (4, 2), (6, 3), (8, 3)),
+}
+STOPS = (0.5, 0.7, 0.9)
+PAIR_BUDGET = 14  # mean pairs a search may cost: about 5 s on two cores at 0.36 s a pair
+
+
+def extract(name: str, manifest: Path) -> None:
+    """Each photo's 1,024 strongest descriptors (by detector score), then the best similarity of every query
+    descriptor in every photo's 512 strongest: ``S[query, descriptor, photo]``."""
+    import torch
+
+    from core.catalogue.manifest import read_manifest
+    from core.engine.search import Engine
+    from core.evaluation.protocol import manifest_photo
+
+    engine = Engine(
+        "aliked",
+        {"max_side": 1024, "max_keypoints": 1024},
+        device="cpu",
+        cache_dir=WORK / "cache",
+        turns=(0,),
+        prior=False,
+    )
+    rows = read_manifest(manifest)
+    desc = np.zeros((len(rows), QUERY_DESCRIPTORS, 128), np.float32)
+    for i, row in enumerate(rows):
+        f = engine.photo_features(manifest_photo(manifest.parent, row))
+        keep = np.argsort(-f.scores, kind="stable")[:QUERY_DESCRIPTORS]
+        desc[i, : len(keep)] = f.descriptors[keep]
+    x = torch.from_numpy(desc)
+    x = x / x.norm(dim=2, keepdim=True).clamp(min=1e-6)
+    bank = x[:, :GALLERY_DESCRIPTORS].reshape(-1, x.shape[2])
+    sims = np.zeros((len(rows), QUERY_DESCRIPTORS, len(rows)), np.float16)
+    with torch.inference_mode():
+        for i in range(len(rows)):
+            sims[i] = (x[i] @ bank.T).reshape(QUERY_DESCRIPTORS, len(rows), -1).amax(dim=2).numpy()
+    WORK.mkdir(parents=True, exist_ok=True)
+    np.save(WORK / f"{name}-S.npy", sims)
+
+
+class Catalogue:
+    def __init__(self, name: str) -> None:
+        from core.catalogue.manifest import read_manifest
+        from core.evaluation.protocol import encounter_of
+
+        self.rows = read_manifest(Path(SETS[name]))
+        data = np.load(PAIRS / f"{name}-cpu-pairs.npz")
+        assert list(data["paths"]) == [r.path for r in self.rows], "the pairs belong to another manifest"
+        self.strong = data["strong"].astype(np.float64)
+        self.ids = np.array([r.identity for r in self.rows])
+        self.sides = np.array([r.side for r in self.rows])
+        self.encounter = ENCOUNTERS[name]
+        self.enc = np.array([encounter_of(r, self.encounter) for r in self.rows])
+        self.at = {r.path: i for i, r in enumerate(self.rows)}
+        self.sims = np.load(WORK / f"{name}-S.npy", mmap_mode="r")
+
+
+def fold_prior(cat: Catalogue, gallery: list[int], seed: int = 0) -> tuple[float, float, Calibrator]:
+    """Pooled null and best-photo calibrator from 24 other-individual and 4 same-individual partners sampled per
+    gallery photo, as ``core.evaluation.folds.fit_fold_prior`` and ``core.engine.index.fit_prior`` do."""
+    rng = np.random.default_rng(seed)
+    g = np.array(gallery)
+    ids = cat.ids[g]
+    partners = {}
+    for a, j in enumerate(g):
+        others, own = g[ids != ids[a]], g[(ids == ids[a]) & (g != j)]
+        partners[j] = (
+            rng.choice(others, min(NEGATIVES, len(others)), replace=False),
+            rng.choice(own, min(POSITIVES, len(own)), replace=False),
+        )
+    different = np.concatenate([cat.strong[j, neg] for j, (neg, _) in partners.items()])
+    mean, spread = different.mean(), max(different.std(), MIN_SPREAD)
+    same, other = [], []
+    for j, (neg, pos) in partners.items():
+        if len(pos):
+            same.append(((cat.strong[j, pos] - mean) / spread).max())
+        best: dict[str, float] = {}
+        for k in neg:
+            best[cat.ids[k]] = max(best.get(cat.ids[k], -np.inf), (cat.strong[j, k] - mean) / spread)
+        other += list(best.values())
+    return mean, spread, Calibrator.fit(same, other)
+
+
+def votes(cat: Catalogue, query: int, gallery: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Individuals by votes and votes per photo, as ``ShortlistIndex.votes`` computes them."""
+    sims = np.asarray(cat.sims[query], dtype=np.float32)[:, gallery]
+    names = sorted(set(cat.ids[gallery]))
+    column = np.array([names.index(x) for x in cat.ids[gallery]])
+    per = np.stack([sims[:, column == c].max(axis=1) for c in range(len(names))], axis=1)
+    if len(names) > 1:
+        order = np.argsort(-per, axis=1)
+        winner, rows = order[:, 0], np.arange(len(per))
+        best, second = per[rows, winner], np.maximum(per[rows, order[:, 1]], -1.0)
+    else:
+        winner, best, second = np.zeros(len(per), int), per[:, 0], np.full(len(per), -1.0)
+    ident_votes = np.zeros(len(names))
+    np.add.at(ident_votes, winner, best - second)
+    bar = np.where(column[None, :] == winner[:, None], second[:, None], best[:, None])
+    photo_votes = np.clip(sims - bar, 0, None).sum(axis=0)
+    return sorted(names, key=lambda x: (-ident_votes[names.index(x)], x)), photo_votes
+
+
+def replay(cat, query, gallery, prior, schedule, stop):
+    """(ranking, best probability, new probability, pairs) of one search; ``schedule`` None is exhaustive."""
+    mean, spread, calibrator = prior
+
+    def rank(verified):
+        best: dict[str, float] = {}
+        for p in verified:
+            ident, z = cat.ids[gallery[p]], (cat.strong[query, gallery[p]] - mean) / spread
+            best[ident] = max(best.get(ident, -np.inf), z)
+        ranking = sorted(best, key=lambda k: (-best[k], k))
+        probs, p_new = identity_probabilities(calibrator.log_likelihood_ratio([best[k] for k in ranking]))
+        return ranking, probs, p_new
+
+    if schedule is None:
+        ranking, probs, p_new = rank(range(len(gallery)))
+        return ranking, probs[0], p_new, len(gallery)
+    order, photo_votes = votes(cat, query, gallery)
+    ids = cat.ids[gallery]
+    by_votes = list(np.lexsort((np.arange(len(gallery)), -photo_votes)))
+    verified: list[int] = []
+    for individuals, photos in schedule:
+        for ident in order[:individuals]:
+            best_voted = [p for p in by_votes if ids[p] == ident][:photos]
+            verified += [p for p in best_voted if p not in verified]
+        ranking, probs, p_new = rank(verified)
+        if probs[0] >= stop:
+            break
+    return ranking + [k for k in order if k not in ranking], probs[0], p_new, len(verified)
+
+
+def fold_figures(cat: Catalogue, fold: int, policies: dict) -> dict[str, dict[str, float]]:
+    from core.evaluation.protocol import protocol_split
+
+    split = protocol_split(cat.rows, fold, 4, cat.encounter)
+    gallery = [cat.at[r.path] for r in split.gallery]
+    prior = fold_prior(cat, gallery)
+    tallies = {label: {"rank": [], "known": [], "novel": [], "pairs": []} for label in policies}
+    for row in split.queries:
+        q = cat.at[row.path]
+        own = [j for j in gallery if row.side in ("", "unknown") or cat.sides[j] in (row.side, "unknown")]
+        g = np.array(own or gallery)
+        novel = row.identity not in set(cat.ids[g])
+        for label, (schedule, stop) in policies.items():
+            ranking, best, _, pairs = replay(cat, q, g, prior, schedule, stop)
+            t = tallies[label]
+            t["pairs"].append(pairs)
+            if novel:
+                t["novel"].append(best)
+            else:
+                t["known"].append(best)
+                t["rank"].append(ranking.index(row.identity) if row.identity in ranking else len(ranking))
+    out = {}
+    for label, t in tallies.items():
+        ranks = np.array(t["rank"])
+        out[label] = {
+            "top1": float(np.mean(ranks < 1)),
+            "top5": float(np.mean(ranks < 5)),
+            "novelty_auroc": auroc(t["known"], t["novel"]),
+            "pairs_mean": float(np.mean(t["pairs"])),
+        }
+    return out
+
+
+def choose() -> None:
+    policies = {"exhaustive": (None, 1.0)}
+    policies |= {f"{name} stop {stop}": (s, stop) for name, s in SCHEDULES.items() for stop in STOPS}
+    figures = {name: [fold_figures(Catalogue(name), k, policies) for k in range(4)] for name in SETS}
+
+    def mean(name, label, folds, key):
+        return float(np.mean([figures[name][k][label][key] for k in folds]))
+
+    held_out = []
+    for held in range(4):
+        train = [k for k in range(4) if k != held]
+        affordable = [
+            p
+            for p in policies
+            if p != "exhaustive" and max(mean(n, p, train, "pairs_mean") for n in SETS) <= PAIR_BUDGET
+        ]
+        chosen = max(affordable, key=lambda p: sum(mean(n, p, train, "top1") for n in SETS))
+        held_out.append({"fold": held, "chosen": chosen, **{n: figures[n][held][chosen] for n in SETS}})
+    summary = {
+        label: {
+            n: {k: round(mean(n, label, range(4), k), 3) for k in ("top1", "top5", "novelty_auroc", "pairs_mean")}
+            for n in SETS
+        }
+        for label in policies
+    }
+    print(json.dumps({"pair_budget": PAIR_BUDGET, "summary": summary, "held_out": held_out}, indent=1))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "extract":
+        extract(sys.argv[2], Path(sys.argv[3]))
+    else:
+        choose()
