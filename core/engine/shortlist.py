@@ -91,8 +91,8 @@ class ShortlistConf:
 #: query's own features. It starts with the two best-voted individuals on their two best-voted photos and, while no
 #: candidate reaches a probability of 0.5, widens to four individuals on two photos, then six on three (18 pairs
 #: at most, whatever the gallery's size). Chosen on identity folds of both shared sets, each fold's choice made on
-#: the other three (README, "Speed on a laptop"): four fixed pairs lost 10 points of turtle top-1 against
-#: exhaustive search, the rounds 2.
+#: the other three (README, "The shortlist in rounds"): replayed on the same matches, four fixed pairs lost 10
+#: (turtles) and 8 (nyala) points of top-1 against exhaustive search, the rounds 2 and 4.
 #: A GPU matches 40 pairs in a few tens of milliseconds, so it looks at eight photos of each of five individuals.
 SHORTLIST_CONFS: dict[str, ShortlistConf] = {
     "cpu": ShortlistConf(
