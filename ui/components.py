@@ -62,6 +62,7 @@ SEARCH_STAGES = {
     "photo {done} of {total}",
     "features": "Finding the keypoints of your photo…",
     "matching": "Comparing with the best-voted gallery photos: pair {done} of {total}",
+    "widening": "No candidate is clear yet, so comparing with more gallery photos: pair {done} of {total}",
 }
 
 

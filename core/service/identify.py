@@ -229,7 +229,8 @@ def search_index(
 
     The engine's shortlist (``core.engine.shortlist``, ``shortlist=None``: the device's preset) picks the photos
     worth matching. A photo that is already in the gallery is compared with the others, never with itself.
-    ``progress`` hears "features" (0 of 1, then 1 of 1), then "matching" with pairs matched of pairs in all.
+    ``progress`` hears "features" (0 of 1, then 1 of 1), then "matching" with pairs matched of pairs planned, and
+    "widening" once no candidate is sure after the first round and the shortlist adds more pairs.
     """
     if progress:
         progress("features", 0, 1)
@@ -237,9 +238,8 @@ def search_index(
     if progress:
         progress("features", 1, 1)
     everyone = max(top_k, len(index.identities))
-    matching: Progress | None = (lambda done, total: progress("matching", done, total)) if progress else None
     outcome = engine.search_photo(
-        source, sha256, index, crop, rotation, everyone, method, {sha256}, shortlist, matching
+        source, sha256, index, crop, rotation, everyone, method, {sha256}, shortlist, matching_progress(progress)
     )
     return SearchResult(
         outcome.identification,
@@ -255,6 +255,21 @@ def search_index(
         shortlisted=outcome.shortlist is not None,
         zoom=outcome.zoom,
     )
+
+
+def matching_progress(progress: StageProgress | None) -> Progress | None:
+    """The engine's pairs as the "matching" stage, and as "widening" once the pairs planned grow beyond the first
+    round's (core.engine.shortlist rounds): the bar then says why there is more to do instead of moving back."""
+    if progress is None:
+        return None
+    first_round: list[int] = []
+
+    def report(done: int, total: int) -> None:
+        if not first_round:
+            first_round.append(total)
+        progress("widening" if total > first_round[0] else "matching", done, total)
+
+    return report
 
 
 def working_image(engine: Engine, source: bytes | Path | np.ndarray, crop: Any = None, rotation: int = 0) -> np.ndarray:

@@ -295,3 +295,30 @@ def test_volunteers_see_positions_coarsened_reviewers_and_admins_as_recorded(db,
     assert item.place(people["bob"]) == (37.7, 21.0)  # another volunteer
     assert item.place(people["alice"]) == (37.71234, 20.98765)  # her own sighting
     assert item.place(people["carol"]) == (37.71234, 20.98765)
+
+
+def test_the_search_bar_says_when_the_shortlist_widens() -> None:
+    """The engine reports pairs of the rounds started so far: 1-4 of 4, then 5-8 of 8. The bar says "matching"
+    for the first round and "widening" after it, so a bar that has more to do says why."""
+    from core.service.identify import matching_progress
+
+    heard: list[tuple[str, int, int]] = []
+    report = matching_progress(lambda stage, done, total: heard.append((stage, done, total)))
+    assert report is not None and matching_progress(None) is None
+    for done, total in [(1, 4), (4, 4), (5, 8), (8, 8), (14, 18)]:
+        report(done, total)
+    assert heard == [
+        ("matching", 1, 4),
+        ("matching", 4, 4),
+        ("widening", 5, 8),
+        ("widening", 8, 8),
+        ("widening", 14, 18),
+    ]
+
+
+def test_every_search_stage_has_words_for_the_bar() -> None:
+    pytest.importorskip("streamlit")
+    from ui.components import SEARCH_STAGES
+
+    assert {"gallery", "features", "matching", "widening"} <= set(SEARCH_STAGES)
+    assert "more gallery photos" in SEARCH_STAGES["widening"].format(done=5, total=8)
