@@ -1,0 +1,49 @@
+"""Device runner (not part of the app): one identity fold of one shared set at the GPU defaults (ALIKED 1600 px /
+2,048 keypoints, four turns, LightGlue at full depth, zoom to the animal, exhaustive below 200 photos as the app
+searches: the protocol's separate exhaustive pass is skipped, the search already is one), with a
+fold prior fitted on that fold's gallery. One fold because the four-turn matching of a whole set under four folds
+does not fit one device call.
+
+    python gpu_fold_h200.py MANIFEST ENCOUNTERS FOLD NAME     # writes $OUT/NAME-gpu-fold-FOLD.json
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.getcwd())
+
+
+def main(manifest: Path, encounters: str, fold: int, name: str) -> None:
+    import core.engine.weights as w
+    from core.catalogue.manifest import read_manifest
+    from core.engine.localise import ZoomConf
+    from core.engine.search import Engine
+    from core.evaluation.folds import evaluate_folds
+
+    w.weights_dir = lambda override=None: Path(override) if override is not None else Path(".carry/weights")
+    engine = Engine(
+        "aliked",
+        {"max_side": 1600, "max_keypoints": 2048},
+        device="cuda",
+        cache_dir=Path("/tmp/cache"),
+        zoom=ZoomConf(),
+    )
+    report = evaluate_folds(
+        read_manifest(manifest),
+        manifest.parent,
+        engine,
+        ("confident",),
+        encounters=encounters,
+        fold_prior=True,
+        only=[fold],
+        exhaustive=False,
+    )
+    print(report.table(), flush=True)
+    out = Path(os.environ.get("OUT", "/tmp/out"))
+    (out / f"{name}-gpu-fold-{fold}.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4])
