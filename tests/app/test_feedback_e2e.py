@@ -143,8 +143,12 @@ def test_review_compare_view_links_both_photos(server: str) -> None:
         chart = page.locator('[data-testid="stPlotlyChart"]').last
         chart.wait_for(timeout=60_000)
         settle(page)
-        page.wait_for_timeout(1500)
-        assert chart.locator("image").count() == 2  # both photos drawn in the figure
+        images = chart.locator("image")
+        for _ in range(60):  # plotly draws the photos a moment after the chart appears (longer on a busy machine)
+            if images.count() == 2:
+                break
+            page.wait_for_timeout(500)
+        assert images.count() == 2  # both photos drawn in the figure
         titles = chart.locator(".annotation-text").evaluate_all("nodes => nodes.map(n => n.textContent)")
         assert titles[0] == "WyYFDfbwGZ.JPG · 12 Apr 2025 · site unknown"  # file name, date and site
         assert titles[1].startswith("t006 · ")
