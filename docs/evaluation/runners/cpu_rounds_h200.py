@@ -49,32 +49,11 @@ def engine(scoring=None):
 
 
 def collect(name):
-    from prior_h200 import NEGATIVES, POSITIVES, _pack
+    from prior_h200 import NEGATIVES, POSITIVES, collect_pairs
 
-    from core.catalogue.manifest import read_manifest
     from core.engine.scoring import ScoringConf
-    from core.evaluation.protocol import manifest_photo
 
-    e = engine(ScoringConf(null_negatives=NEGATIVES, null_positives=POSITIVES))
-    manifest, _ = SETS[name]
-    rows = read_manifest(manifest)
-    t0 = time.time()
-    index = e.build_index([manifest_photo(manifest.parent, r) for r in rows])
-    negatives, positives = _pack(index.negatives), _pack(index.positives)
-    meta = {
-        "signature": e.signature,
-        "scoring": dataclasses.asdict(e.scoring),
-        "negative_identities": {k: list(v) for k, v in index.negative_identities.items()},
-        "catalogue": {"name": name, "photos": len(rows), "identities": len({r.identity for r in rows})},
-        "seconds": time.time() - t0,
-    }
-    np.savez_compressed(
-        OUT / f"{name}-pairs.npz",
-        **{f"neg_{k}": v for k, v in negatives.items()},
-        **{f"pos_{k}": v for k, v in positives.items()},
-        meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
-    )
-    print(name, "prior pairs", e.signature, f"{time.time() - t0:.0f} s", flush=True)
+    collect_pairs(engine(ScoringConf(null_negatives=NEGATIVES, null_positives=POSITIVES)), SETS[name][0], name, OUT)
 
 
 def fold(name, k):

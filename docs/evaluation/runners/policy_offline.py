@@ -86,7 +86,6 @@ def extract(name: str, manifest: Path) -> None:
 class Catalogue:
     def __init__(self, name: str) -> None:
         from core.catalogue.manifest import read_manifest
-        from core.evaluation.protocol import encounter_of
 
         self.rows = read_manifest(Path(SETS[name]))
         data = np.load(PAIRS / f"{name}-cpu-pairs.npz")
@@ -95,7 +94,6 @@ class Catalogue:
         self.ids = np.array([r.identity for r in self.rows])
         self.sides = np.array([r.side for r in self.rows])
         self.encounter = ENCOUNTERS[name]
-        self.enc = np.array([encounter_of(r, self.encounter) for r in self.rows])
         self.at = {r.path: i for i, r in enumerate(self.rows)}
         self.sims = np.load(WORK / f"{name}-S.npy", mmap_mode="r")
 

@@ -50,10 +50,8 @@ def _unpack(data, prefix: str) -> dict[str, list[np.ndarray]]:
 
 def collect(manifest: Path, name: str) -> None:
     import core.engine.weights as w
-    from core.catalogue.manifest import read_manifest
     from core.engine.scoring import ScoringConf
     from core.engine.search import Engine
-    from core.evaluation.protocol import manifest_photo
 
     w.weights_dir = lambda override=None: Path(override) if override is not None else Path(".carry/weights")
     out = Path(os.environ.get("OUT", "/tmp/out"))
@@ -66,6 +64,15 @@ def collect(manifest: Path, name: str) -> None:
         prior=False,
     )
     print("signature", engine.signature, "conf", engine.extractor.conf, "turns", engine.turns, flush=True)
+    collect_pairs(engine, manifest, name, out)
+
+
+def collect_pairs(engine, manifest: Path, name: str, out: Path) -> None:
+    """Build ``manifest``'s index with ``engine``'s sampled pairs and save them as ``out/NAME-pairs.npz`` for
+    :func:`fit` (``engine`` samples NEGATIVES + POSITIVES partners per photo and has no prior)."""
+    from core.catalogue.manifest import read_manifest
+    from core.evaluation.protocol import manifest_photo
+
     rows = read_manifest(manifest)
     photos = [manifest_photo(manifest.parent, r) for r in rows]
     t0 = time.time()
@@ -94,7 +101,7 @@ def collect(manifest: Path, name: str) -> None:
             np.uint8,
         ),
     )
-    print(f"saved {name}: {len(photos)} photos in {time.time() - t0:.0f} s", flush=True)
+    print(f"saved {name}: {len(photos)} photos, {engine.signature}, in {time.time() - t0:.0f} s", flush=True)
 
 
 def fit(target: Path, saved: list[Path]) -> None:
