@@ -6,6 +6,7 @@ most of each photo (45 photos/s on an H200, whose network alone does about 300).
 network shape (:meth:`Extractor.batch_key`) until a batch is full; on a GPU two network threads, each on
 its own CUDA stream, keep the GPU busy while the other one cuts out each image's keypoints (per-image work
 that waits on the GPU). On a CPU it is one network thread and batches of one: the path :meth:`extract` takes.
+:func:`cached_stream` puts the feature cache in front, as :meth:`FeatureCache.get_or_extract` does for one photo.
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from core.engine.features import Extractor, Features
+from core.engine.features import Extractor, FeatureCache, Features, photo_key
+from core.engine.images import prepare
 from core.errors import ScuteError
 
-__all__ = ["extract_stream"]
+__all__ = ["DecodedPhoto", "cached_stream", "extract_stream"]
 
 #: Network threads on a GPU: one runs the dense network while the other runs the per-image heads.
 GPU_STREAMS = 2
@@ -33,13 +36,14 @@ GPU_STREAMS = 2
 def extract_stream(
     extractor: Extractor,
     count: int,
-    load: Callable[[int], np.ndarray],
+    load: Callable[[int], np.ndarray | Features],
     on_result: Callable[[int, Features | ScuteError], None],
     *,
     workers: int | None = None,
     window: int | None = None,
 ) -> None:
-    """Features of items ``0 .. count - 1``; ``load(i)`` decodes item ``i`` (RGB, already cropped and turned).
+    """Features of items ``0 .. count - 1``; ``load(i)`` decodes item ``i`` (RGB, already cropped and turned),
+    or gives its features when they are already known (a cache hit), which then skip the network.
 
     ``on_result(i, features_or_error)`` is called on this thread, in completion order (not item order), for
     every item: a photo that cannot be decoded or that the extractor refuses (blank, too small, too few
@@ -58,7 +62,8 @@ def extract_stream(
 
     def read(i: int) -> tuple[int, Any]:
         try:
-            return i, extractor.stage(extractor.working(load(i)))
+            loaded = load(i)
+            return i, loaded if isinstance(loaded, Features) else extractor.stage(extractor.working(loaded))
         except ScuteError as exc:
             return i, exc
 
@@ -97,10 +102,10 @@ def extract_stream(
             if not reading and not running and not buckets:
                 return
             outcome = finished.get().result()
-            if isinstance(outcome, tuple):  # a read: (item, staged image or the error)
+            if isinstance(outcome, tuple):  # a read: (item, staged image, known features or the error)
                 reading -= 1
                 i, image = outcome
-                if isinstance(image, ScuteError):
+                if isinstance(image, ScuteError | Features):
                     on_result(i, image)
                 else:
                     buckets.setdefault(extractor.batch_key(tuple(image.shape)), []).append((i, image))
@@ -112,3 +117,54 @@ def extract_stream(
     finally:
         readers.shutdown(wait=True, cancel_futures=True)
         networks.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class DecodedPhoto:
+    """A decoded photo (full-size RGB, as :func:`core.engine.images.load_image` gives it) and how it is framed:
+    with its content's hash, what the feature cache files its features under (:func:`photo_key`)."""
+
+    pixels: np.ndarray
+    sha256: str
+    crop: tuple[float, float, float, float] | None = None
+    rotation: int = 0
+
+    @property
+    def key(self) -> str:
+        return photo_key(self.sha256, self.crop, self.rotation)
+
+
+def cached_stream(
+    extractor: Extractor,
+    cache: FeatureCache,
+    count: int,
+    load: Callable[[int], DecodedPhoto],
+    on_result: Callable[[int, Features | ScuteError], None],
+    *,
+    workers: int | None = None,
+    window: int | None = None,
+) -> None:
+    """:func:`extract_stream` for photos the app keeps: each gives the same features, under the same cache key,
+    as :meth:`FeatureCache.get_or_extract` photo by photo (the engine's ``features``), so caches and indexes
+    stay valid whichever way a photo came in.
+
+    A photo whose features are cached skips the network; new features are cached before ``on_result`` sees
+    them, so work that a stopped import finished is not redone. ``load`` runs on the decoding threads.
+    """
+    keys: dict[int, str] = {}  # items on their way through the network -> their cache key
+
+    def framed(i: int) -> np.ndarray | Features:
+        photo = load(i)
+        cached = cache.get(extractor.version, photo.key)
+        if cached is not None:
+            return cached
+        keys[i] = photo.key
+        return prepare(photo.pixels, crop=photo.crop, rotation=photo.rotation, max_side=extractor.max_side)
+
+    def keep(i: int, result: Features | ScuteError) -> None:
+        key = keys.pop(i, None)
+        if key is not None and isinstance(result, Features):
+            result = cache.keep(result, key)
+        on_result(i, result)
+
+    extract_stream(extractor, count, framed, keep, workers=workers, window=window)

@@ -276,8 +276,14 @@ class FeatureCache:
         from core.engine.images import prepare
 
         features = extractor.extract(prepare(source, crop=crop, rotation=rotation, max_side=extractor.max_side))
+        return self.keep(features, key)
+
+    def keep(self, features: Features, key: str) -> Features:
+        """Cache freshly extracted ``features`` under ``key`` and return them as later reads will give them.
+
+        The cache stores descriptors in half precision: handing back exactly what later calls will read means a
+        photo matches and scores the same whether or not its features were already cached.
+        """
         self.put(features, key)
-        # The cache stores descriptors in half precision: hand back exactly what later calls will read, so
-        # a photo matches and scores the same whether or not its features were already cached.
         features.descriptors = features.descriptors.astype(np.float16).astype(np.float32)
         return features

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from unittest.mock import patch
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from core.engine.bulk import extract_stream
+from core.engine.bulk import DecodedPhoto, cached_stream, extract_stream
 from core.engine.extractors import AlikedExtractor
-from core.engine.features import Features
+from core.engine.features import FeatureCache, Features
 from core.errors import NoKeypointsError, ScuteError
 
 #: Three sizes that ALIKED pads to the same 96 x 128 input, and one portrait that it pads differently.
@@ -145,3 +147,29 @@ def test_extract_stream_on_a_cpu_is_the_one_by_one_path(
         assert isinstance(streamed, Features)
         assert np.array_equal(streamed.keypoints, alone[i].keypoints)
         assert np.array_equal(streamed.descriptors, alone[i].descriptors)
+
+
+def test_cached_stream_extracts_only_what_the_cache_lacks_and_keeps_it_as_get_or_extract_does(
+    aliked_extractor: AlikedExtractor, scenes: list[np.ndarray], tmp_path: Path
+) -> None:
+    cache, one_by_one = FeatureCache(tmp_path / "bulk"), FeatureCache(tmp_path / "one-by-one")
+    photos = [DecodedPhoto(scene, f"{k:064x}", rotation=90 * k) for k, scene in enumerate(scenes)]
+    network: list[int] = []
+    extract = aliked_extractor.extract_staged
+
+    def counted(images: list[np.ndarray]) -> list[Features | ScuteError]:
+        network.append(len(images))
+        return extract(images)
+
+    for expected in (len(photos), 0):  # the second run finds every photo cached
+        results: dict[int, Features | ScuteError] = {}
+        network.clear()
+        with patch.object(aliked_extractor, "extract_staged", counted):
+            cached_stream(aliked_extractor, cache, len(photos), photos.__getitem__, results.__setitem__, workers=2)
+        assert sum(network) == expected
+        for i, photo in enumerate(photos):
+            single = one_by_one.get_or_extract(aliked_extractor, photo.pixels, photo.sha256, rotation=photo.rotation)
+            streamed = results[i]
+            assert isinstance(streamed, Features) and cache.path(single.version, photo.key).exists()
+            assert np.array_equal(streamed.keypoints, single.keypoints)
+            assert np.array_equal(streamed.descriptors, single.descriptors)  # half precision, as cached
