@@ -8,21 +8,17 @@ The archive is checked first (:mod:`core.catalogue.archive`). Photos are extract
 a private temporary folder, by their checked names only, and each row goes through
 :func:`core.catalogue.importer.import_rows` (its own transaction), so an interrupted import resumes where
 it stopped and a second run adds nothing. Date, GPS, crop and rotation from the manifest only fill in
-what the photo lacks; existing individuals only get missing names, species and notes filled in, never a
-changed status.
+what the photo lacks (:mod:`core.catalogue.photo_extras`); existing individuals only get missing names,
+species and notes filled in, never a changed status.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import posixpath
-import re
 import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,30 +35,26 @@ from core.catalogue.format import (
 )
 from core.catalogue.importer import audit_import, import_rows, tag_problem
 from core.catalogue.manifest import ManifestRow, csv_rows, parse_manifest
+from core.catalogue.photo_extras import PhotoExtras, PhotoFill, fill_photos, parse_extras
 from core.engine.search import Engine
 from core.errors import ManifestError, ScuteError
-from core.indexing.gallery import record_photo_features
 from core.io import sha256_hex
 from core.progress import Progress
 from core.review import tags
 from core.review.rules import MAX_NAME_LENGTH, MAX_NOTES_LENGTH
 from core.review.users import acting_user
-from core.safe_text import TextError, check_text, upload_label
-from core.store.audit import ROW_LOCK, lock_for_write
+from core.safe_text import TextError, check_text
+from core.store.audit import lock_for_write
 from core.store.db import session_scope
 from core.store.gallery import normalize_code
 from core.store.models import (
     INDIVIDUAL_STATUSES,
     Individual,
-    Photo,
     User,
-    validate_crop,
 )
 from core.store.photos import PhotoStore
 
 log = logging.getLogger(__name__)
-
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -113,17 +105,6 @@ class _IndividualSpec:
     merged_into: str | None
     notes: str
     tags: tuple[tuple[str, str], ...] = ()  # (kind, value), checked
-
-
-@dataclass(frozen=True)
-class _PhotoExtras:
-    sha256: str | None = None
-    taken_at: datetime | None = None
-    latitude: float | None = None
-    longitude: float | None = None
-    crop: tuple[float, float, float, float] | None = None
-    rotation: int = 0
-    original_name: str | None = None  # None: the manifest has no such column
 
 
 def _read_individuals(data: bytes, problems: list[ImportProblem]) -> list[_IndividualSpec]:
@@ -266,88 +247,6 @@ def _fill_individual(session: Session, individual: Individual, spec: _Individual
     return changed
 
 
-def _parse_extras(row: dict[str, str]) -> _PhotoExtras:
-    """The optional columns of a manifest row Scute itself exported; raises ScuteError with the reason."""
-    sha = row.get("sha256", "").lower() or None
-    if sha is not None and not _SHA256_RE.fullmatch(sha):
-        raise ScuteError(f"sha256 is not a SHA-256 checksum: {sha[:70]!r}")
-    taken_at = None
-    if row.get("taken_at"):
-        try:
-            taken_at = datetime.fromisoformat(row["taken_at"])
-        except ValueError:
-            raise ScuteError(f"taken_at is not an ISO 8601 date: {row['taken_at'][:40]!r}") from None
-        taken_at = taken_at.replace(tzinfo=UTC) if taken_at.tzinfo is None else taken_at.astimezone(UTC)
-    coordinates: list[float | None] = []
-    for key, bound in (("latitude", 90.0), ("longitude", 180.0)):
-        text = row.get(key, "")
-        try:
-            value = float(text) if text else None
-        except ValueError:
-            raise ScuteError(f"{key} is not a number: {text[:40]!r}") from None
-        if value is not None and not (math.isfinite(value) and -bound <= value <= bound):
-            raise ScuteError(f"{key} must be between -{bound:g} and {bound:g}, got {text[:40]!r}")
-        coordinates.append(value)
-    if (coordinates[0] is None) != (coordinates[1] is None):
-        raise ScuteError("latitude and longitude must be given together")
-    crop = None
-    if row.get("crop"):
-        try:
-            crop = validate_crop(row["crop"].replace(",", " ").split())
-        except ValueError as exc:
-            raise ScuteError(str(exc)) from None
-    rotation_text = row.get("rotation", "") or "0"
-    try:
-        rotation = int(rotation_text)
-    except ValueError:
-        raise ScuteError(f"rotation is not a whole number: {rotation_text[:40]!r}") from None
-    if rotation % 90:
-        raise ScuteError(f"rotation must be a multiple of 90 degrees, got {rotation}")
-    name = upload_label(unescape_cell(row["original_name"])) if "original_name" in row else None
-    return _PhotoExtras(sha, taken_at, coordinates[0], coordinates[1], crop, rotation % 360, name)
-
-
-def _fill_photo(db: SqlEngine, store: PhotoStore, engine: Engine, sha: str, extras: _PhotoExtras, member: str) -> bool:
-    """Give an imported photo what the manifest knows and the image did not say; never overwrite.
-
-    Returns whether the date, GPS or framing was completed (a restored file name alone does not count).
-    """
-    with session_scope(db) as session:
-        photo = session.exec(select(Photo).where(Photo.sha256 == sha)).first()
-        if photo is None:
-            return False
-        framing = (extras.crop is not None or extras.rotation) and photo.crop is None and photo.rotation == 0
-    # Features of the new framing are computed outside the transaction; failing leaves the photo as is.
-    features = engine.features(store.path(photo.path), sha, extras.crop, extras.rotation) if framing else None
-    with session_scope(db) as session:
-        lock_for_write(session)
-        photo = session.get(Photo, photo.id, with_for_update=ROW_LOCK, populate_existing=True)
-        if photo is None:  # pragma: no cover - photos are never deleted
-            return False
-        changed = False
-        if extras.taken_at is not None and photo.taken_at is None:
-            photo.taken_at, changed = extras.taken_at, True
-        if extras.latitude is not None and photo.latitude is None and photo.longitude is None:
-            photo.latitude, photo.longitude, changed = extras.latitude, extras.longitude, True
-        if (
-            extras.original_name is not None
-            and photo.original_name == posixpath.basename(member) != extras.original_name
-        ):
-            # The name import gave it is the archive's, not the photographer's: restore the exported label.
-            photo.original_name = extras.original_name
-            session.add(photo)
-        if features is not None and photo.crop is None and photo.rotation == 0:
-            photo.set_crop(extras.crop)
-            photo.rotation = extras.rotation
-            session.add(photo)
-            session.flush()
-            record_photo_features(session, engine, photo, features)
-            changed = True
-        if changed:
-            session.add(photo)
-        return changed
-
-
 def import_zip(
     db: SqlEngine,
     store: PhotoStore,
@@ -457,7 +356,7 @@ def _import_chunk(
 ) -> None:
     """Unpack the photos of rows ``start:stop``, import them, fill in their extras, delete the files."""
     limit = archive.limits.max_member_bytes
-    ready: list[tuple[int, ManifestRow, str, _PhotoExtras, str]] = []  # line, row, member, extras, sha
+    ready: list[tuple[int, ManifestRow, str, PhotoExtras, str]] = []  # line, row, member, extras, sha
     for index in range(start, stop):
         line, row = index + 2, rows[index]
         where = f"{MANIFEST_NAME} line {line}"
@@ -466,7 +365,7 @@ def _import_chunk(
             report.problems.append(ImportProblem(where, f"{row.path[:200]}: {reason}"))
             continue
         try:
-            extras = _parse_extras(raw_rows[index])
+            extras = parse_extras(raw_rows[index])
             path = archive.extract(member, photos_dir, limit)
             sha = sha256_hex(path.read_bytes())
             if extras.sha256 is not None and extras.sha256 != sha:
@@ -491,19 +390,14 @@ def _import_chunk(
         report.individuals_created += result.individuals_created
         report.created_ids += result.created_ids
         report.tags_added += result.tags_added
-        for line, _, member, extras, sha in ready:
-            if line in failed or extras == _PhotoExtras(sha256=extras.sha256):
-                continue
-            try:
-                report.photos_updated += int(_fill_photo(db, store, engine, sha, extras, member))
-            except ScuteError as exc:
-                report.problems.append(
-                    ImportProblem(
-                        f"{MANIFEST_NAME} line {line}",
-                        f"{rows[line - 2].path[:200]}: imported, but its crop or rotation was not applied: {exc}",
-                        "warning",
-                    )
-                )
+        fills = [
+            PhotoFill(line, rows[line - 2].path, member, extras, sha)
+            for line, _, member, extras, sha in ready
+            if line not in failed and extras != PhotoExtras(sha256=extras.sha256)
+        ]
+        completed, warnings = fill_photos(db, store, engine, fills)
+        report.photos_updated += completed
+        report.problems += warnings
     finally:
         for item in photos_dir.iterdir():
             if item.is_dir():

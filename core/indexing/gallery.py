@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from sqlmodel import Session
 
-from core.engine.features import Features, photo_key
+from core.engine.features import photo_key
 from core.engine.index import GalleryPhoto
 from core.engine.search import Engine
 from core.store.gallery import gallery_entries, record_features
@@ -20,7 +22,17 @@ def gallery_photos(session: Session, store: PhotoStore, side: str | None = None)
     ]
 
 
-def record_photo_features(session: Session, engine: Engine, photo: Photo, features: Features) -> None:
+class FeatureSummary(Protocol):
+    """What the database notes of a photo's features (:class:`core.engine.features.Features` will do): an
+    import waiting to write a row need not hold the arrays."""
+
+    @property
+    def version(self) -> str: ...
+
+    def __len__(self) -> int: ...
+
+
+def record_photo_features(session: Session, engine: Engine, photo: Photo, features: FeatureSummary) -> None:
     """Note in the database which feature file belongs to ``photo`` under the engine's settings."""
     key = photo_key(photo.sha256, photo.crop, photo.rotation)
     relpath = engine.feature_cache.path(features.version, key).relative_to(engine.feature_cache.root)

@@ -22,7 +22,7 @@ import zipfile
 import zlib
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -37,7 +37,7 @@ from sqlmodel import select
 from core.catalogue.importer import import_rows
 from core.catalogue.manifest import ManifestRow, read_manifest
 from core.engine.decoding import DecodeBudget
-from core.engine.features import FeatureCache
+from core.engine.features import Extractor, FeatureCache
 from core.engine.images import load_image
 from core.errors import ImageError, ManifestError, ScuteError
 from core.io import sha256_hex
@@ -476,13 +476,19 @@ def test_manifest_reader_never_crashes_on_random_bytes(tmp_path: Path, data: byt
         assert isinstance(row.path, str) and isinstance(row.identity, str) and isinstance(row.side, str)
 
 
-class _StubFeatures:
-    """Enough of core.features.Features for the importer: a version and a length."""
+class _StubExtractor(Extractor):
+    """An extractor without a model: every decoded photo, however small or plain, gets the same eight keypoints."""
 
-    version = "stub-1"
+    name = "stub"
+    default_conf: ClassVar[dict[str, Any]] = {"max_side": 64}
 
-    def __len__(self) -> int:
-        return 64
+    def working(self, rgb: np.ndarray) -> np.ndarray:
+        assert rgb.ndim == 3
+        return rgb
+
+    def _extract(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        points = np.arange(16, dtype=np.float32).reshape(8, 2)
+        return points, np.ones((8, 4), np.float32), np.ones(8, np.float32), {}
 
 
 class _StubEngine:
@@ -490,11 +496,7 @@ class _StubEngine:
 
     def __init__(self, root: Path) -> None:
         self.feature_cache = FeatureCache(root / "features")
-        self.extractor = type("Extractor", (), {"name": "stub", "version": "stub-1"})()
-
-    def features(self, pixels: np.ndarray, sha256: str) -> _StubFeatures:
-        assert pixels.ndim == 3
-        return _StubFeatures()
+        self.extractor = _StubExtractor(device="cpu")
 
 
 def _catalogue(root: Path) -> dict[str, bytes]:
