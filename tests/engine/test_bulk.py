@@ -8,6 +8,7 @@ Runs ALIKED on the CPU on small synthetic scenes (a second or two); batching is 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from unittest.mock import patch
@@ -173,3 +174,27 @@ def test_cached_stream_extracts_only_what_the_cache_lacks_and_keeps_it_as_get_or
             assert isinstance(streamed, Features) and cache.path(single.version, photo.key).exists()
             assert np.array_equal(streamed.keypoints, single.keypoints)
             assert np.array_equal(streamed.descriptors, single.descriptors)  # half precision, as cached
+
+
+def test_cached_stream_decodes_one_photo_ahead_on_a_cpu(
+    aliked_extractor: AlikedExtractor, scenes: list[np.ndarray], tmp_path: Path
+) -> None:
+    """More decoding threads than one take a 2-core laptop's cores from the network's own threads."""
+    assert aliked_extractor.device.type == "cpu"
+    photos = [DecodedPhoto(scene, f"{k:064x}") for k, scene in enumerate(scenes * 2)]
+    active, most = [0], [0]
+    lock = threading.Lock()
+
+    def load(i: int) -> DecodedPhoto:
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return photos[i]
+
+    results: dict[int, Features | ScuteError] = {}
+    cached_stream(aliked_extractor, FeatureCache(tmp_path), len(photos), load, results.__setitem__)
+    assert most[0] == 1 and sorted(results) == list(range(len(photos)))
+    assert all(isinstance(r, Features) for r in results.values())
