@@ -1,14 +1,15 @@
 """Device runner (not part of the app): one identity fold of one shared set at the GPU defaults (ALIKED 1600 px /
 2,048 keypoints, four turns, LightGlue at full depth, zoom to the animal, exhaustive below 200 photos as the app
 searches: the protocol's separate exhaustive pass is skipped, the search already is one), with a
-fold prior fitted on that fold's gallery. One fold because the four-turn matching of a whole set under four folds
-does not fit one device call.
+fold prior fitted on that fold's gallery. A few folds per call, each in its own process side by side on the one
+GPU, because the four-turn matching of a whole set under four folds does not fit one device call.
 
-    python gpu_fold_h200.py MANIFEST ENCOUNTERS FOLD NAME     # writes $OUT/NAME-gpu-fold-FOLD.json
+    python gpu_fold_h200.py MANIFEST ENCOUNTERS FOLDS NAME    # FOLDS "0" or "1,2,3"; writes $OUT/NAME-gpu-fold-K.json
 """
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,4 +47,9 @@ def main(manifest: Path, encounters: str, fold: int, name: str) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    folds = sys.argv[3].split(",")
+    if len(folds) == 1:
+        main(Path(sys.argv[1]), sys.argv[2], int(folds[0]), sys.argv[4])
+    else:
+        runs = [subprocess.Popen([sys.executable, __file__, *sys.argv[1:3], k, sys.argv[4]]) for k in folds]
+        sys.exit(max(r.wait() for r in runs))
