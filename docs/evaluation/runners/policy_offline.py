@@ -143,8 +143,11 @@ def votes(cat: Catalogue, query: int, gallery: np.ndarray) -> tuple[list[str], n
     return sorted(names, key=lambda x: (-ident_votes[names.index(x)], x)), photo_votes
 
 
-def replay(cat, query, gallery, prior, schedule, stop):
-    """(ranking, best probability, new probability, pairs) of one search; ``schedule`` None is exhaustive."""
+def replay(cat, query, gallery, prior, schedule, stop, voted=None):
+    """(ranking, best probability, new probability, pairs) of one search; ``schedule`` None is exhaustive.
+
+    ``voted``: (individuals in vote order, a score per gallery photo ordering each individual's photos) where the
+    caller has them or orders photos otherwise; default the shortlist's :func:`votes`."""
     mean, spread, calibrator = prior
 
     def rank(verified):
@@ -159,7 +162,7 @@ def replay(cat, query, gallery, prior, schedule, stop):
     if schedule is None:
         ranking, probs, p_new = rank(range(len(gallery)))
         return ranking, probs[0], p_new, len(gallery)
-    order, photo_votes = votes(cat, query, gallery)
+    order, photo_votes = voted if voted is not None else votes(cat, query, gallery)
     ids = cat.ids[gallery]
     by_votes = list(np.lexsort((np.arange(len(gallery)), -photo_votes)))
     verified: list[int] = []

@@ -23,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from policy_offline import WORK, Catalogue, fold_prior, replay, votes
 
-from core.engine.scoring import identity_probabilities
 from core.evaluation.metrics import auroc
 from core.evaluation.protocol import protocol_split
 
@@ -54,10 +53,10 @@ def misses(name: str) -> dict:
         for row, q, g, novel, prior in fold_queries(cat, k):
             if novel:
                 continue
+            order, photo_votes = voted = votes(cat, q, g)
             exhaustive = replay(cat, q, g, prior, None, 1.0)[0]
-            rounds, best, _, pairs = replay(cat, q, g, prior, CPU_ROUNDS, 0.5)
+            rounds, best, _, pairs = replay(cat, q, g, prior, CPU_ROUNDS, 0.5, voted)
             if exhaustive[0] == row.identity and rounds[0] != row.identity:
-                order, photo_votes = votes(cat, q, g)
                 place = order.index(row.identity)
                 own = [p for p in np.lexsort((np.arange(len(g)), -photo_votes)) if cat.ids[g][p] == row.identity]
                 best_photo = int(np.argmax(cat.strong[q, g[own]]))  # its exhaustive best, by place in the votes
@@ -91,24 +90,6 @@ def photo_scores(cat: Catalogue, q: int, g: np.ndarray, kind: str) -> np.ndarray
     raise ValueError(kind)
 
 
-def rounds_with(cat, q, g, prior, schedule, order, scores):
-    """The rounds' (ranking, best probability, pairs) with each individual's photos taken in ``scores`` order."""
-    mean, spread, calibrator = prior
-    ids, by = cat.ids[g], list(np.lexsort((np.arange(len(g)), -scores)))
-    verified: list[int] = []
-    for individuals, photos in schedule:
-        for ident in order[:individuals]:
-            verified += [p for p in [p for p in by if ids[p] == ident][:photos] if p not in verified]
-        best: dict[str, float] = {}
-        for p in verified:
-            best[ids[p]] = max(best.get(ids[p], -np.inf), (cat.strong[q, g[p]] - mean) / spread)
-        ranking = sorted(best, key=lambda x: (-best[x], x))
-        probabilities, _ = identity_probabilities(calibrator.log_likelihood_ratio([best[x] for x in ranking]))
-        if probabilities[0] >= 0.5:
-            break
-    return ranking + [x for x in order if x not in ranking], probabilities[0], len(verified)
-
-
 def orders(name: str, kinds: list[str]) -> dict:
     cat = Catalogue(name)
     labels = ["exhaustive"] + [f"{kind} {s}" for kind in kinds for s in SCHEDULES]
@@ -119,10 +100,9 @@ def orders(name: str, kinds: list[str]) -> dict:
             order = votes(cat, q, g)[0]
             outcomes = {"exhaustive": replay(cat, q, g, prior, None, 1.0)}
             for kind in kinds:
-                scores = photo_scores(cat, q, g, kind)
+                voted = (order, photo_scores(cat, q, g, kind))
                 for s, schedule in SCHEDULES.items():
-                    ranking, best, pairs = rounds_with(cat, q, g, prior, schedule, order, scores)
-                    outcomes[f"{kind} {s}"] = (ranking, best, None, pairs)
+                    outcomes[f"{kind} {s}"] = replay(cat, q, g, prior, schedule, 0.5, voted)
             for label, (ranking, best, _, pairs) in outcomes.items():
                 t[label]["pairs"].append(pairs)
                 if novel:
