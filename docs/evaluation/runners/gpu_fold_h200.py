@@ -7,6 +7,7 @@ GPU, because the four-turn matching of a whole set under four folds does not fit
     python gpu_fold_h200.py MANIFEST ENCOUNTERS FOLDS NAME    # FOLDS "0" or "1,2,3"; writes $OUT/NAME-gpu-fold-K.json
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -23,6 +24,19 @@ def main(manifest: Path, encounters: str, fold: int, name: str) -> None:
     from core.engine.search import Engine
     from core.evaluation.folds import evaluate_folds
 
+    part = os.environ.get("QUERY_PART")  # "K/N": only every N-th query from the K-th, for folds too long for one call
+    if part:
+        import core.evaluation.folds as folds_module
+
+        k, n = (int(v) for v in part.split("/"))
+        split_all = folds_module.protocol_split
+
+        def split_part(*args, **kwargs):
+            split = split_all(*args, **kwargs)
+            return dataclasses.replace(split, queries=split.queries[k::n])
+
+        folds_module.protocol_split = split_part
+        name = f"{name}-part{k}of{n}"
     w.weights_dir = lambda override=None: Path(override) if override is not None else Path(".carry/weights")
     engine = Engine(
         "aliked",
@@ -31,6 +45,10 @@ def main(manifest: Path, encounters: str, fold: int, name: str) -> None:
         cache_dir=Path("/tmp/cache"),
         zoom=ZoomConf(),
     )
+    if os.environ.get("FUSED") == "1":  # cross-attention through the fused kernel on CUDA too (fused_gpu_h200.py)
+        from core.engine.matchers.lightglue import _fuse_cross_attention
+
+        _fuse_cross_attention(engine.matcher.model)
     report = evaluate_folds(
         read_manifest(manifest),
         manifest.parent,
