@@ -7,6 +7,7 @@ Runs ALIKED on the CPU on small synthetic scenes (a second or two); batching is 
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Iterator
@@ -93,6 +94,28 @@ def test_one_photo_gets_exactly_what_kornia_gives(
     assert np.array_equal(mine.keypoints, ref.keypoints.numpy())
     assert np.array_equal(mine.descriptors, ref.descriptors.numpy())
     assert np.array_equal(mine.scores, ref.keypoint_scores.numpy())
+
+
+def test_channels_last_gives_the_features_of_kornias_own_memory_order(
+    aliked_extractor: AlikedExtractor, scenes: list[np.ndarray], alone: list[Features]
+) -> None:
+    """The network runs channels-last on every device (44 % faster on two CPU cores); the features must be those
+    of kornia's default memory order up to float rounding: the same points (ties in the top-k may list them in
+    another order), the same descriptors and scores."""
+    plain = copy.deepcopy(aliked_extractor.model).to(memory_format=torch.contiguous_format)
+    first_conv = next(m for m in plain.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.weight.is_contiguous()
+    mine_conv = next(m for m in aliked_extractor.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert mine_conv.weight.is_contiguous(memory_format=torch.channels_last) and not mine_conv.weight.is_contiguous()
+    for image, mine in zip(scenes, alone, strict=True):
+        tensor = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+        with torch.inference_mode():
+            (ref,) = plain(tensor)
+        ours, theirs = np.lexsort(mine.keypoints.T), np.lexsort(ref.keypoints.numpy().T)
+        assert len(ours) == len(theirs) > 20
+        np.testing.assert_allclose(mine.keypoints[ours], ref.keypoints.numpy()[theirs], atol=1e-3)
+        np.testing.assert_allclose(mine.descriptors[ours], ref.descriptors.numpy()[theirs], atol=1e-4)
+        np.testing.assert_allclose(mine.scores[ours], ref.keypoint_scores.numpy()[theirs], atol=1e-4)
 
 
 def test_photos_of_different_sizes_share_a_batch(

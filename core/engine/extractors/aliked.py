@@ -59,9 +59,10 @@ class AlikedExtractor(Extractor):
         self.on_gpu = self.device.type == "cuda"
         self.batch = 16 if self.on_gpu else 1
         model = model.eval().to(self.device)
-        # On an H200 the dense network takes 2.6 instead of 3.2 ms a photo with channels-last convolutions
-        # (the same arithmetic in another memory order: features agree to float rounding, like batch sizes do).
-        self.model = model.to(memory_format=torch.channels_last) if self.on_gpu else model  # type: ignore[call-overload]
+        # Channels-last convolutions: the same arithmetic in another memory order (features agree to float
+        # rounding, like batch sizes do), faster on both devices: on an H200 the dense network takes 2.6 instead
+        # of 3.2 ms a photo; on two CPU cores (AMD EPYC, oneDNN) a 1,024-px photo's features 1.15 instead of 2.06 s.
+        self.model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def weight_files(self) -> tuple[str, ...]:
         return (f"{self.conf['model']}.pth",)
@@ -118,9 +119,7 @@ class AlikedExtractor(Extractor):
         top, left = pad_h // 2, pad_w // 2
         if pad_h or pad_w:
             tensor = F.pad(tensor, [left, pad_w - left, top, pad_h - top], mode="replicate")
-        if self.on_gpu:
-            tensor = tensor.contiguous(memory_format=torch.channels_last)
-        return tensor, (top, left, h, w)
+        return tensor.contiguous(memory_format=torch.channels_last), (top, left, h, w)
 
     def _heads(
         self, feature_map: torch.Tensor, score_map: torch.Tensor
