@@ -98,9 +98,16 @@ class Catalogue:
         self.sims = np.load(WORK / f"{name}-S.npy", mmap_mode="r")
 
 
-def fold_prior(cat: Catalogue, gallery: list[int], seed: int = 0) -> tuple[float, float, Calibrator]:
+def best_photo(z: np.ndarray) -> float:
+    """An individual's score from its verified photos' z-scores (highest first): its best photo's, as the engine."""
+    return float(z[0])
+
+
+def fold_prior(cat: Catalogue, gallery: list[int], seed: int = 0, individual_score=None):
     """Pooled null and best-photo calibrator from 24 other-individual and 4 same-individual partners sampled per
-    gallery photo, as ``core.evaluation.folds.fit_fold_prior`` and ``core.engine.index.fit_prior`` do."""
+    gallery photo, as ``core.evaluation.folds.fit_fold_prior`` and ``core.engine.index.fit_prior`` do;
+    ``individual_score`` (default the best photo's) makes each individual's sample from its partners' z-scores."""
+    individual_score = individual_score or best_photo
     rng = np.random.default_rng(seed)
     g = np.array(gallery)
     ids = cat.ids[g]
@@ -116,11 +123,11 @@ def fold_prior(cat: Catalogue, gallery: list[int], seed: int = 0) -> tuple[float
     same, other = [], []
     for j, (neg, pos) in partners.items():
         if len(pos):
-            same.append(((cat.strong[j, pos] - mean) / spread).max())
-        best: dict[str, float] = {}
+            same.append(individual_score(np.sort((cat.strong[j, pos] - mean) / spread)[::-1]))
+        per: dict[str, list[float]] = {}
         for k in neg:
-            best[cat.ids[k]] = max(best.get(cat.ids[k], -np.inf), (cat.strong[j, k] - mean) / spread)
-        other += list(best.values())
+            per.setdefault(cat.ids[k], []).append((cat.strong[j, k] - mean) / spread)
+        other += [individual_score(np.sort(v)[::-1]) for v in per.values()]
     return mean, spread, Calibrator.fit(same, other)
 
 
@@ -143,18 +150,20 @@ def votes(cat: Catalogue, query: int, gallery: np.ndarray) -> tuple[list[str], n
     return sorted(names, key=lambda x: (-ident_votes[names.index(x)], x)), photo_votes
 
 
-def replay(cat, query, gallery, prior, schedule, stop, voted=None):
+def replay(cat, query, gallery, prior, schedule, stop, voted=None, individual_score=best_photo):
     """(ranking, best probability, new probability, pairs) of one search; ``schedule`` None is exhaustive.
 
     ``voted``: (individuals in vote order, a score per gallery photo ordering each individual's photos) where the
-    caller has them or orders photos otherwise; default the shortlist's :func:`votes`."""
+    caller has them or orders photos otherwise; default the shortlist's :func:`votes`. ``individual_score``: an
+    individual's score from its verified photos' z-scores, highest first (other rules: ``individual_score_offline.py``;
+    the calibrator stays the best photo's)."""
     mean, spread, calibrator = prior
 
     def rank(verified):
-        best: dict[str, float] = {}
+        photos: dict[str, list[float]] = {}
         for p in verified:
-            ident, z = cat.ids[gallery[p]], (cat.strong[query, gallery[p]] - mean) / spread
-            best[ident] = max(best.get(ident, -np.inf), z)
+            photos.setdefault(cat.ids[gallery[p]], []).append((cat.strong[query, gallery[p]] - mean) / spread)
+        best = {k: individual_score(np.sort(v)[::-1]) for k, v in photos.items()}
         ranking = sorted(best, key=lambda k: (-best[k], k))
         probs, p_new = identity_probabilities(calibrator.log_likelihood_ratio([best[k] for k in ranking]))
         return ranking, probs, p_new
@@ -176,22 +185,26 @@ def replay(cat, query, gallery, prior, schedule, stop, voted=None):
     return ranking + [k for k in order if k not in ranking], probs[0], p_new, len(verified)
 
 
-def fold_figures(cat: Catalogue, fold: int, policies: dict) -> dict[str, dict[str, float]]:
+def fold_figures(cat: Catalogue, fold: int, policies: dict, individual_score=None) -> dict[str, dict[str, float]]:
+    """Each policy, ``(schedule, stop)``, replayed on one fold; ``individual_score`` as in :func:`replay`, the fold
+    prior's calibrator fitted with the same rule."""
+    individual_score = individual_score or best_photo
     from core.evaluation.protocol import protocol_split
 
     split = protocol_split(cat.rows, fold, 4, cat.encounter)
     gallery = [cat.at[r.path] for r in split.gallery]
-    prior = fold_prior(cat, gallery)
-    tallies = {label: {"rank": [], "known": [], "novel": [], "pairs": []} for label in policies}
+    prior = fold_prior(cat, gallery, individual_score=individual_score)
+    tallies = {label: {"rank": [], "known": [], "novel": [], "pairs": [], "decided": []} for label in policies}
     for row in split.queries:
         q = cat.at[row.path]
         own = [j for j in gallery if row.side in ("", "unknown") or cat.sides[j] in (row.side, "unknown")]
         g = np.array(own or gallery)
         novel = row.identity not in set(cat.ids[g])
         for label, (schedule, stop) in policies.items():
-            ranking, best, _, pairs = replay(cat, q, g, prior, schedule, stop)
+            ranking, best, p_new, pairs = replay(cat, q, g, prior, schedule, stop, None, individual_score)
             t = tallies[label]
             t["pairs"].append(pairs)
+            t["decided"].append((p_new >= 0.5) == novel)
             if novel:
                 t["novel"].append(best)
             else:
@@ -204,6 +217,8 @@ def fold_figures(cat: Catalogue, fold: int, policies: dict) -> dict[str, dict[st
             "top1": float(np.mean(ranks < 1)),
             "top5": float(np.mean(ranks < 5)),
             "novelty_auroc": auroc(t["known"], t["novel"]),
+            "new_decision_accuracy": float(np.mean(t["decided"])),
+            "known_sure": float(np.mean(np.array(t["known"])[ranks < 1] >= 0.5) * np.mean(ranks < 1)),
             "pairs_mean": float(np.mean(t["pairs"])),
         }
     return out
