@@ -12,9 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import policy_offline
 
-SHIPPED = ((2, 2), (4, 2), (6, 3))
 FOURTH = ((1, 8), (1, 12), (2, 6), (2, 8), (2, 12), (3, 5), (3, 8))
-DEEPER = {f"2x2, 4x2, 6x3, {a}x{b}": (*SHIPPED, (a, b)) for a, b in FOURTH}
+DEEPER = {f"2x2, 4x2, 6x3, {a}x{b}": (*policy_offline.CPU_ROUNDS, (a, b)) for a, b in FOURTH}
 DEEPER["2x2, 4x3, 6x4, 2x8"] = ((2, 2), (4, 3), (6, 4), (2, 8))
 
 if __name__ == "__main__":

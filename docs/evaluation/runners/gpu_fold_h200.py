@@ -45,10 +45,6 @@ def main(manifest: Path, encounters: str, fold: int, name: str) -> None:
         cache_dir=Path("/tmp/cache"),
         zoom=ZoomConf(),
     )
-    if os.environ.get("FUSED") == "1":  # cross-attention through the fused kernel on CUDA too (fused_gpu_h200.py)
-        from core.engine.matchers.lightglue import _fuse_cross_attention
-
-        _fuse_cross_attention(engine.matcher.model)
     report = evaluate_folds(
         read_manifest(manifest),
         manifest.parent,

@@ -1,10 +1,10 @@
 """Offline runner (not part of the app): how an individual's score is made from its verified photos. The engine
-takes its best photo's z-score; here the second-best photo also counts (``best + beta * second``, an individual with
-one photo counting that photo twice, so that it is neither favoured nor penalised against one with two equal
-photos), on the same matches and folds as ``policy_offline.py``, for exhaustive search and the CPU's rounds. The
-calibrator stays the one fitted on best photos, so probabilities (and the rounds' stopping) are only approximate
-under the other rules; top-1 is what this compares. The rule is chosen per held-out fold on the other three folds of
-both sets (summed top-1), as ``policy_offline.py choose`` chooses schedules.
+takes its best photo's z-score; here the second-best photo also counts: ``(best + beta * second) / (1 + beta)``, an
+individual with one photo counting that photo twice (neither favoured nor penalised against one with two equal
+photos), on the same matches and folds as ``policy_offline.py``, for exhaustive search and the CPU's rounds, each
+fold prior's calibrator fitted with the same rule (its partners' scores made into one per individual the same way).
+The rule is chosen per held-out fold on the other three folds of both sets (summed top-1), as
+``policy_offline.py choose`` chooses schedules.
 
     python individual_score_offline.py > individual-score.json    # after policy_offline.py extract for both sets
 """
@@ -20,8 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import policy_offline
 
-ROUNDS = ((2, 2), (4, 2), (6, 3))  # ShortlistConf's CPU rounds, stopping at 0.5
-
 
 def best_and_second(z: np.ndarray, beta: float) -> float:
     return float((z[0] + beta * (z[1] if len(z) > 1 else z[0])) / (1 + beta))
@@ -30,7 +28,7 @@ def best_and_second(z: np.ndarray, beta: float) -> float:
 RULES = {"best photo": policy_offline.best_photo} | {
     f"(best + {beta} x second) / {1 + beta}": partial(best_and_second, beta=beta) for beta in (0.2, 0.35, 0.5, 1.0)
 }
-SEARCHES = {"exhaustive": (None, 1.0), "rounds": (ROUNDS, 0.5)}
+SEARCHES = {"exhaustive": (None, 1.0), "rounds": (policy_offline.CPU_ROUNDS, 0.5)}
 METRICS = ("top1", "top5", "novelty_auroc", "new_decision_accuracy", "known_sure", "pairs_mean")
 
 

@@ -28,7 +28,7 @@ def figures(queries: list[dict]) -> dict[str, float]:
         "novelty_auroc": auroc([q["best_probability"] for q in known], [q["best_probability"] for q in novel]),
         "new_decision_accuracy": float(np.mean(decisions)),
         "known_queries": len(known),
-        "novel_queries": len(queries) - len(known),
+        "novel_queries": len(novel),
     }
 
 

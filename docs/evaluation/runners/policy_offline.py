@@ -34,11 +34,12 @@ ENCOUNTERS = {"turtles": "column", "nyala": "name"}
 MIN_SPREAD = 2.0  # ScoringConf.min_spread
 NEGATIVES, POSITIVES = 24, 4  # core.evaluation.folds.FOLD_PRIOR_PAIRS
 GALLERY_DESCRIPTORS, QUERY_DESCRIPTORS = 512, 1024  # the CPU preset's bank
+CPU_ROUNDS = ((2, 2), (4, 2), (6, 3))  # the shipped schedule (ShortlistConf's CPU preset), stopping at 0.5
 SCHEDULES = {
     "2x2 (four fixed pairs)": ((2, 2),),
     "2x2, 4x2": ((2, 2), (4, 2)),
     "2x2, 4x3": ((2, 2), (4, 3)),
-    "2x2, 4x2, 6x3": ((2, 2), (4, 2), (6, 3)),
+    "2x2, 4x2, 6x3": CPU_ROUNDS,
     "2x2, 4x3, 6x3": ((2, 2), (4, 3), (6, 3)),
     "2x2, 4x2, 6x2, 8x2": ((2, 2), (4, 2), (6, 2), (8, 2)),
     "2x2, 4x3, 6x4": ((2, 2), (4, 3), (6, 4)),
@@ -103,11 +104,10 @@ def best_photo(z: np.ndarray) -> float:
     return float(z[0])
 
 
-def fold_prior(cat: Catalogue, gallery: list[int], seed: int = 0, individual_score=None):
+def fold_prior(cat: Catalogue, gallery: list[int], seed: int = 0, individual_score=best_photo):
     """Pooled null and best-photo calibrator from 24 other-individual and 4 same-individual partners sampled per
     gallery photo, as ``core.evaluation.folds.fit_fold_prior`` and ``core.engine.index.fit_prior`` do;
     ``individual_score`` (default the best photo's) makes each individual's sample from its partners' z-scores."""
-    individual_score = individual_score or best_photo
     rng = np.random.default_rng(seed)
     g = np.array(gallery)
     ids = cat.ids[g]
@@ -156,7 +156,7 @@ def replay(cat, query, gallery, prior, schedule, stop, voted=None, individual_sc
     ``voted``: (individuals in vote order, a score per gallery photo ordering each individual's photos) where the
     caller has them or orders photos otherwise; default the shortlist's :func:`votes`. ``individual_score``: an
     individual's score from its verified photos' z-scores, highest first (other rules: ``individual_score_offline.py``;
-    the calibrator stays the best photo's)."""
+    ``prior``'s calibrator should be fitted with the same rule, as :func:`fold_figures` fits it)."""
     mean, spread, calibrator = prior
 
     def rank(verified):
@@ -185,10 +185,9 @@ def replay(cat, query, gallery, prior, schedule, stop, voted=None, individual_sc
     return ranking + [k for k in order if k not in ranking], probs[0], p_new, len(verified)
 
 
-def fold_figures(cat: Catalogue, fold: int, policies: dict, individual_score=None) -> dict[str, dict[str, float]]:
+def fold_figures(cat: Catalogue, fold: int, policies: dict, individual_score=best_photo) -> dict[str, dict[str, float]]:
     """Each policy, ``(schedule, stop)``, replayed on one fold; ``individual_score`` as in :func:`replay`, the fold
     prior's calibrator fitted with the same rule."""
-    individual_score = individual_score or best_photo
     from core.evaluation.protocol import protocol_split
 
     split = protocol_split(cat.rows, fold, 4, cat.encounter)

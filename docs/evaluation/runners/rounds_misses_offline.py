@@ -21,12 +21,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from policy_offline import WORK, Catalogue, fold_prior, replay, votes
+from policy_offline import CPU_ROUNDS, WORK, Catalogue, fold_prior, replay, votes
 
 from core.evaluation.metrics import auroc
 from core.evaluation.protocol import protocol_split
 
-CPU_ROUNDS = ((2, 2), (4, 2), (6, 3))  # the shipped schedule, stop at 0.5
 SCHEDULES = {
     "2x2,4x2,6x3": CPU_ROUNDS,
     "2x2,4x3": ((2, 2), (4, 3)),
