@@ -26,7 +26,7 @@ from core.engine.gallery_features import DEFAULT_FEATURE_MEMORY_MIB, FeatureMemo
 from core.engine.matching import Matcher, MatchResult
 from core.engine.orientation import strongest
 from core.engine.prior import Prior, null_quantiles
-from core.engine.scoring import Calibrator, NullModel, ScoringConf
+from core.engine.scoring import Calibrator, NullModel, ScoringConf, individual_score
 from core.errors import EmptyGalleryError, ScuteError
 from core.io import atomic_output
 from core.progress import Progress
@@ -91,24 +91,26 @@ class GalleryIndex:
         return self._models[method]
 
     def calibration_samples(self, null: NullModel) -> tuple[list[float], list[float]]:
-        """Calibration samples of the statistic that ranking uses: an individual's best photo.
+        """Calibration samples of the statistic that ranking uses: an individual's score from its best photos
+        (:func:`~core.engine.scoring.individual_score`).
 
         Per pair, same-individual photos often show the other side of the head and look like
         strangers, which flattened the calibrator and put the new-individual probability of
-        animals never seen before at about 0.4. So each photo contributes its best z-score against
-        its own individual and its best against each other individual.
+        animals never seen before at about 0.4. So each photo contributes its score against its
+        own individual's sampled photos and its score against each other individual's.
         """
+        photos = self.scoring.individual_photos
         same: list[float] = []
         different: list[float] = []
         for key, arrays in self.positives.items():
             if arrays:
-                same.append(max(null.z(key, null.score(c)) for c in arrays))
+                same.append(individual_score((null.z(key, null.score(c)) for c in arrays), photos))
         for key, arrays in self.negatives.items():
             owners = self.negative_identities.get(key) or [f"pair {i}" for i in range(len(arrays))]
-            best: dict[str, float] = {}
+            per_owner: dict[str, list[float]] = {}
             for owner, c in zip(owners, arrays, strict=True):
-                best[owner] = max(best.get(owner, -np.inf), null.z(key, null.score(c)))
-            different += best.values()
+                per_owner.setdefault(owner, []).append(null.z(key, null.score(c)))
+            different += [individual_score(zs, photos) for zs in per_owner.values()]
         return same, different
 
 

@@ -7,7 +7,8 @@ pairs to calibrate at all: a fifth photo of a known turtle came first at 8 % whi
 
 A :class:`Prior` is fitted with ``python -m core prior`` on labelled photos of several species (the shared
 turtle and nyala photos for the priors in ``core/engine/priors/``), for exactly one extractor, matcher and
-set of turns (its :func:`signature`), since the number of strong matches depends on all three. With a prior
+set of turns (its :func:`signature`), since the number of strong matches depends on all three, and for one
+rule of scoring an individual from its photos, since the calibrator is fitted on that score. With a prior
 a gallery needs no pairs of its own; pairs a deployment does sample still refine each photo's null.
 """
 
@@ -30,9 +31,10 @@ PRIOR_DIR = Path(__file__).with_name("priors")
 NULL_QUANTILES = 201
 
 
-def signature(extractor_version: str, matcher_version: str, turns: Sequence[int]) -> str:
-    """What a prior is valid for: the extractor and matcher settings and the turns a query is tried in."""
-    return f"{extractor_version}+{matcher_version}+turns-{'-'.join(str(t) for t in turns)}"
+def signature(extractor_version: str, matcher_version: str, turns: Sequence[int], individual_photos: int) -> str:
+    """What a prior is valid for: the extractor and matcher settings, the turns a query is tried in and how many
+    best photos score an individual (``ScoringConf.individual_photos``)."""
+    return f"{extractor_version}+{matcher_version}+turns-{'-'.join(str(t) for t in turns)}+best-{individual_photos}"
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,10 @@ class ScoringConf:
     null_shrinkage: float = 12.0  # pseudo-pairs of the pooled null mixed into each photo's own
     min_spread: float = 2.0  # floor on a null's spread, in score units: chance alone gives a couple of strong matches
     new_prior: float = 0.5  # prior probability that a submitted photo shows an animal not in the gallery
+    #: An individual's score: the mean z-score of its best this-many photos (of all it has, where it has fewer).
+    #: With 1, one stranger's lucky photo outranked an individual whose photos all matched well; 2 gained 4 to 7
+    #: points of nyala top-1 and kept the turtles' within a point on held-out folds (README, "Unseen animals").
+    individual_photos: int = 2
 
     @property
     def strong(self) -> float:
@@ -72,6 +76,14 @@ def confident_score(conf: np.ndarray, sc: ScoringConf) -> float:
 def auc_score(conf: np.ndarray, sc: ScoringConf) -> float:
     """Area under the survival curve N(c >= x) for x in [floor, 1]: strong matches weigh more."""
     return float(np.clip(conf - sc.auc_floor, 0.0, None).sum())
+
+
+def individual_score(z_scores: Iterable[float], photos: int) -> float:
+    """An individual's score from its compared photos' z-scores: the mean of its best ``photos`` of them."""
+    best = sorted(z_scores, reverse=True)[: max(photos, 1)]
+    if not best:
+        raise ValueError("an individual's score needs at least one compared photo")
+    return float(np.mean(best))
 
 
 def confidence_profile(conf: np.ndarray, slots: int = PROFILE_SLOTS) -> np.ndarray:

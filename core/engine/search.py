@@ -29,7 +29,13 @@ from core.engine.orientation import as_views, best_turn, default_turns, parse_tu
 from core.engine.prior import Prior
 from core.engine.prior import shipped as shipped_prior
 from core.engine.prior import signature as prior_signature
-from core.engine.scoring import FALLBACK_NEGATIVES, FALLBACK_POSITIVES, ScoringConf, identity_probabilities
+from core.engine.scoring import (
+    FALLBACK_NEGATIVES,
+    FALLBACK_POSITIVES,
+    ScoringConf,
+    identity_probabilities,
+    individual_score,
+)
 from core.engine.shortlist import Shortlist, ShortlistConf, shortlist_index
 from core.engine.shortlist import resolve as resolve_shortlist
 from core.errors import EmptyGalleryError, NoKeypointsError, ScuteError
@@ -43,12 +49,18 @@ class Candidate:
     identity: str
     name: str | None
     probability: float
-    score: float  # z-score of the best photo against its null
+    score: float  # the individual's score: mean z-score of its best photos (ScoringConf.individual_photos)
     matches: int  # all matches with the best photo
     strong_matches: int  # matches at or above the scoring threshold
     photo: GalleryPhoto
     confidences: np.ndarray  # per-match confidences with the best photo, for the CDF plot
     match: MatchResult | None = None
+    photo_score: float | None = None  # the best photo's own z-score; None: ``score`` (an individual of one photo)
+
+    @property
+    def photo_z(self) -> float:
+        """The z-score of the photo shown as evidence (``score`` averages the individual's best photos)."""
+        return self.score if self.photo_score is None else self.photo_score
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,7 +79,7 @@ class Identification:
     candidates: list[Candidate]  # best first, at most top_k
     new_individual_probability: float
     ranking: list[str]  # every gallery identity, best first
-    scores: dict[str, float]  # identity -> best z-score
+    scores: dict[str, float]  # identity -> its score (Candidate.score)
     null_confidences: np.ndarray  # sample of non-matching confidences, for the CDF plot
     method: str
 
@@ -153,7 +165,7 @@ class Engine:
     @property
     def signature(self) -> str:
         """What a prior must have been fitted with to serve this engine."""
-        return prior_signature(self.extractor.version, self.matcher.version, self.turns)
+        return prior_signature(self.extractor.version, self.matcher.version, self.turns, self.scoring.individual_photos)
 
     def _prior(self, prior: Prior | Path | bool) -> Prior | None:
         if prior is False:
@@ -258,44 +270,51 @@ class Engine:
         method: str | None = None,
         exclude: Iterable[str] = (),
     ) -> Identification:
-        """Score matches already computed against ``index.photos`` (in order) and rank individuals."""
+        """Score matches already computed against ``index.photos`` (in order) and rank individuals.
+
+        An individual scores by its best photos (:func:`~core.engine.scoring.individual_score`); its evidence is
+        its best photo's match."""
         method = method or self.scoring.method
         null, calibrator = index.model(method)
         excluded = set(exclude)
-        best: dict[str, tuple[float, int]] = {}
+        z_scores: dict[str, list[float]] = {}
+        best: dict[str, tuple[float, int]] = {}  # identity -> (z, i) of its best photo
         for i, (photo, result) in enumerate(zip(index.photos, results, strict=True)):
             if photo.key in excluded or photo.sha256 in excluded:
                 continue
             z = null.z(photo.key, null.score(result.confidence))
+            z_scores.setdefault(photo.identity, []).append(z)
             if photo.identity not in best or z > best[photo.identity][0]:
                 best[photo.identity] = (z, i)
         if not best:
             raise EmptyGalleryError("The gallery has no other photo to compare this one with.")
-        ranking = sorted(best, key=lambda ident: (-best[ident][0], ident))
-        z_values = np.array([best[ident][0] for ident in ranking])
+        score = {ident: individual_score(zs, self.scoring.individual_photos) for ident, zs in z_scores.items()}
+        ranking = sorted(score, key=lambda ident: (-score[ident], ident))
+        z_values = np.array([score[ident] for ident in ranking])
         probabilities, p_new = identity_probabilities(calibrator.log_likelihood_ratio(z_values), self.scoring.new_prior)
         candidates = []
         for ident, prob in zip(ranking[:top_k], probabilities[:top_k], strict=False):
-            z, i = best[ident]
+            i = best[ident][1]
             result = results[i]
             candidates.append(
                 Candidate(
                     identity=ident,
                     name=index.photos[i].name,
                     probability=float(prob),
-                    score=float(z),
+                    score=score[ident],
                     matches=result.n_matches,
                     strong_matches=int(np.count_nonzero(result.confidence >= self.scoring.strong)),
                     photo=index.photos[i],
                     confidences=result.confidence,
                     match=result,
+                    photo_score=float(best[ident][0]),
                 )
             )
         return Identification(
             candidates,
             p_new,
             ranking,
-            {ident: float(best[ident][0]) for ident in ranking},
+            {ident: score[ident] for ident in ranking},
             null.null_confidences,
             method,
         )

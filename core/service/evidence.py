@@ -61,10 +61,16 @@ class EvidenceCandidate:
     image_size: tuple[int, int]  # (W, H) of the working image the gallery keypoints live in
     null_mean: float
     null_spread: float
+    photo_score: float | None = None  # the shown photo's own z-score; None: ``score`` (kept before 3 Dec 2026)
 
     @property
     def confidences(self) -> np.ndarray:
         return self.match.confidence
+
+    @property
+    def photo_z(self) -> float:
+        """The shown photo's z-score (``score`` is the individual's, from its best photos)."""
+        return self.score if self.photo_score is None else self.photo_score
 
 
 @dataclass
@@ -84,7 +90,7 @@ class Evidence:
     def photo_matches(self, identity: str) -> list[PhotoMatch]:
         """The candidate's best photo with its match (the only one kept)."""
         c = self.candidate(identity)
-        return [] if c is None else [PhotoMatch(c.photo, c.match, c.score, c.image_size)]
+        return [] if c is None else [PhotoMatch(c.photo, c.match, c.photo_z, c.image_size)]
 
     def null_stats(self, photo: EvidencePhoto) -> tuple[float, float]:
         c = next((c for c in self.candidates if c.photo == photo), None)
@@ -107,6 +113,7 @@ def to_bytes(evidence: Evidence) -> bytes:
                 "name": c.name,
                 "probability": c.probability,
                 "score": c.score,
+                "photo_score": c.photo_z,
                 "matches": c.matches,
                 "strong_matches": c.strong_matches,
                 "sha256": c.photo.sha256,
@@ -168,6 +175,7 @@ def from_bytes(payload: bytes, path_of: Callable[[str], Path]) -> Evidence | Non
                     (int(c["image_size"][0]), int(c["image_size"][1])),
                     float(c["null_mean"]),
                     float(c["null_spread"]),
+                    float(c["photo_score"]) if c.get("photo_score") is not None else None,
                 )
             )
         return Evidence(

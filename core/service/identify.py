@@ -163,6 +163,7 @@ class SearchResult:
                     size,
                     mean,
                     spread,
+                    c.photo_z,
                 )
             )
         return Evidence(

@@ -106,6 +106,19 @@ def test_a_prior_for_other_settings_or_a_broken_file_is_refused(tmp_path) -> Non
         Prior.load(broken)
 
 
+def test_a_prior_serves_only_the_individual_score_it_was_fitted_with(tmp_path) -> None:
+    """The calibrator is fitted on an individual's score, so an engine that scores individuals by their best photo
+    alone finds no shipped prior (fitted on the mean of the two best) and samples pairs of its own instead."""
+    default = Engine(device="cpu", cache_dir=tmp_path)
+    assert default.scoring.individual_photos == 2 and default.signature.endswith("+turns-0+best-2")
+    best_photo = Engine(device="cpu", cache_dir=tmp_path, scoring=ScoringConf(individual_photos=1))
+    assert best_photo.signature == default.signature.replace("+best-2", "+best-1")
+    assert best_photo.prior is None and best_photo.scoring.null_negatives > 0
+    assert default.prior is not None
+    with pytest.raises(ScuteError, match="other engine settings"):
+        Engine(device="cpu", cache_dir=tmp_path, scoring=ScoringConf(individual_photos=1), prior=default.prior)
+
+
 def test_the_shipped_prior_serves_the_cpu_defaults(tmp_path) -> None:
     """The laptop's engine (1,024 px, 1,024 keypoints, upright) starts with a prior fitted on turtles and nyala."""
     engine = Engine(device="cpu", cache_dir=tmp_path)
@@ -113,7 +126,7 @@ def test_the_shipped_prior_serves_the_cpu_defaults(tmp_path) -> None:
     assert {c["name"] for c in engine.prior.source["catalogues"]} == {"turtles", "nyala"}
     assert set(engine.prior.methods) == {"confident", "wasserstein", "auc", "count"}
     assert engine.prior.methods["wasserstein"].null_profile is not None
-    assert shipped(signature("sift-x", "nearest-y", (0,))) is None
+    assert shipped(signature("sift-x", "nearest-y", (0,), 2)) is None
     assert len(list(PRIOR_DIR.glob("*.json"))) >= 1
     # A chance match or two is no evidence; a pair with many strong matches is.
     calibrator = Calibrator.from_prior(engine.prior.methods["confident"])
@@ -135,7 +148,7 @@ def test_a_prior_ships_for_the_gpu_defaults_too(tmp_path) -> None:
     engine = Engine(**gpu_like, matcher_conf={"depth_confidence": -1.0}, cache_dir=tmp_path)
     assert engine.turns == (0, 90, 180, 270)
     assert engine.prior is not None and engine.prior.signature == engine.signature
-    assert engine.prior.signature.endswith("+turns-0-90-180-270")
+    assert engine.prior.signature.endswith("+turns-0-90-180-270+best-2")
     assert {c["name"]: c["photos"] for c in engine.prior.source["catalogues"]} == {"turtles": 366, "nyala": 255}
     assert engine.scoring.null_negatives == 0 and engine.scoring.null_positives == 0
     early = Engine(**gpu_like, cache_dir=tmp_path)

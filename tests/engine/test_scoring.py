@@ -13,6 +13,7 @@ from core.engine.scoring import (
     confidence_profile,
     evidence,
     identity_probabilities,
+    individual_score,
     pair_score,
     survival_curve,
 )
@@ -147,6 +148,15 @@ def test_identity_probabilities_edge_cases() -> None:
     assert probs.size == 0 and p_new == 1.0
     with pytest.raises(ValueError, match="new_prior"):
         identity_probabilities([1.0], 1.0)
+
+
+def test_an_individual_scores_by_the_mean_of_its_best_photos() -> None:
+    assert individual_score([1.0, 5.0, 3.0], 2) == pytest.approx(4.0)
+    assert individual_score([1.0, 5.0, 3.0], 1) == pytest.approx(5.0)
+    assert individual_score([2.5], 2) == pytest.approx(2.5)  # an individual of one photo counts that photo
+    assert individual_score(iter([-1.0, 0.5]), 3) == pytest.approx(-0.25)
+    with pytest.raises(ValueError, match="at least one"):
+        individual_score([], 2)
 
 
 def test_survival_curve() -> None:

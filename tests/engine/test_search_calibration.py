@@ -1,7 +1,8 @@
-"""The new-individual probability is calibrated on what ranking uses: an individual's best photo."""
+"""The new-individual probability is calibrated on what ranking uses: an individual's score from its best photos."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -71,13 +72,57 @@ def test_a_stranger_is_more_likely_new_than_known(gallery: tuple[Engine, Gallery
     assert max(k.new_individual_probability for k in known) < 0.1
 
 
-def test_calibration_samples_take_the_best_photo_of_each_individual(gallery: tuple[Engine, GalleryIndex]) -> None:
-    _, index = gallery
+def _with_rule(index: GalleryIndex, photos: int) -> GalleryIndex:
+    return dataclasses.replace(index, scoring=dataclasses.replace(SC, individual_photos=photos), _models={})
+
+
+@pytest.mark.parametrize("photos", [1, 2])
+def test_calibration_samples_score_each_individual_by_its_best_photos(
+    gallery: tuple[Engine, GalleryIndex], photos: int
+) -> None:
+    index = _with_rule(gallery[1], photos)
     null, _ = index.model("confident")
     same, different = index.calibration_samples(null)
-    assert len(same) == len(index.photos)  # one best same-individual pair per photo
+    assert len(same) == len(index.photos)  # one same-individual score per photo
     per_photo_owners = [len(set(owners)) for owners in index.negative_identities.values()]
-    assert len(different) == sum(per_photo_owners)  # one best pair per (photo, other individual)
+    assert len(different) == sum(per_photo_owners)  # one score per (photo, other individual)
     key = index.photos[0].key
-    z = [null.z(key, null.score(c)) for c in index.positives[key]]
-    assert max(z) in same
+    z = sorted((null.z(key, null.score(c)) for c in index.positives[key]), reverse=True)
+    assert same[0] == pytest.approx(np.mean(z[:photos]))
+    owners = index.negative_identities[key]
+    first = owners[0]
+    z_first = sorted(
+        (null.z(key, null.score(c)) for o, c in zip(owners, index.negatives[key], strict=True) if o == first),
+        reverse=True,
+    )
+    assert different[0] == pytest.approx(np.mean(z_first[:photos]))
+
+
+def test_two_good_photos_outrank_one_lucky_photo(gallery: tuple[Engine, GalleryIndex], tmp_path: Path) -> None:
+    """One stranger's photo that happens to match well loses to an individual whose two photos both match."""
+    engine, index = gallery
+    strong = {("T1", 0): 14, ("T2", 0): 10, ("T2", 1): 10}
+    results = [
+        _result(_confidences(np.random.default_rng(3), strong.get((p.identity, int(p.path.stem[-1])), 1)))
+        for p in index.photos
+    ]
+    by_two = engine.rank(results, _with_rule(index, 2))
+    best_photo_engine = Engine(
+        "sift", device="cpu", scoring=dataclasses.replace(SC, individual_photos=1), cache_dir=tmp_path
+    )
+    by_one = best_photo_engine.rank(results, _with_rule(index, 1))
+    assert by_one.ranking[0] == "T1"
+    assert by_two.ranking[0] == "T2"
+    first = by_two.candidates[0]
+    null, _ = _with_rule(index, 2).model("confident")
+    z = sorted(
+        (
+            null.z(p.key, null.score(r.confidence))
+            for p, r in zip(index.photos, results, strict=True)
+            if p.identity == "T2"
+        ),
+        reverse=True,
+    )
+    assert first.score == pytest.approx((z[0] + z[1]) / 2)
+    assert first.photo_z == pytest.approx(z[0]) and first.photo.identity == "T2"
+    assert by_two.scores["T2"] == pytest.approx(first.score)

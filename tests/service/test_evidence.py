@@ -93,3 +93,23 @@ def test_evidence_of_another_layout_is_not_misread(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     assert from_bytes(buffer.getvalue(), lambda sha: tmp_path) is None
+
+
+def test_the_shown_photo_keeps_its_own_score_beside_the_individuals(tmp_path: Path) -> None:
+    """An individual scores by its best photos' mean; the photo shown as evidence is explained by its own z-score,
+    and evidence kept before the two were told apart (no ``photo_score``) reads its one score as both."""
+    evidence = _evidence(tmp_path)
+    evidence.candidates[0].photo_score = 55.0
+    back = from_bytes(to_bytes(evidence), lambda sha: tmp_path)
+    assert back is not None
+    assert back.candidates[0].score == 42.0 and back.photo_matches("T-0001")[0].z == 55.0
+    with np.load(io.BytesIO(to_bytes(evidence))) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    for c in meta["candidates"]:
+        del c["photo_score"]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    old = from_bytes(buffer.getvalue(), lambda sha: tmp_path)
+    assert old is not None and old.photo_matches("T-0001")[0].z == 42.0

@@ -8,6 +8,9 @@ saved catalogues with :func:`core.engine.index.fit_prior`, as the command would 
 
     python prior_h200.py collect MANIFEST NAME            # on the device; writes $OUT/NAME-pairs.npz
     python prior_h200.py fit OUT.json A-pairs.npz B-pairs.npz
+
+``fit`` scores individuals by the engine's rule (``ScoringConf.individual_photos``, the mean of the two best photos
+since 3 Dec 2026), whatever rule the pairs were collected under: the pairs themselves do not depend on it.
 """
 
 import dataclasses
@@ -109,23 +112,26 @@ def fit(target: Path, saved: list[Path]) -> None:
     from core.engine.scoring import ScoringConf
     from core.evaluation.protocol import METHODS
 
+    photos = ScoringConf().individual_photos
     indexes, catalogues, signatures = [], [], set()
     for path in saved:
         with np.load(path) as data:
             meta = json.loads(bytes(data["meta"]).decode())
             negatives, positives = _unpack(data, "neg"), _unpack(data, "pos")
-        signatures.add(meta["signature"])
-        catalogues.append(meta["catalogue"])
-        indexes.append(
-            GalleryIndex([], [], negatives, positives, ScoringConf(**meta["scoring"]), meta["negative_identities"])
-        )
+        # core.engine.prior.signature's last part is the rule; pairs collected before it had none
+        signatures.add(meta["signature"].split("+best-")[0] + f"+best-{photos}")
+        catalogue = meta["catalogue"]  # named as collected ("turtles-gpu"): the prior records the set's name
+        catalogues.append(dict(catalogue, name=catalogue["name"].split("-")[0]))
+        scoring = ScoringConf(**{**meta["scoring"], "individual_photos": photos})
+        indexes.append(GalleryIndex([], [], negatives, positives, scoring, meta["negative_identities"]))
     (sig,) = signatures
     source = {
         "catalogues": catalogues,
         "split": "all",
         "negatives_per_photo": NEGATIVES,
         "positives_per_photo": POSITIVES,
-        "photos": "turtles re-encoded as WebP at 1600 px (quality 68), nyala as shipped; pairs matched on one H200",
+        "photos": "turtles re-encoded as WebP at 1600 px (quality 68), nyala as shipped",
+        "individual_score": f"mean z-score of an individual's best {photos} photos",
     }
     prior = fit_prior(indexes, METHODS, sig, source)
     prior.save(target)
