@@ -1,0 +1,71 @@
+"""Offline runner (not part of the app): a new project's small gallery (4 individuals x 4 photos, their other
+encounters as known queries, 4 unseen individuals' photos as new ones; ``core.evaluation.small_gallery``'s draws)
+replayed on the all-pairs matches of ``policy_offline.py``, for an individual scored by its best photo and by the
+mean of its two best, with the CPU's rounds and with exhaustive search. Each draw's prior is fitted on the
+individuals it does not use, with the same rule.
+
+    python small_gallery_offline.py [DRAWS] > small-galleries-individual-score.json   # after policy_offline.py extract
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import policy_offline
+from individual_score_offline import best_and_second
+
+RULES = {"best photo": policy_offline.best_photo, "mean of the two best": lambda z: best_and_second(z, 1.0)}
+SEARCHES = {"rounds": (policy_offline.CPU_ROUNDS, 0.5), "exhaustive": (None, 1.0)}
+
+
+def draw_outcomes(cat, draw: int, rule) -> dict[str, dict[str, list]]:
+    from core.evaluation.small_gallery import small_gallery_split
+
+    split = small_gallery_split(cat.rows, draw, encounters=cat.encounter)
+    gallery = [cat.at[r.path] for r in split.gallery]
+    used = {r.identity for r in split.gallery} | set(split.novel)
+    rest = [i for i, r in enumerate(cat.rows) if r.identity not in used]
+    prior = policy_offline.fold_prior(cat, rest, individual_score=rule)
+    out = {s: {"known_first": [], "known_sure": [], "unseen_new": []} for s in SEARCHES}
+    for row in split.queries:
+        q = cat.at[row.path]
+        own = [j for j in gallery if row.side in ("", "unknown") or cat.sides[j] in (row.side, "unknown")]
+        g = np.array(own or gallery)
+        novel = row.identity not in set(cat.ids[g])
+        for search, (schedule, stop) in SEARCHES.items():
+            ranking, best, p_new, _ = policy_offline.replay(cat, q, g, prior, schedule, stop, None, rule)
+            if novel:
+                out[search]["unseen_new"].append(p_new >= 0.5)
+            else:
+                first = ranking[0] == row.identity
+                out[search]["known_first"].append(first)
+                out[search]["known_sure"].append(first and best >= 0.5)
+    return out
+
+
+def main(draws: int) -> None:
+    report = {"draws": draws, "sets": {}}
+    for name in policy_offline.SETS:
+        cat = policy_offline.Catalogue(name)
+        per_rule = {}
+        for label, rule in RULES.items():
+            pooled = {s: {"known_first": [], "known_sure": [], "unseen_new": []} for s in SEARCHES}
+            for draw in range(draws):
+                for s, lists in draw_outcomes(cat, draw, rule).items():
+                    for k, v in lists.items():
+                        pooled[s][k] += v
+            per_rule[label] = {
+                s: {k: round(float(np.mean(v)), 3) for k, v in lists.items()}
+                | {"known": len(lists["known_first"]), "unseen": len(lists["unseen_new"])}
+                for s, lists in pooled.items()
+            }
+        report["sets"][name] = per_rule
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 30)
