@@ -185,6 +185,14 @@ def replay(cat, query, gallery, prior, schedule, stop, voted=None, individual_sc
     return ranking + [k for k in order if k not in ranking], probs[0], p_new, len(verified)
 
 
+def searched(cat: Catalogue, row, gallery: list[int]) -> tuple[int, np.ndarray, bool]:
+    """The query's index, the gallery photos it is compared with (its own side and unknown, as the app does) and
+    whether its individual is new to them."""
+    own = [j for j in gallery if row.side in ("", "unknown") or cat.sides[j] in (row.side, "unknown")]
+    g = np.array(own or gallery)
+    return cat.at[row.path], g, row.identity not in set(cat.ids[g])
+
+
 def fold_figures(cat: Catalogue, fold: int, policies: dict, individual_score=best_photo) -> dict[str, dict[str, float]]:
     """Each policy, ``(schedule, stop)``, replayed on one fold; ``individual_score`` as in :func:`replay`, the fold
     prior's calibrator fitted with the same rule."""
@@ -195,10 +203,7 @@ def fold_figures(cat: Catalogue, fold: int, policies: dict, individual_score=bes
     prior = fold_prior(cat, gallery, individual_score=individual_score)
     tallies = {label: {"rank": [], "known": [], "novel": [], "pairs": [], "decided": []} for label in policies}
     for row in split.queries:
-        q = cat.at[row.path]
-        own = [j for j in gallery if row.side in ("", "unknown") or cat.sides[j] in (row.side, "unknown")]
-        g = np.array(own or gallery)
-        novel = row.identity not in set(cat.ids[g])
+        q, g, novel = searched(cat, row, gallery)
         for label, (schedule, stop) in policies.items():
             ranking, best, p_new, pairs = replay(cat, q, g, prior, schedule, stop, None, individual_score)
             t = tallies[label]

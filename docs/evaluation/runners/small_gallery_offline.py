@@ -32,10 +32,7 @@ def draw_outcomes(cat, draw: int, rule) -> dict[str, dict[str, list]]:
     prior = policy_offline.fold_prior(cat, rest, individual_score=rule)
     out = {s: {"known_first": [], "known_sure": [], "unseen_new": []} for s in SEARCHES}
     for row in split.queries:
-        q = cat.at[row.path]
-        own = [j for j in gallery if row.side in ("", "unknown") or cat.sides[j] in (row.side, "unknown")]
-        g = np.array(own or gallery)
-        novel = row.identity not in set(cat.ids[g])
+        q, g, novel = policy_offline.searched(cat, row, gallery)
         for search, (schedule, stop) in SEARCHES.items():
             ranking, best, p_new, _ = policy_offline.replay(cat, q, g, prior, schedule, stop, None, rule)
             if novel:
