@@ -7,6 +7,7 @@ The rule is chosen per held-out fold on the other three folds of both sets (summ
 ``policy_offline.py choose`` chooses schedules.
 
     python individual_score_offline.py > individual-score.json    # after policy_offline.py extract for both sets
+    python individual_score_offline.py mean-of 2 3 4 > mean-of-k.json   # the mean of the k best photos instead
 """
 
 import json
@@ -30,6 +31,10 @@ RULES = {"best photo": policy_offline.best_photo} | {
 }
 SEARCHES = {"exhaustive": (None, 1.0), "rounds": (policy_offline.CPU_ROUNDS, 0.5)}
 METRICS = ("top1", "top5", "novelty_auroc", "new_decision_accuracy", "known_sure", "pairs_mean")
+
+
+def mean_of_best(z: np.ndarray, k: int) -> float:
+    return float(np.mean(z[:k]))
 
 
 def main() -> None:
@@ -68,4 +73,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["mean-of"]:
+        RULES = {"best photo": policy_offline.best_photo} | {
+            f"mean of the {k} best": partial(mean_of_best, k=int(k)) for k in sys.argv[2:]
+        }
     main()
