@@ -277,18 +277,16 @@ class Engine:
         method = method or self.scoring.method
         null, calibrator = index.model(method)
         excluded = set(exclude)
-        z_scores: dict[str, list[float]] = {}
-        best: dict[str, tuple[float, int]] = {}  # identity -> (z, i) of its best photo
+        compared: dict[str, list[tuple[float, int]]] = {}  # identity -> (z, i) of each of its compared photos
         for i, (photo, result) in enumerate(zip(index.photos, results, strict=True)):
             if photo.key in excluded or photo.sha256 in excluded:
                 continue
-            z = null.z(photo.key, null.score(result.confidence))
-            z_scores.setdefault(photo.identity, []).append(z)
-            if photo.identity not in best or z > best[photo.identity][0]:
-                best[photo.identity] = (z, i)
-        if not best:
+            compared.setdefault(photo.identity, []).append((null.z(photo.key, null.score(result.confidence)), i))
+        if not compared:
             raise EmptyGalleryError("The gallery has no other photo to compare this one with.")
-        score = {ident: individual_score(zs, self.scoring.individual_photos) for ident, zs in z_scores.items()}
+        photos = self.scoring.individual_photos
+        score = {ident: individual_score((z for z, _ in zi), photos) for ident, zi in compared.items()}
+        best = {ident: max(zi, key=lambda pair: pair[0]) for ident, zi in compared.items()}  # the first on ties
         ranking = sorted(score, key=lambda ident: (-score[ident], ident))
         z_values = np.array([score[ident] for ident in ranking])
         probabilities, p_new = identity_probabilities(calibrator.log_likelihood_ratio(z_values), self.scoring.new_prior)

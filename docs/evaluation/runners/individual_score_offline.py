@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import policy_offline
 
+from core.engine.scoring import individual_score
+
 
 def best_and_second(z: np.ndarray, beta: float) -> float:
     return float((z[0] + beta * (z[1] if len(z) > 1 else z[0])) / (1 + beta))
@@ -33,17 +35,13 @@ SEARCHES = {"exhaustive": (None, 1.0), "rounds": (policy_offline.CPU_ROUNDS, 0.5
 METRICS = ("top1", "top5", "novelty_auroc", "new_decision_accuracy", "known_sure", "pairs_mean")
 
 
-def mean_of_best(z: np.ndarray, k: int) -> float:
-    return float(np.mean(z[:k]))
-
-
-def main() -> None:
-    policies = {f"{s} | {r}": SEARCHES[s] for s in SEARCHES for r in RULES}
+def main(rules: dict) -> None:
+    policies = {f"{s} | {r}": SEARCHES[s] for s in SEARCHES for r in rules}
     figures = {}
     for name in policy_offline.SETS:
         cat = policy_offline.Catalogue(name)
         figures[name] = [{} for _ in range(4)]
-        for r, rule in RULES.items():
+        for r, rule in rules.items():
             mine = {label: p for label, p in policies.items() if label.endswith(f"| {r}")}
             for k in range(4):
                 figures[name][k] |= policy_offline.fold_figures(cat, k, mine, rule)
@@ -53,7 +51,7 @@ def main() -> None:
 
     held_out = {}
     for search in SEARCHES:
-        labels = [f"{search} | {r}" for r in RULES]
+        labels = [f"{search} | {r}" for r in rules]
         rows = []
         for held in range(4):
             train = [k for k in range(4) if k != held]
@@ -73,8 +71,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["mean-of"]:
-        RULES = {"best photo": policy_offline.best_photo} | {
-            f"mean of the {k} best": partial(mean_of_best, k=int(k)) for k in sys.argv[2:]
-        }
-    main()
+    if sys.argv[1:2] == ["mean-of"]:  # the engine's rule (core.engine.scoring.individual_score) for each k
+        main(
+            {"best photo": policy_offline.best_photo}
+            | {f"mean of the {k} best": partial(individual_score, photos=int(k)) for k in sys.argv[2:]}
+        )
+    else:
+        main(RULES)

@@ -9,6 +9,7 @@ individuals it does not use, with the same rule.
 
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import policy_offline
-from individual_score_offline import best_and_second
 
-RULES = {"best photo": policy_offline.best_photo, "mean of the two best": lambda z: best_and_second(z, 1.0)}
+from core.engine.scoring import individual_score
+
+RULES = {"best photo": policy_offline.best_photo, "mean of the two best": partial(individual_score, photos=2)}
 SEARCHES = {"rounds": (policy_offline.CPU_ROUNDS, 0.5), "exhaustive": (None, 1.0)}
 
 
