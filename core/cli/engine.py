@@ -97,12 +97,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_prior(args: argparse.Namespace) -> int:
-    """Fit the null and calibration prior on labelled catalogues (one index per catalogue: no cross-species pairs)."""
+    """Fit the null and calibration prior on labelled catalogues: one index per catalogue (no cross-species pairs)
+    and side, the galleries the app searches (:func:`core.evaluation.protocol.side_galleries`)."""
     import dataclasses
 
     from core.catalogue.manifest import read_manifest
     from core.engine.index import fit_prior
-    from core.evaluation.protocol import manifest_photo, protocol_split
+    from core.evaluation.protocol import manifest_photo, protocol_split, side_galleries, side_indexes
 
     with tempfile.TemporaryDirectory(prefix="scute-prior-") as tmp:
         engine = (
@@ -120,9 +121,15 @@ def cmd_prior(args: argparse.Namespace) -> int:
             if args.split == "gallery":
                 rows = protocol_split(rows).gallery
             photos = [manifest_photo(path.parent, r) for r in rows]
-            indexes.append(engine.build_index(photos, progress_bar(path.parent.name)))
+            bars = {side: progress_bar(f"{path.parent.name} ({side})") for side in side_galleries(rows)}
+            indexes += side_indexes(engine, rows, photos, lambda side, done, total, bars=bars: bars[side](done, total))
             source["catalogues"].append(
-                {"name": path.parent.name, "photos": len(photos), "identities": len({r.identity for r in rows})}
+                {
+                    "name": path.parent.name,
+                    "photos": len(photos),
+                    "identities": len({r.identity for r in rows}),
+                    "galleries": sorted(bars),
+                }
             )
         source.update(negatives_per_photo=args.negatives, positives_per_photo=args.positives)
         prior = fit_prior(indexes, METHODS, engine.signature, source)

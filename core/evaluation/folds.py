@@ -18,7 +18,16 @@ from core.engine.prior import Prior
 from core.engine.search import Engine
 from core.engine.shortlist import ShortlistConf
 from core.errors import ScuteError
-from core.evaluation.protocol import METHODS, EvaluationReport, MethodReport, evaluate, manifest_photo, protocol_split
+from core.evaluation.protocol import (
+    METHODS,
+    EvaluationReport,
+    MethodReport,
+    evaluate,
+    manifest_photo,
+    protocol_split,
+    side_galleries,
+    side_indexes,
+)
 from core.progress import StageProgress
 
 
@@ -113,7 +122,9 @@ def evaluate_folds(
         for done, fold in enumerate(wanted, start=1):
             split = protocol_split(rows, fold, folds, encounters)
             if fold_prior:
-                engine.prior = fit_fold_prior(engine, [manifest_photo(root, r) for r in split.gallery], methods)
+                engine.prior = fit_fold_prior(
+                    engine, split.gallery, [manifest_photo(root, r) for r in split.gallery], methods
+                )
             reports.append(
                 evaluate(rows, root, engine, methods, progress, shortlist, exhaustive, split, sides, encounters)
             )
@@ -150,14 +161,22 @@ def own_priors(engine: Engine, enabled: bool) -> Iterator[None]:
         engine.prior, engine.scoring = shipped, scoring
 
 
-def fit_fold_prior(engine: Engine, photos: Sequence[GalleryPhoto], methods: Sequence[str]) -> Prior:
-    """A prior from the fold's gallery alone, fitted as the shipped one is."""
+def fit_fold_prior(
+    engine: Engine, rows: Sequence[ManifestRow], photos: Sequence[GalleryPhoto], methods: Sequence[str]
+) -> Prior:
+    """A prior from the fold's gallery alone (``rows`` and their ``photos``), fitted as the shipped one is: on the
+    galleries the app searches per side (:func:`~core.evaluation.protocol.side_galleries`)."""
     scoring, (negatives, positives) = engine.scoring, FOLD_PRIOR_PAIRS
     engine.prior = None
     engine.scoring = dataclasses.replace(scoring, null_negatives=negatives, null_positives=positives)
     try:
-        index = engine.build_index(photos)
+        indexes = side_indexes(engine, rows, photos)
     finally:
         engine.scoring = scoring
-    source = {"fold_gallery_photos": len(photos), "negatives_per_photo": negatives, "positives_per_photo": positives}
-    return fit_prior([index], methods, engine.signature, source)
+    source = {
+        "fold_gallery_photos": len(photos),
+        "negatives_per_photo": negatives,
+        "positives_per_photo": positives,
+        "galleries": "one per side" if side_galleries(rows).keys() != {"all"} else "every photo",
+    }
+    return fit_prior(indexes, methods, engine.signature, source)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -361,14 +361,41 @@ def _encounter_tally(groups: Sequence[Sequence[_PerPhoto]], which: int, new_prio
     return tally
 
 
+def side_galleries(rows: Sequence[ManifestRow]) -> dict[str, list[int]]:
+    """The rows a query of each known side is compared with, as the app's per-side indexes hold them: that side's
+    and the unknown side's; ``{"all": every row}`` when no side is known.
+
+    A prior fitted on these galleries samples the pairs a search compares: fitted on every side at once, half of
+    a nyala's "same individual" partners were its other flank, which never matches, so a right answer looked
+    no likelier than a stranger."""
+    sides = sorted({r.side for r in rows} - {"unknown"})
+    if not sides:
+        return {"all": list(range(len(rows)))}
+    return {side: [i for i, r in enumerate(rows) if r.side in (side, "unknown")] for side in sides}
+
+
+def side_indexes(
+    engine: Engine,
+    rows: Sequence[ManifestRow],
+    photos: Sequence[GalleryPhoto],
+    progress: Callable[[str, int, int], object] | None = None,
+    previous: GalleryIndex | None = None,
+) -> list[GalleryIndex]:
+    """One index per :func:`side_galleries` gallery of ``rows`` (``photos`` in the same order), as the app builds
+    them; ``progress(side, done, total)`` per index."""
+    return [
+        engine.build_index(
+            [photos[i] for i in at], (lambda d, n, s=side: progress(s, d, n)) if progress else None, previous
+        )
+        for side, at in side_galleries(rows).items()
+    ]
+
+
 def _side_indexes(
     engine: Engine, rows: Sequence[ManifestRow], photos: Sequence[GalleryPhoto], index: GalleryIndex
 ) -> dict[str, GalleryIndex]:
     """Per known side, the gallery photos of that side and of unknown side (features reused from ``index``)."""
-    sides = sorted({r.side for r in rows} - {"unknown"})
-    return {
-        side: engine.build_index(
-            [p for r, p in zip(rows, photos, strict=True) if r.side in (side, "unknown")], previous=index
-        )
-        for side in sides
-    }
+    galleries = side_galleries(rows)
+    if "all" in galleries:
+        return {}
+    return dict(zip(galleries, side_indexes(engine, rows, photos, previous=index), strict=True))

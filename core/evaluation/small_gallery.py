@@ -82,8 +82,8 @@ def evaluate_small_galleries(
             split = small_gallery_split(rows, draw, individuals, photos, encounters)
             if fold_prior:
                 used = {r.identity for r in split.gallery} | set(split.novel)
-                rest = [manifest_photo(root, r) for r in rows if r.identity not in used]
-                engine.prior = fit_fold_prior(engine, rest, METHODS)
+                rest = [r for r in rows if r.identity not in used]
+                engine.prior = fit_fold_prior(engine, rest, [manifest_photo(root, r) for r in rest], METHODS)
             report = evaluate(
                 rows, root, engine, (engine.scoring.method,), shortlist=shortlist, exhaustive=False, split=split
             )

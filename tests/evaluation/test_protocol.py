@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from pathlib import Path
@@ -256,3 +257,47 @@ def test_own_priors_sample_no_pairs_and_give_the_engine_back(tmp_path: Path) -> 
     assert engine.prior is prior and engine.scoring is scoring
     with own_priors(engine, False):
         assert engine.scoring is scoring  # the engine's own sampling, untouched
+
+
+def test_side_galleries_are_what_a_query_of_each_side_is_compared_with() -> None:
+    from core.evaluation.protocol import side_galleries
+
+    rows = [
+        ManifestRow("a/1_left.jpg", "a", "left"),
+        ManifestRow("a/1_right.jpg", "a", "right"),
+        ManifestRow("b/2.jpg", "b", "unknown"),
+        ManifestRow("b/3_left.jpg", "b", "left"),
+    ]
+    assert side_galleries(rows) == {"left": [0, 2, 3], "right": [1, 2]}
+    assert side_galleries([ManifestRow("a/1.jpg", "a"), ManifestRow("b/1.jpg", "b")]) == {"all": [0, 1]}
+
+
+def test_a_fold_prior_is_fitted_on_each_sides_gallery_as_the_app_searches(data_dir: Path, tmp_path: Path) -> None:
+    """Nyala flanks: a prior's sampled partners come from the query's own side (a left flank never matches a right
+    one, so "same individual" pairs across flanks would look like strangers and flatten the calibrator)."""
+    from core.engine.search import Engine
+    from core.evaluation.folds import FOLD_PRIOR_PAIRS, fit_fold_prior
+    from core.evaluation.protocol import manifest_photo, side_indexes
+
+    root = data_dir / "nyala"
+    every = read_manifest(root / "manifest.csv")
+    identities = sorted({r.identity for r in every})[:3]
+    rows = [r for r in every if r.identity in identities][:18]
+    photos = [manifest_photo(root, r) for r in rows]
+    engine = Engine("sift", {"max_side": 192, "max_keypoints": 256}, device="cpu", cache_dir=tmp_path, prior=False)
+    side_of = {p.key: r.side for r, p in zip(rows, photos, strict=True)}
+    indexes = side_indexes(engine, rows, photos)
+    assert [{side_of[p.key] for p in index.photos} for index in indexes] == [{"left"}, {"right"}]
+    assert sum(len(index.photos) for index in indexes) == len(rows)
+
+    prior = fit_fold_prior(engine, rows, photos, ("confident",))
+    assert prior.source["galleries"] == "one per side"
+    assert (prior.source["negatives_per_photo"], prior.source["positives_per_photo"]) == FOLD_PRIOR_PAIRS
+    # The same photos fitted as one gallery give another calibrator: the partners differ.
+    unsided = [dataclasses.replace(r, side="unknown") for r in rows]
+    mixed = fit_fold_prior(engine, unsided, photos, ("confident",))
+    assert mixed.source["galleries"] == "every photo"
+    assert (mixed.methods["confident"].slope, mixed.methods["confident"].offset) != (
+        prior.methods["confident"].slope,
+        prior.methods["confident"].offset,
+    )

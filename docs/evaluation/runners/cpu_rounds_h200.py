@@ -72,7 +72,7 @@ def fold(name, k):
     with own_priors(e, True):
         split = protocol_split(rows, k, 4, encounters)
         gallery = [manifest_photo(root, r) for r in split.gallery]
-        e.prior = fit_fold_prior(e, gallery, ("confident",))
+        e.prior = fit_fold_prior(e, split.gallery, gallery, ("confident",))
         index = e.build_index(gallery)
         sides = _side_indexes(e, split.gallery, gallery, index)
         tallies = {"rounds": _Tally(), "fixed4": _Tally()}

@@ -104,24 +104,33 @@ def best_photo(z: np.ndarray) -> float:
     return float(z[0])
 
 
-def fold_prior(cat: Catalogue, gallery: list[int], seed: int = 0, individual_score=best_photo):
-    """Pooled null and best-photo calibrator from 24 other-individual and 4 same-individual partners sampled per
-    gallery photo, as ``core.evaluation.folds.fit_fold_prior`` and ``core.engine.index.fit_prior`` do;
+def fold_prior(cat: Catalogue, gallery: list[int], seed: int = 0, individual_score=best_photo, sides: bool = True):
+    """Pooled null and calibrator from 24 other-individual and 4 same-individual partners sampled per gallery photo,
+    as ``core.evaluation.folds.fit_fold_prior`` and ``core.engine.index.fit_prior`` do: within each side's gallery
+    (``core.evaluation.protocol.side_galleries``; ``sides=False``: every photo at once, the engine before 3 Dec);
     ``individual_score`` (default the best photo's) makes each individual's sample from its partners' z-scores."""
+    from core.evaluation.protocol import side_galleries
+
     rng = np.random.default_rng(seed)
-    g = np.array(gallery)
-    ids = cat.ids[g]
-    partners = {}
-    for a, j in enumerate(g):
-        others, own = g[ids != ids[a]], g[(ids == ids[a]) & (g != j)]
-        partners[j] = (
-            rng.choice(others, min(NEGATIVES, len(others)), replace=False),
-            rng.choice(own, min(POSITIVES, len(own)), replace=False),
-        )
-    different = np.concatenate([cat.strong[j, neg] for j, (neg, _) in partners.items()])
+    rows = [cat.rows[j] for j in gallery]
+    groups = side_galleries(rows).values() if sides else [range(len(gallery))]
+    partners = []
+    for at in groups:
+        g = np.array([gallery[i] for i in at])
+        ids = cat.ids[g]
+        for a, j in enumerate(g):
+            others, own = g[ids != ids[a]], g[(ids == ids[a]) & (g != j)]
+            partners.append(
+                (
+                    j,
+                    rng.choice(others, min(NEGATIVES, len(others)), replace=False),
+                    rng.choice(own, min(POSITIVES, len(own)), replace=False),
+                )
+            )
+    different = np.concatenate([cat.strong[j, neg] for j, neg, _ in partners])
     mean, spread = different.mean(), max(different.std(), MIN_SPREAD)
     same, other = [], []
-    for j, (neg, pos) in partners.items():
+    for j, neg, pos in partners:
         if len(pos):
             same.append(individual_score(np.sort((cat.strong[j, pos] - mean) / spread)[::-1]))
         per: dict[str, list[float]] = {}
@@ -193,14 +202,16 @@ def searched(cat: Catalogue, row, gallery: list[int]) -> tuple[int, np.ndarray, 
     return cat.at[row.path], g, row.identity not in set(cat.ids[g])
 
 
-def fold_figures(cat: Catalogue, fold: int, policies: dict, individual_score=best_photo) -> dict[str, dict[str, float]]:
+def fold_figures(
+    cat: Catalogue, fold: int, policies: dict, individual_score=best_photo, sides: bool = True
+) -> dict[str, dict[str, float]]:
     """Each policy, ``(schedule, stop)``, replayed on one fold; ``individual_score`` as in :func:`replay`, the fold
-    prior's calibrator fitted with the same rule."""
+    prior's calibrator fitted with the same rule (``sides`` as in :func:`fold_prior`)."""
     from core.evaluation.protocol import protocol_split
 
     split = protocol_split(cat.rows, fold, 4, cat.encounter)
     gallery = [cat.at[r.path] for r in split.gallery]
-    prior = fold_prior(cat, gallery, individual_score=individual_score)
+    prior = fold_prior(cat, gallery, individual_score=individual_score, sides=sides)
     tallies = {label: {"rank": [], "known": [], "novel": [], "pairs": [], "decided": []} for label in policies}
     for row in split.queries:
         q, g, novel = searched(cat, row, gallery)

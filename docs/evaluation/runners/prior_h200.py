@@ -74,19 +74,25 @@ def collect_pairs(engine, manifest: Path, name: str, out: Path) -> None:
     """Build ``manifest``'s index with ``engine``'s sampled pairs and save them as ``out/NAME-pairs.npz`` for
     :func:`fit` (``engine`` samples NEGATIVES + POSITIVES partners per photo and has no prior)."""
     from core.catalogue.manifest import read_manifest
-    from core.evaluation.protocol import manifest_photo
+    from core.evaluation.protocol import manifest_photo, side_indexes
 
     rows = read_manifest(manifest)
     photos = [manifest_photo(manifest.parent, r) for r in rows]
     t0 = time.time()
 
-    def tick(done: int, total: int) -> None:
+    def tick(side: str, done: int, total: int) -> None:
         if done == total or done % 2000 == 0:
-            print(f"[{time.time() - t0:6.1f}s] pairs {done}/{total}", flush=True)
+            print(f"[{time.time() - t0:6.1f}s] {side}: pairs {done}/{total}", flush=True)
 
-    index = engine.build_index(photos, tick)
-    identities = {k: list(v) for k, v in index.negative_identities.items()}
-    negatives, positives = _pack(index.negatives), _pack(index.positives)
+    # One index per side, as the app searches and ``python -m core prior`` fits (a photo of unknown side sits in
+    # every side's gallery: its partners from the first are kept).
+    indexes = side_indexes(engine, rows, photos, tick)
+    merged: dict[str, dict] = {"negatives": {}, "positives": {}, "negative_identities": {}}
+    for index in reversed(indexes):
+        for field in merged:
+            merged[field] |= getattr(index, field)
+    identities = {k: list(v) for k, v in merged["negative_identities"].items()}
+    negatives, positives = _pack(merged["negatives"]), _pack(merged["positives"])
     np.savez_compressed(
         out / f"{name}-pairs.npz",
         **{f"neg_{k}": v for k, v in negatives.items()},
@@ -97,7 +103,12 @@ def collect_pairs(engine, manifest: Path, name: str, out: Path) -> None:
                     "signature": engine.signature,
                     "scoring": dataclasses.asdict(engine.scoring),
                     "negative_identities": identities,
-                    "catalogue": {"name": name, "photos": len(photos), "identities": len({r.identity for r in rows})},
+                    "catalogue": {
+                        "name": name,
+                        "photos": len(photos),
+                        "identities": len({r.identity for r in rows}),
+                        "galleries": len(indexes),
+                    },
                     "seconds": time.time() - t0,
                 }
             ).encode(),

@@ -2,9 +2,11 @@
 encounters as known queries, 4 unseen individuals' photos as new ones; ``core.evaluation.small_gallery``'s draws)
 replayed on the all-pairs matches of ``policy_offline.py``, for an individual scored by its best photo and by the
 mean of its two best, with the CPU's rounds and with exhaustive search. Each draw's prior is fitted on the
-individuals it does not use, with the same rule.
+individuals it does not use, with the same rule, on each side's gallery as the engine fits it (``sides``: the
+mean of the two best with the prior fitted per side and on every photo at once, the engine before 3 Dec).
 
     python small_gallery_offline.py [DRAWS] > small-galleries-individual-score.json   # after policy_offline.py extract
+    python small_gallery_offline.py sides [DRAWS] > small-galleries-prior-sides.json
 """
 
 import json
@@ -20,18 +22,20 @@ import policy_offline
 
 from core.engine.scoring import individual_score
 
-RULES = {"best photo": policy_offline.best_photo, "mean of the two best": partial(individual_score, photos=2)}
+TWO_BEST = partial(individual_score, photos=2)
+RULES = {"best photo": (policy_offline.best_photo, True), "mean of the two best": (TWO_BEST, True)}
+PRIOR_SIDES = {"prior per side": (TWO_BEST, True), "prior on every photo": (TWO_BEST, False)}
 SEARCHES = {"rounds": (policy_offline.CPU_ROUNDS, 0.5), "exhaustive": (None, 1.0)}
 
 
-def draw_outcomes(cat, draw: int, rule) -> dict[str, dict[str, list]]:
+def draw_outcomes(cat, draw: int, rule, sides: bool = True) -> dict[str, dict[str, list]]:
     from core.evaluation.small_gallery import small_gallery_split
 
     split = small_gallery_split(cat.rows, draw, encounters=cat.encounter)
     gallery = [cat.at[r.path] for r in split.gallery]
     used = {r.identity for r in split.gallery} | set(split.novel)
     rest = [i for i, r in enumerate(cat.rows) if r.identity not in used]
-    prior = policy_offline.fold_prior(cat, rest, individual_score=rule)
+    prior = policy_offline.fold_prior(cat, rest, individual_score=rule, sides=sides)
     out = {s: {"known_first": [], "known_sure": [], "unseen_new": []} for s in SEARCHES}
     for row in split.queries:
         q, g, novel = policy_offline.searched(cat, row, gallery)
@@ -46,15 +50,15 @@ def draw_outcomes(cat, draw: int, rule) -> dict[str, dict[str, list]]:
     return out
 
 
-def main(draws: int) -> None:
+def main(draws: int, variants: dict) -> None:
     report = {"draws": draws, "sets": {}}
     for name in policy_offline.SETS:
         cat = policy_offline.Catalogue(name)
         per_rule = {}
-        for label, rule in RULES.items():
+        for label, (rule, sides) in variants.items():
             pooled = {s: {"known_first": [], "known_sure": [], "unseen_new": []} for s in SEARCHES}
             for draw in range(draws):
-                for s, lists in draw_outcomes(cat, draw, rule).items():
+                for s, lists in draw_outcomes(cat, draw, rule, sides).items():
                     for k, v in lists.items():
                         pooled[s][k] += v
             per_rule[label] = {
@@ -67,4 +71,7 @@ def main(draws: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 30)
+    if sys.argv[1:2] == ["sides"]:
+        main(int(sys.argv[2]) if len(sys.argv) > 2 else 30, PRIOR_SIDES)
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 30, RULES)

@@ -66,7 +66,7 @@ with own_priors(engine, True):
     for fold in range(folds):
         split = protocol_split(rows, fold, folds, encounters)
         gallery = [manifest_photo(root, r) for r in split.gallery]
-        engine.prior = fit_fold_prior(engine, gallery, METHODS)
+        engine.prior = fit_fold_prior(engine, split.gallery, gallery, METHODS)
         index = engine.build_index(gallery)
         sides = _side_indexes(engine, split.gallery, gallery, index)
         for row in split.queries[: limit or None]:
