@@ -40,6 +40,7 @@ class MatchResult:
     n1: int  # keypoints in the gallery photo
     inliers: np.ndarray | None = None  # (M,) bool after geometric verification
     turn: int = 0  # clockwise degrees the query was turned to find these (core.engine.orientation); kpts0 are un-turned
+    shared_exposure: int = 0  # strong matches set aside as a shared exposure (core.engine.exposure)
 
     @property
     def n_matches(self) -> int:

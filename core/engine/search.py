@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.engine.exposure import SHARED_EXPOSURE, ExposureConf, set_aside_shared_exposure
 from core.engine.extractors import DEFAULT_EXTRACTOR, make_extractor
 from core.engine.features import FeatureCache, Features
 from core.engine.gallery_features import DEFAULT_FEATURE_MEMORY_MIB, features_at
@@ -132,12 +133,16 @@ class Engine:
         prior: Prior | Path | bool = True,
         zoom: ZoomConf | None = None,
         feature_memory_mib: int = DEFAULT_FEATURE_MEMORY_MIB,
+        exposure: ExposureConf | None = SHARED_EXPOSURE,
     ) -> None:
         """``prior``: True uses the prior shipped for these settings if there is one (core.engine.prior),
         False none (each gallery fits its own from sampled pairs), a path or a Prior that one.
         ``zoom``: how :meth:`search_photo` zooms to the animal (core.engine.localise); None never zooms.
-        ``feature_memory_mib``: gallery features an index keeps in memory (core.engine.gallery_features)."""
+        ``feature_memory_mib``: gallery features an index keeps in memory (core.engine.gallery_features).
+        ``exposure``: when a query's matches with a gallery photo are set aside as a shared exposure
+        (core.engine.exposure); None never."""
         self.zoom = zoom
+        self.exposure = exposure
         self.feature_memory = feature_memory_mib * 2**20
         self.extractor = make_extractor(extractor, extractor_conf, device, weights_dir)
         self.matcher = matcher_for(extractor, matcher_conf, self.extractor.device, weights_dir)
@@ -226,12 +231,16 @@ class Engine:
                 if progress:
                     progress(done, total)
             tries.append(results)
-        return tries[0] if len(tries) == 1 else self.best_of_turns(views, tries)
+        return self.best_of_turns(views, tries)
 
     def best_of_turns(self, views: Sequence[Features], tries: Sequence[Sequence[MatchResult]]) -> list[MatchResult]:
-        """``tries[v][i]``: view ``v`` (turn ``turns[v]``) against gallery photo ``i``; the best view per photo."""
+        """``tries[v][i]``: view ``v`` (turn ``turns[v]``) against gallery photo ``i``; the best view per photo,
+        without the matches it only shares as one exposure with that photo (core.engine.exposure)."""
         turns, sizes = self.turns[: len(views)], [view.image_size for view in views]
-        return [best_turn([t[i] for t in tries], turns, sizes, self.scoring.strong) for i in range(len(tries[0]))]
+        best = [best_turn([t[i] for t in tries], turns, sizes, self.scoring.strong) for i in range(len(tries[0]))]
+        if self.exposure is None:
+            return best
+        return [set_aside_shared_exposure(result, self.scoring.strong, self.exposure) for result in best]
 
     def build_index(
         self,

@@ -203,15 +203,16 @@ def searched(cat: Catalogue, row, gallery: list[int]) -> tuple[int, np.ndarray, 
 
 
 def fold_figures(
-    cat: Catalogue, fold: int, policies: dict, individual_score=best_photo, sides: bool = True
+    cat: Catalogue, fold: int, policies: dict, individual_score=best_photo, sides: bool = True, prior_of=None
 ) -> dict[str, dict[str, float]]:
     """Each policy, ``(schedule, stop)``, replayed on one fold; ``individual_score`` as in :func:`replay`, the fold
-    prior's calibrator fitted with the same rule (``sides`` as in :func:`fold_prior`)."""
+    prior's calibrator fitted with the same rule (``sides`` as in :func:`fold_prior`) on ``prior_of``'s scores
+    (default ``cat``'s: a catalogue whose pairs are scored as the gallery's sampled pairs are)."""
     from core.evaluation.protocol import protocol_split
 
     split = protocol_split(cat.rows, fold, 4, cat.encounter)
     gallery = [cat.at[r.path] for r in split.gallery]
-    prior = fold_prior(cat, gallery, individual_score=individual_score, sides=sides)
+    prior = fold_prior(prior_of or cat, gallery, individual_score=individual_score, sides=sides)
     tallies = {label: {"rank": [], "known": [], "novel": [], "pairs": [], "decided": []} for label in policies}
     for row in split.queries:
         q, g, novel = searched(cat, row, gallery)

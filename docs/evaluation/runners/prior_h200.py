@@ -118,6 +118,17 @@ def collect_pairs(engine, manifest: Path, name: str, out: Path) -> None:
     print(f"saved {name}: {len(photos)} photos, {engine.signature}, in {time.time() - t0:.0f} s", flush=True)
 
 
+PHOTOS = {  # how the shipped priors' pairs were made, recorded in their source
+    "gpu": "turtles re-encoded as WebP at 1600 px (quality 68), nyala as shipped; pairs matched on one H200 in four "
+    "turns (docs/evaluation/runners/prior_h200.py collect; pairs in docs/evaluation/pairs/*-gpu-pairs.npz; then "
+    "prior_h200.py fit)",
+    "cpu": "turtles re-encoded as WebP at 1600 px (quality 68) and read at 1024 px, nyala as shipped; pairs matched "
+    "on a 2-core CPU one at a time with LightGlue's early stopping, as the laptop matches "
+    "(docs/evaluation/runners/cpu_rounds_h200.py SET collect with RUNNER_DEVICE=cpu; pairs in "
+    "docs/evaluation/pairs/*-cpu-prior-pairs.npz; then prior_h200.py fit)",
+}
+
+
 def fit(target: Path, saved: list[Path]) -> None:
     from core.engine.index import GalleryIndex, fit_prior
     from core.engine.scoring import ScoringConf
@@ -141,7 +152,8 @@ def fit(target: Path, saved: list[Path]) -> None:
         "split": "all",
         "negatives_per_photo": NEGATIVES,
         "positives_per_photo": POSITIVES,
-        "photos": "turtles re-encoded as WebP at 1600 px (quality 68), nyala as shipped",
+        "galleries": "one per side where a catalogue has sides (nyala left and right flanks), as the app searches",
+        "photos": PHOTOS["cpu" if sig.split("+")[2] == "turns-0" else "gpu"],
         "individual_score": f"mean z-score of an individual's best {photos} photos",
     }
     prior = fit_prior(indexes, METHODS, sig, source)

@@ -7,8 +7,11 @@ mean of the two best with the prior fitted per side and on every photo at once, 
 
     python small_gallery_offline.py [DRAWS] > small-galleries-individual-score.json   # after policy_offline.py extract
     python small_gallery_offline.py sides [DRAWS] > small-galleries-prior-sides.json
+    python small_gallery_offline.py exposure [DRAWS] > small-galleries-exposure.json   # shared exposures set aside
+                                                                                  # (exposure_offline.py's matches)
 """
 
+import itertools
 import json
 import sys
 from functools import partial
@@ -28,14 +31,14 @@ PRIOR_SIDES = {"prior per side": (TWO_BEST, True), "prior on every photo": (TWO_
 SEARCHES = {"rounds": (policy_offline.CPU_ROUNDS, 0.5), "exhaustive": (None, 1.0)}
 
 
-def draw_outcomes(cat, draw: int, rule, sides: bool = True) -> dict[str, dict[str, list]]:
+def draw_outcomes(cat, draw: int, rule, sides: bool = True, prior_of=None) -> dict[str, dict[str, list]]:
     from core.evaluation.small_gallery import small_gallery_split
 
     split = small_gallery_split(cat.rows, draw, encounters=cat.encounter)
     gallery = [cat.at[r.path] for r in split.gallery]
     used = {r.identity for r in split.gallery} | set(split.novel)
     rest = [i for i, r in enumerate(cat.rows) if r.identity not in used]
-    prior = policy_offline.fold_prior(cat, rest, individual_score=rule, sides=sides)
+    prior = policy_offline.fold_prior(prior_of or cat, rest, individual_score=rule, sides=sides)
     out = {s: {"known_first": [], "known_sure": [], "unseen_new": []} for s in SEARCHES}
     for row in split.queries:
         q, g, novel = policy_offline.searched(cat, row, gallery)
@@ -50,15 +53,26 @@ def draw_outcomes(cat, draw: int, rule, sides: bool = True) -> dict[str, dict[st
     return out
 
 
-def main(draws: int, variants: dict) -> None:
+def main(draws: int, variants: dict, exposure: bool = False) -> None:
+    """``variants``: label -> (rule, sides); ``exposure``: each variant on ``exposure_offline.py``'s matches, without
+    and with shared exposures set aside in searches (the prior's pairs as matched)."""
+    import exposure_offline
+
     report = {"draws": draws, "sets": {}}
     for name in policy_offline.SETS:
-        cat = policy_offline.Catalogue(name)
+        plain = policy_offline.Catalogue(name)
+        cats = {"": (plain, None)}
+        if exposure:
+            plain.strong = exposure_offline.scores(name, None)
+            aside = policy_offline.Catalogue(name)
+            aside.strong = exposure_offline.scores(name, (1, 0.5))  # 2 px, half: core.engine.exposure.ExposureConf
+            cats = {", without": (plain, None), ", shared exposures set aside": (aside, plain)}
         per_rule = {}
-        for label, (rule, sides) in variants.items():
+        for (label, (rule, sides)), (suffix, (cat, prior_of)) in itertools.product(variants.items(), cats.items()):
+            label += suffix
             pooled = {s: {"known_first": [], "known_sure": [], "unseen_new": []} for s in SEARCHES}
             for draw in range(draws):
-                for s, lists in draw_outcomes(cat, draw, rule, sides).items():
+                for s, lists in draw_outcomes(cat, draw, rule, sides, prior_of).items():
                     for k, v in lists.items():
                         pooled[s][k] += v
             per_rule[label] = {
@@ -71,7 +85,9 @@ def main(draws: int, variants: dict) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["sides"]:
+    if sys.argv[1:2] == ["exposure"]:
+        main(int(sys.argv[2]) if len(sys.argv) > 2 else 30, {"mean of the two best": (TWO_BEST, True)}, exposure=True)
+    elif sys.argv[1:2] == ["sides"]:
         main(int(sys.argv[2]) if len(sys.argv) > 2 else 30, PRIOR_SIDES)
     else:
         main(int(sys.argv[1]) if len(sys.argv) > 1 else 30, RULES)

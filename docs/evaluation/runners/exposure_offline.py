@@ -1,0 +1,96 @@
+"""Offline runner (not part of the app): set aside a pair's strong matches that one similarity maps within a
+pixel or two when they are most of them (``core.engine.exposure``: crops of one exposure share pixels, not an
+animal), replayed on every pair of both shared sets matched on the device (``exposure_pairs_h200.py``) under the
+identity folds of ``policy_offline.py``: fold priors refitted on the same scores, exhaustive search and the CPU's
+rounds, an individual scored by its two best photos. The rule (tolerance, least fraction of the strong matches) is
+chosen for each held-out fold on the other three folds of both sets (summed top-1 and novelty AUROC).
+
+    python exposure_offline.py > exposure-offline.json      # after policy_offline.py extract for both sets
+"""
+
+import json
+import sys
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import policy_offline
+
+from core.engine.scoring import individual_score
+
+SEARCHES = {"exhaustive": (None, 1.0), "rounds": (policy_offline.CPU_ROUNDS, 0.5)}
+MIN_MATCHES = 12  # core.engine.exposure.ExposureConf.min_matches
+RULES = {"none": None} | {
+    f"within {tol:g} px, at least {frac:g} of the strong matches": (t, frac)
+    for t, tol in enumerate((1.0, 2.0))
+    for frac in (0.3, 0.5, 0.7)
+}
+METRICS = ("top1", "top5", "novelty_auroc", "new_decision_accuracy", "known_sure", "pairs_mean")
+
+
+def scores(name: str, rule) -> np.ndarray:
+    data = np.load(policy_offline.PAIRS / f"{name}-exposure-pairs.npz")
+    strong = data["strong"].astype(np.float64)
+    if rule is None:
+        return strong
+    t, frac = rule
+    exact = data["exact"][t].astype(np.float64)
+    shared = exact >= np.maximum(MIN_MATCHES, frac * strong)
+    return strong - np.where(shared, exact, 0.0)
+
+
+def main() -> None:
+    two_best = partial(individual_score, photos=2)
+    figures = {}
+    for name in policy_offline.SETS:
+        cat = policy_offline.Catalogue(name)
+        figures[name] = {}
+        plain = policy_offline.Catalogue(name)
+        plain.strong = scores(name, None)
+        for label, rule in RULES.items():
+            cat.strong = scores(name, rule)
+            figures[name][label] = [policy_offline.fold_figures(cat, k, SEARCHES, two_best) for k in range(4)]
+            # As the engine ships it: the query's pairs set aside, the prior's sampled pairs as matched.
+            figures[name][f"{label}, searches only"] = [
+                policy_offline.fold_figures(cat, k, SEARCHES, two_best, prior_of=plain) for k in range(4)
+            ]
+
+    def mean(name, label, folds, search, key):
+        return float(np.mean([figures[name][label][k][search][key] for k in folds]))
+
+    held_out = {}
+    for search in SEARCHES:
+        rows = []
+        for held in range(4):
+            train = [k for k in range(4) if k != held]
+            chosen = max(
+                list(figures["turtles"]),
+                key=lambda r: sum(
+                    mean(n, r, train, search, "top1") + mean(n, r, train, search, "novelty_auroc")
+                    for n in policy_offline.SETS
+                ),
+            )
+            rows.append(
+                {"fold": held, "chosen": chosen, **{n: figures[n][chosen][held][search] for n in policy_offline.SETS}}
+            )
+        held_out[search] = {
+            "folds": rows,
+            "mean": {
+                n: {k: round(float(np.mean([r[n][k] for r in rows])), 3) for k in METRICS} for n in policy_offline.SETS
+            },
+        }
+    summary = {
+        search: {
+            label: {n: {k: round(mean(n, label, range(4), search, k), 3) for k in METRICS} for n in policy_offline.SETS}
+            for label in figures["turtles"]
+        }
+        for search in SEARCHES
+    }
+    print(json.dumps({"summary": summary, "held_out": held_out}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
