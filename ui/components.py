@@ -257,6 +257,12 @@ def match_explorer(
             if chosen.match.turn
             else ""
         )
+        shared = (
+            f" {chosen.match.shared_exposure} exact matches are not drawn or counted: the two photos look cut from one "
+            "frame (they share background, not markings)."
+            if chosen.match.shared_exposure
+            else ""
+        )
         where = {"side": "(left)", "stacked": "(top)"}
         other = {"side": "(right)", "stacked": "(below)"}
         # Both pictures are sent; the page's width picks one (two photos side by side are tiny on a phone).
@@ -269,7 +275,7 @@ def match_explorer(
                         f"Your photo {where[layout]} and {md(label_for(identity))} {other[layout]}: "
                         f"{picture.shown} of {picture.total} matches shown"
                         + (f" (the strongest {STRONGEST})" if strongest and picture.shown == STRONGEST else "")
-                        + f". Each line joins the same point on both photos.{turned}"
+                        + f". Each line joins the same point on both photos.{turned}{shared}"
                     ),
                     width="stretch",
                 )
