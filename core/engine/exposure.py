@@ -5,7 +5,9 @@ one reef photo. Their overlapping background (rocks, water, the other animal's l
 hundreds of strong matches between different individuals, all related by one similarity (the crops' offset and
 their scales) to within a pixel. Photos of one animal taken at different moments never are, because the animal and
 the camera move. So the largest set of strong matches that one similarity explains within ``tolerance`` pixels,
-when it is most of them, is set aside as a shared exposure before a pair is scored. Unless it covers most of either
+turned no more than a few degrees from a quarter turn (crops of one frame are not turned against each other, a
+turtle's head seen twice usually is), when it is most of them, is set aside as a shared exposure before a pair
+is scored. Unless it covers most of either
 photo: then the two are one photo (a copy, turned, resized or cropped tighter), which shows the same animal.
 """
 
@@ -29,14 +31,18 @@ class ExposureConf:
     min_fraction: float = 0.5  # of the pair's strong matches
     trials: int = 256  # similarity hypotheses, each from two matches
     copy_fraction: float = 0.5  # of the fewer photo's keypoints: a set this large is one photo twice (a copy), kept
+    max_rotation: float | None = 3.0  # degrees from a quarter turn (None: any): crops of one frame are not turned
 
 
 SHARED_EXPOSURE = ExposureConf()  # the engine's default
 
 
-def similarity_inliers(p0: np.ndarray, p1: np.ndarray, tolerance: float, trials: int, seed: int = 0) -> np.ndarray:
+def similarity_inliers(
+    p0: np.ndarray, p1: np.ndarray, tolerance: float, trials: int, max_rotation: float | None = None, seed: int = 0
+) -> np.ndarray:
     """The largest set of matches ``p0[i] -> p1[i]`` (N x 2 pixels) that one similarity (scale, rotation,
-    translation) maps within ``tolerance`` pixels, from ``trials`` hypotheses through two matches each."""
+    translation) maps within ``tolerance`` pixels, from ``trials`` hypotheses through two matches each;
+    ``max_rotation``: only similarities turned at most this many degrees from a quarter turn."""
     n = len(p0)
     if n < 2:
         return np.zeros(n, dtype=bool)
@@ -51,6 +57,11 @@ def similarity_inliers(p0: np.ndarray, p1: np.ndarray, tolerance: float, trials:
     a, b, d0 = a[usable], b[usable], d0[usable]
     m = (z1[b] - z1[a]) / d0  # scale and rotation as one complex factor
     t = z1[a] - m * z0[a]
+    if max_rotation is not None:
+        turned = np.abs((np.degrees(np.angle(m)) + 45.0) % 90.0 - 45.0) <= max_rotation
+        if not turned.any():
+            return np.zeros(n, dtype=bool)
+        m, t = m[turned], t[turned]
     inliers = np.abs(z1[None, :] - (m[:, None] * z0[None, :] + t[:, None])) < tolerance
     return inliers[int(np.argmax(inliers.sum(axis=1)))]
 
@@ -65,7 +76,7 @@ def shared_exposure(
     at = np.flatnonzero(strong)
     if len(at) < conf.min_matches:
         return out
-    inliers = similarity_inliers(kpts0[at], kpts1[at], conf.tolerance, conf.trials)
+    inliers = similarity_inliers(kpts0[at], kpts1[at], conf.tolerance, conf.trials, conf.max_rotation)
     found = int(inliers.sum())
     if keypoints is not None and found >= conf.copy_fraction * keypoints:
         return out

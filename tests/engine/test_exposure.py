@@ -93,3 +93,15 @@ def test_two_nyala_cut_from_one_frame_no_longer_match_but_one_nyala_seen_twice_d
     assert np.count_nonzero(same.confidence >= strong) == before
     copy, before = pair("nyala_19/246_left.jpg", "nyala_19/246_left.jpg")  # one photo twice: a copy, kept
     assert before >= 300 and copy.shared_exposure == 0
+
+
+def test_a_set_turned_against_the_other_photo_is_an_animal_not_a_shared_frame() -> None:
+    """Crops of one frame are not turned against each other except by quarter turns (a photo saved or shown turned);
+    a turtle's rigid head seen twice usually is turned a little, and keeps its matches."""
+    rng = np.random.default_rng(6)
+    p0 = rng.uniform(0, 900, (60, 2))
+    strong = np.ones(60, dtype=bool)
+    for degrees, shared in ((15.0, False), (-5.0, False), (90.0, True), (181.5, True)):
+        p1 = _similar(p0, 0.9, degrees, (30.0, 60.0))
+        assert shared_exposure(p0, p1, strong, ExposureConf()).all() == shared, degrees
+        assert shared_exposure(p0, p1, strong, ExposureConf(max_rotation=None)).all()

@@ -1,9 +1,11 @@
 """Offline runner (not part of the app): set aside a pair's strong matches that one similarity maps within a
 pixel or two when they are most of them (``core.engine.exposure``: crops of one exposure share pixels, not an
 animal), replayed on every pair of both shared sets matched on the device (``exposure_pairs_h200.py``) under the
-identity folds of ``policy_offline.py``: fold priors refitted on the same scores, exhaustive search and the CPU's
-rounds, an individual scored by its two best photos. The rule (tolerance, least fraction of the strong matches) is
-chosen for each held-out fold on the other three folds of both sets (summed top-1 and novelty AUROC).
+identity folds of ``policy_offline.py``: fold priors refitted on the same scores or left as matched, exhaustive
+search and the CPU's rounds, an individual scored by its two best photos. The rule (tolerance, least fraction of the
+strong matches, and whether the similarity must lie within 3 degrees of a quarter turn: ``exposure_quarter_cpu.py``
+matched the flagged pairs again for that) is chosen for each held-out fold on the other three folds of both sets
+(summed top-1 and novelty AUROC).
 
     python exposure_offline.py > exposure-offline.json      # after policy_offline.py extract for both sets
 """
@@ -23,11 +25,15 @@ from core.engine.scoring import individual_score
 
 SEARCHES = {"exhaustive": (None, 1.0), "rounds": (policy_offline.CPU_ROUNDS, 0.5)}
 MIN_MATCHES = 12  # core.engine.exposure.ExposureConf.min_matches
-RULES = {"none": None} | {
-    f"within {tol:g} px, at least {frac:g} of the strong matches": (t, frac)
-    for t, tol in enumerate((1.0, 2.0))
-    for frac in (0.3, 0.5, 0.7)
-}
+RULES = (
+    {"none": None}
+    | {
+        f"within {tol:g} px, at least {frac:g} of the strong matches": (t, frac, False)
+        for t, tol in enumerate((1.0, 2.0))
+        for frac in (0.3, 0.5, 0.7)
+    }
+    | {"within 2 px, at least 0.5 of the strong matches, within 3 degrees of a quarter turn": (1, 0.5, True)}
+)
 METRICS = ("top1", "top5", "novelty_auroc", "new_decision_accuracy", "known_sure", "pairs_mean")
 
 
@@ -36,9 +42,13 @@ def scores(name: str, rule) -> np.ndarray:
     strong = data["strong"].astype(np.float64)
     if rule is None:
         return strong
-    t, frac = rule
+    t, frac, quarter = rule
     exact = data["exact"][t].astype(np.float64)
     shared = exact >= np.maximum(MIN_MATCHES, frac * strong)
+    if quarter:  # the pairs flagged without the constraint, matched again (exposure_quarter_cpu.py)
+        checked = json.loads((policy_offline.PAIRS / f"{name}-exposure-quarter.json").read_text())["pairs"]
+        for a, b, n_strong, _, turned in checked:
+            shared[a, b] &= turned >= max(MIN_MATCHES, frac * n_strong)
     return strong - np.where(shared, exact, 0.0)
 
 

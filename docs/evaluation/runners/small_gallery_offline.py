@@ -65,7 +65,7 @@ def main(draws: int, variants: dict, exposure: bool = False) -> None:
         if exposure:
             plain.strong = exposure_offline.scores(name, None)
             aside = policy_offline.Catalogue(name)
-            aside.strong = exposure_offline.scores(name, (1, 0.5))  # 2 px, half: core.engine.exposure.ExposureConf
+            aside.strong = exposure_offline.scores(name, (1, 0.5, True))  # core.engine.exposure.ExposureConf
             cats = {", without": (plain, None), ", shared exposures set aside": (aside, plain)}
         per_rule = {}
         for (label, (rule, sides)), (suffix, (cat, prior_of)) in itertools.product(variants.items(), cats.items()):
