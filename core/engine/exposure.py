@@ -7,8 +7,8 @@ their scales) to within a pixel. Photos of one animal taken at different moments
 the camera move. So the largest set of strong matches that one similarity explains within ``tolerance`` pixels,
 turned no more than a few degrees from a quarter turn (crops of one frame are not turned against each other, a
 turtle's head seen twice usually is), when it is most of them, is set aside as a shared exposure before a pair
-is scored. Unless it covers most of either
-photo: then the two are one photo (a copy, turned, resized or cropped tighter), which shows the same animal.
+is scored. Unless it covers most of either photo: then the two are one photo (a copy, turned, resized or cropped
+tighter), which shows the same animal.
 """
 
 from __future__ import annotations

@@ -21,10 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import policy_offline
 
+from core.engine.exposure import ExposureConf
 from core.engine.scoring import individual_score
 
 SEARCHES = {"exhaustive": (None, 1.0), "rounds": (policy_offline.CPU_ROUNDS, 0.5)}
-MIN_MATCHES = 12  # core.engine.exposure.ExposureConf.min_matches
+MIN_MATCHES = ExposureConf().min_matches
 RULES = (
     {"none": None}
     | {
@@ -37,18 +38,24 @@ RULES = (
 METRICS = ("top1", "top5", "novelty_auroc", "new_decision_accuracy", "known_sure", "pairs_mean")
 
 
-def scores(name: str, rule) -> np.ndarray:
+def shared_pairs(name: str, rule) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Strong matches and the exact set of every ordered pair, and which pairs ``rule`` (tolerance index, least
+    fraction, quarter-turn limit) sets aside as a shared exposure; a pair with itself never."""
     data = np.load(policy_offline.PAIRS / f"{name}-exposure-pairs.npz")
-    strong = data["strong"].astype(np.float64)
-    if rule is None:
-        return strong
     t, frac, quarter = rule
-    exact = data["exact"][t].astype(np.float64)
-    shared = exact >= np.maximum(MIN_MATCHES, frac * strong)
-    if quarter:  # the pairs flagged without the constraint, matched again (exposure_quarter_cpu.py)
+    strong, exact = data["strong"].astype(np.float64), data["exact"][t].astype(np.float64)
+    shared = (exact >= np.maximum(MIN_MATCHES, frac * strong)) & ~np.eye(len(strong), dtype=bool)
+    if quarter:  # the pairs flagged without the limit, matched again (exposure_quarter_cpu.py)
         checked = json.loads((policy_offline.PAIRS / f"{name}-exposure-quarter.json").read_text())["pairs"]
         for a, b, n_strong, _, turned in checked:
             shared[a, b] &= turned >= max(MIN_MATCHES, frac * n_strong)
+    return strong, exact, shared
+
+
+def scores(name: str, rule) -> np.ndarray:
+    if rule is None:
+        return np.load(policy_offline.PAIRS / f"{name}-exposure-pairs.npz")["strong"].astype(np.float64)
+    strong, exact, shared = shared_pairs(name, rule)
     return strong - np.where(shared, exact, 0.0)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import exposure_offline
 import policy_offline
 
 from core.engine.exposure import ExposureConf, similarity_inliers
@@ -26,12 +27,10 @@ def main(name: str) -> None:
     from core.engine.search import Engine
     from core.evaluation.protocol import manifest_photo
 
+    conf = ExposureConf()
     manifest = Path(policy_offline.SETS[name])
     rows = read_manifest(manifest)
-    data = np.load(policy_offline.PAIRS / f"{name}-exposure-pairs.npz")
-    strong, exact = data["strong"].astype(int), data["exact"][1].astype(int)  # within 2 px
-    flagged = (exact >= np.maximum(12, 0.5 * strong)) & ~np.eye(len(rows), dtype=bool)
-    conf = ExposureConf()
+    _, _, flagged = exposure_offline.shared_pairs(name, (1, conf.min_fraction, False))  # within 2 px, no limit
     engine = Engine(
         "aliked",
         {"max_side": 1024, "max_keypoints": 1024},
@@ -53,12 +52,8 @@ def main(name: str) -> None:
         result = engine.matcher.match(of(a), of(b))
         keep = result.confidence >= engine.scoring.strong
         p0, p1 = result.kpts0[keep], result.kpts1[keep]
-        free = similarity_inliers(p0, p1, conf.tolerance, conf.trials) if keep.sum() >= 2 else np.zeros(0, bool)
-        turned = (
-            similarity_inliers(p0, p1, conf.tolerance, conf.trials, conf.max_rotation)
-            if keep.sum() >= 2
-            else np.zeros(0, bool)
-        )
+        free = similarity_inliers(p0, p1, conf.tolerance, conf.trials)
+        turned = similarity_inliers(p0, p1, conf.tolerance, conf.trials, conf.max_rotation)
         out.append([int(a), int(b), int(keep.sum()), int(free.sum()), int(turned.sum())])
     print(
         json.dumps(

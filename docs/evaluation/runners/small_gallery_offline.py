@@ -56,13 +56,13 @@ def draw_outcomes(cat, draw: int, rule, sides: bool = True, prior_of=None) -> di
 def main(draws: int, variants: dict, exposure: bool = False) -> None:
     """``variants``: label -> (rule, sides); ``exposure``: each variant on ``exposure_offline.py``'s matches, without
     and with shared exposures set aside in searches (the prior's pairs as matched)."""
-    import exposure_offline
-
     report = {"draws": draws, "sets": {}}
     for name in policy_offline.SETS:
         plain = policy_offline.Catalogue(name)
         cats = {"": (plain, None)}
         if exposure:
+            import exposure_offline
+
             plain.strong = exposure_offline.scores(name, None)
             aside = policy_offline.Catalogue(name)
             aside.strong = exposure_offline.scores(name, (1, 0.5, True))  # core.engine.exposure.ExposureConf
