@@ -94,34 +94,7 @@ def main() -> None:
             ]
             print(name, label, file=sys.stderr, flush=True)
 
-    def mean(name, label, folds, search, key):
-        return float(np.mean([figures[name][label][k][search][key] for k in folds]))
-
-    sets, metrics = policy_offline.SETS, exposure_offline.METRICS
-    held_out = {}
-    for search in exposure_offline.SEARCHES:
-        rows = []
-        for held in range(4):
-            train = [k for k in range(4) if k != held]
-            chosen = max(
-                list(figures["turtles"]),
-                key=lambda r: sum(
-                    mean(n, r, train, search, "top1") + mean(n, r, train, search, "novelty_auroc") for n in sets
-                ),
-            )
-            rows.append({"fold": held, "chosen": chosen, **{n: figures[n][chosen][held][search] for n in sets}})
-        held_out[search] = {
-            "folds": rows,
-            "mean": {n: {k: round(float(np.mean([r[n][k] for r in rows])), 3) for k in metrics} for n in sets},
-        }
-    summary = {
-        search: {
-            label: {n: {k: round(mean(n, label, range(4), search, k), 3) for k in metrics} for n in sets}
-            for label in figures["turtles"]
-        }
-        for search in exposure_offline.SEARCHES
-    }
-    print(json.dumps({"summary": summary, "held_out": held_out}, indent=1))
+    print(json.dumps(exposure_offline.held_out_report(figures), indent=1))
 
 
 if __name__ == "__main__":
