@@ -139,15 +139,20 @@ def test_review_compare_view_links_both_photos(server: str) -> None:
         sign_in(page, server, "bob")
         go(page, r"Review", "Review")
         page.get_by_text("Compare side by side at full resolution").first.click()
-        page.get_by_text("Show the comparison").first.click()
-        chart = page.locator('[data-testid="stPlotlyChart"]').last
-        chart.wait_for(timeout=60_000)
-        settle(page)
-        images = chart.locator("image")
-        for _ in range(60):  # plotly draws the photos a moment after the chart appears (longer on a busy machine)
-            if images.count() == 2:
+        toggle = page.get_by_text("Show the comparison").first
+        switch = page.locator('label:has-text("Show the comparison") input[type="checkbox"]').first
+        toggle.click()
+        for _ in range(3):  # on a busy machine a click that lands during a rerun can be lost: the switch says so
+            settle(page)
+            if switch.is_checked():
                 break
-            page.wait_for_timeout(500)
+            toggle.click()
+        assert switch.is_checked()
+        # The comparison is the figure with photos in it (Review's other charts have none); plotly draws them a
+        # moment after the chart appears.
+        chart = page.locator('[data-testid="stPlotlyChart"]:has(image)').last
+        chart.wait_for(timeout=90_000)
+        images = chart.locator("image")
         assert images.count() == 2  # both photos drawn in the figure
         titles = chart.locator(".annotation-text").evaluate_all("nodes => nodes.map(n => n.textContent)")
         assert titles[0] == "WyYFDfbwGZ.JPG · 12 Apr 2025 · site unknown"  # file name, date and site
