@@ -263,6 +263,12 @@ def match_explorer(
             if chosen.match.shared_exposure
             else ""
         )
+        edges = (
+            f" {chosen.match.outside_frame} matches near the edge of either photo are not drawn or counted: only the "
+            "middle, where the animal is framed, is compared (crop the photo around the animal)."
+            if chosen.match.outside_frame
+            else ""
+        )
         where = {"side": "(left)", "stacked": "(top)"}
         other = {"side": "(right)", "stacked": "(below)"}
         # Both pictures are sent; the page's width picks one (two photos side by side are tiny on a phone).
@@ -275,7 +281,7 @@ def match_explorer(
                         f"Your photo {where[layout]} and {md(label_for(identity))} {other[layout]}: "
                         f"{picture.shown} of {picture.total} matches shown"
                         + (f" (the strongest {STRONGEST})" if strongest and picture.shown == STRONGEST else "")
-                        + f". Each line joins the same point on both photos.{turned}{shared}"
+                        + f". Each line joins the same point on both photos.{turned}{shared}{edges}"
                     ),
                     width="stretch",
                 )

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from core.engine.features import Features, photo_key
+from core.engine.framing import FrameConf, inside
 from core.engine.gallery_features import DEFAULT_FEATURE_MEMORY_MIB, FeatureMemory, GalleryFeatures
 from core.engine.matching import Matcher, MatchResult
 from core.engine.orientation import strongest
@@ -182,7 +183,9 @@ class IndexBuilder:
         pair_cache: PairCache,
         prior: Prior | None = None,
         feature_memory: int = DEFAULT_FEATURE_MEMORY_MIB * 2**20,
+        frame: FrameConf | None = None,
     ) -> None:
+        """``frame``: which of a pair's matches count (core.engine.framing), as in a query's pairs."""
         self.features_of = features_of
         self.matcher = matcher
         self.turns = tuple(turns)
@@ -190,6 +193,7 @@ class IndexBuilder:
         self.pair_cache = pair_cache
         self.prior = prior
         self.feature_memory = feature_memory  # bytes of features the index keeps in memory (gallery_features)
+        self.frame = frame
 
     def build(
         self,
@@ -250,6 +254,14 @@ class IndexBuilder:
         def turned_features(key: str, turn: int) -> Features:
             return features.of(by_photo[key]) if turn == 0 else self.features_of(by_photo[key].turned(turn))
 
+        def counted(first: str, turn: int, second: str, idx0: np.ndarray, idx1: np.ndarray, conf: np.ndarray):
+            """The confidences of the matches that count (core.engine.framing), as a query's pair keeps them."""
+            if self.frame is None:
+                return conf
+            f0, f1 = turned_features(first, turn), features.of(by_photo[second])
+            keep = inside(f0.keypoints[idx0], f0.image_size, f1.keypoints[idx1], f1.image_size, self.frame)
+            return conf[keep]
+
         # Each pair is matched as a query would be: its second photo turned against its first (turn 0 keeps
         # the original order). The cache is keyed (first image as matched, second image).
         tries: dict[tuple[str, str], dict[int, np.ndarray]] = defaultdict(dict)
@@ -261,7 +273,7 @@ class IndexBuilder:
                 if cached is None:
                     todo[(first, turn)].append(second)
                 else:
-                    tries[(a, b)][turn] = cached[2]
+                    tries[(a, b)][turn] = counted(first, turn, second, *cached)
         done = sum(len(t) for t in tries.values())
         for (first, turn), partners in todo.items():
             results = self.matcher.match_many(
@@ -269,7 +281,9 @@ class IndexBuilder:
             )
             for second, result in zip(partners, results, strict=True):
                 self.pair_cache.put(by_photo[first].turned(turn).key, second, result)
-                tries[_pair(first, second)][turn] = result.confidence
+                tries[_pair(first, second)][turn] = counted(
+                    first, turn, second, result.idx0, result.idx1, result.confidence
+                )
             done += len(partners)
             if progress:
                 progress(first_pair_step + done, total)

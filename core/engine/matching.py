@@ -41,6 +41,7 @@ class MatchResult:
     inliers: np.ndarray | None = None  # (M,) bool after geometric verification
     turn: int = 0  # clockwise degrees the query was turned to find these (core.engine.orientation); kpts0 are un-turned
     shared_exposure: int = 0  # strong matches set aside as a shared exposure (core.engine.exposure)
+    outside_frame: int = 0  # matches set aside near either frame's edge (core.engine.framing)
 
     @property
     def n_matches(self) -> int:

@@ -31,10 +31,14 @@ PRIOR_DIR = Path(__file__).with_name("priors")
 NULL_QUANTILES = 201
 
 
-def signature(extractor_version: str, matcher_version: str, turns: Sequence[int], individual_photos: int) -> str:
-    """What a prior is valid for: the extractor and matcher settings, the turns a query is tried in and how many
-    best photos score an individual (``ScoringConf.individual_photos``)."""
-    return f"{extractor_version}+{matcher_version}+turns-{'-'.join(str(t) for t in turns)}+best-{individual_photos}"
+def signature(
+    extractor_version: str, matcher_version: str, turns: Sequence[int], individual_photos: int, frame: str = ""
+) -> str:
+    """What a prior is valid for: the extractor and matcher settings, the turns a query is tried in, how many
+    best photos score an individual (``ScoringConf.individual_photos``) and which matches count (``frame``: a
+    :class:`~core.engine.framing.FrameConf` tag, empty when every match does)."""
+    sig = f"{extractor_version}+{matcher_version}+turns-{'-'.join(str(t) for t in turns)}+best-{individual_photos}"
+    return f"{sig}+{frame}" if frame else sig
 
 
 @dataclass(frozen=True)

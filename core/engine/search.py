@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ import torch
 from core.engine.exposure import SHARED_EXPOSURE, ExposureConf, set_aside_shared_exposure
 from core.engine.extractors import DEFAULT_EXTRACTOR, make_extractor
 from core.engine.features import FeatureCache, Features
+from core.engine.framing import CENTRED, FrameConf, keep_inside
 from core.engine.gallery_features import DEFAULT_FEATURE_MEMORY_MIB, features_at
 from core.engine.images import read_info
 from core.engine.index import GalleryIndex, GalleryPhoto, IndexBuilder, PairCache
@@ -134,13 +135,16 @@ class Engine:
         zoom: ZoomConf | None = None,
         feature_memory_mib: int = DEFAULT_FEATURE_MEMORY_MIB,
         exposure: ExposureConf | None = SHARED_EXPOSURE,
+        frame: FrameConf | Literal["device"] | None = "device",
     ) -> None:
         """``prior``: True uses the prior shipped for these settings if there is one (core.engine.prior),
         False none (each gallery fits its own from sampled pairs), a path or a Prior that one.
         ``zoom``: how :meth:`search_photo` zooms to the animal (core.engine.localise); None never zooms.
         ``feature_memory_mib``: gallery features an index keeps in memory (core.engine.gallery_features).
         ``exposure``: when a query's matches with a gallery photo are set aside as a shared exposure
-        (core.engine.exposure); None never."""
+        (core.engine.exposure); None never.
+        ``frame``: which matches count, by where they lie in the two frames (core.engine.framing); None every
+        match; ``"device"``: only central ones on a CPU, every match on a GPU (its prior is fitted on every match)."""
         self.zoom = zoom
         self.exposure = exposure
         self.feature_memory = feature_memory_mib * 2**20
@@ -148,6 +152,7 @@ class Engine:
         self.matcher = matcher_for(extractor, matcher_conf, self.extractor.device, weights_dir)
         #: Clockwise quarter-turns each query is tried in (core.engine.orientation); None: the device's default.
         self.turns = parse_turns(turns) or default_turns(self.extractor.device)
+        self.frame = (CENTRED if self.extractor.device.type == "cpu" else None) if frame == "device" else frame
         self.scoring = scoring or ScoringConf()
         if self.scoring.threshold is None:  # what counts as a strong match depends on the matcher
             self.scoring = dataclasses.replace(self.scoring, threshold=self.matcher.strong_confidence)
@@ -170,7 +175,10 @@ class Engine:
     @property
     def signature(self) -> str:
         """What a prior must have been fitted with to serve this engine."""
-        return prior_signature(self.extractor.version, self.matcher.version, self.turns, self.scoring.individual_photos)
+        frame = self.frame.tag if self.frame else ""
+        return prior_signature(
+            self.extractor.version, self.matcher.version, self.turns, self.scoring.individual_photos, frame
+        )
 
     def _prior(self, prior: Prior | Path | bool) -> Prior | None:
         if prior is False:
@@ -231,16 +239,26 @@ class Engine:
                 if progress:
                     progress(done, total)
             tries.append(results)
-        return self.best_of_turns(views, tries)
+        return self.best_of_turns(views, tries, [f.image_size for f in gallery])
 
-    def best_of_turns(self, views: Sequence[Features], tries: Sequence[Sequence[MatchResult]]) -> list[MatchResult]:
-        """``tries[v][i]``: view ``v`` (turn ``turns[v]``) against gallery photo ``i``; the best view per photo,
-        without the matches it only shares as one exposure with that photo (core.engine.exposure)."""
+    def best_of_turns(
+        self,
+        views: Sequence[Features],
+        tries: Sequence[Sequence[MatchResult]],
+        gallery_sizes: Sequence[tuple[int, int]],
+    ) -> list[MatchResult]:
+        """``tries[v][i]``: view ``v`` (turn ``turns[v]``) against gallery photo ``i`` (of ``gallery_sizes[i]``);
+        the best view per photo, without the matches it only shares as one exposure with that photo
+        (core.engine.exposure), then without those near either frame's edge (core.engine.framing)."""
         turns, sizes = self.turns[: len(views)], [view.image_size for view in views]
         best = [best_turn([t[i] for t in tries], turns, sizes, self.scoring.strong) for i in range(len(tries[0]))]
-        if self.exposure is None:
+        if self.exposure is not None:
+            best = [set_aside_shared_exposure(result, self.scoring.strong, self.exposure) for result in best]
+        if self.frame is None:
             return best
-        return [set_aside_shared_exposure(result, self.scoring.strong, self.exposure) for result in best]
+        width, height = sizes[0]
+        given = (height, width) if turns[0] % 180 == 90 else (width, height)  # the query's un-turned frame
+        return [keep_inside(r, given, size, self.frame) for r, size in zip(best, gallery_sizes, strict=True)]
 
     def build_index(
         self,
@@ -258,6 +276,7 @@ class Engine:
             self.pair_cache,
             self.prior,
             self.feature_memory,
+            self.frame,
         )
         index = builder.build(photos, progress, previous)
         conf = resolve_shortlist(None, len(index.photos), self.device)

@@ -63,8 +63,13 @@ def test_set_aside_keeps_the_other_matches_and_counts_the_removed() -> None:
 
 @pytest.fixture(scope="module")
 def nyala_engine(tmp_path_factory) -> Engine:
+    """Every match counts (``frame=None``), so that these tests see the exposure rule alone."""
     return Engine(
-        "aliked", {"max_side": 1024, "max_keypoints": 1024}, device="cpu", cache_dir=tmp_path_factory.mktemp("c")
+        "aliked",
+        {"max_side": 1024, "max_keypoints": 1024},
+        device="cpu",
+        cache_dir=tmp_path_factory.mktemp("c"),
+        frame=None,
     )
 
 

@@ -110,13 +110,15 @@ def test_a_prior_serves_only_the_individual_score_it_was_fitted_with(tmp_path) -
     """The calibrator is fitted on an individual's score, so an engine that scores individuals by their best photo
     alone finds no shipped prior (fitted on the mean of the two best) and samples pairs of its own instead."""
     default = Engine(device="cpu", cache_dir=tmp_path)
-    assert default.scoring.individual_photos == 2 and default.signature.endswith("+turns-0+best-2")
+    assert default.scoring.individual_photos == 2 and default.signature.endswith("+turns-0+best-2+frame-0.75")
     best_photo = Engine(device="cpu", cache_dir=tmp_path, scoring=ScoringConf(individual_photos=1))
     assert best_photo.signature == default.signature.replace("+best-2", "+best-1")
     assert best_photo.prior is None and best_photo.scoring.null_negatives > 0
     assert default.prior is not None
     with pytest.raises(ScuteError, match="other engine settings"):
         Engine(device="cpu", cache_dir=tmp_path, scoring=ScoringConf(individual_photos=1), prior=default.prior)
+    every_match = Engine(device="cpu", cache_dir=tmp_path, frame=None)  # a prior serves one rule of which matches count
+    assert every_match.signature == default.signature.removesuffix("+frame-0.75") and every_match.prior is None
 
 
 def test_the_shipped_prior_serves_the_cpu_defaults(tmp_path) -> None:
@@ -128,14 +130,15 @@ def test_the_shipped_prior_serves_the_cpu_defaults(tmp_path) -> None:
     assert engine.prior.methods["wasserstein"].null_profile is not None
     assert shipped(signature("sift-x", "nearest-y", (0,), 2)) is None
     assert len(list(PRIOR_DIR.glob("*.json"))) >= 1
-    # A chance match or two is no evidence; a pair with many strong matches is.
+    # A chance match is no evidence, two central ones hardly any; a pair with many strong matches is.
     calibrator = Calibrator.from_prior(engine.prior.methods["confident"])
     conf = engine.prior.methods["confident"]
     assert (
-        calibrator.predict((2 - conf.null_mean) / conf.null_std)
+        calibrator.predict((1 - conf.null_mean) / conf.null_std)
         < 0.5
         < calibrator.predict((40 - conf.null_mean) / conf.null_std)
     )
+    assert calibrator.predict((2 - conf.null_mean) / conf.null_std) < 0.6
     assert engine.scoring.null_negatives == 0
 
 
@@ -144,7 +147,12 @@ def test_a_prior_ships_for_the_gpu_defaults_too(tmp_path) -> None:
     fitted on both catalogues in four turns (docs/evaluation/runners/prior_h200.py). The GPU's settings on this
     CPU, LightGlue at full depth as on a GPU, find the same file; with the CPU's early stopping they do not (their
     matches differ), and the engine samples pairs of its own instead."""
-    gpu_like = {"extractor_conf": {"max_side": 1600, "max_keypoints": 2048}, "device": "cpu", "turns": "all"}
+    gpu_like = {
+        "extractor_conf": {"max_side": 1600, "max_keypoints": 2048},
+        "device": "cpu",
+        "turns": "all",
+        "frame": None,  # a GPU counts every match (core.engine.framing)
+    }
     engine = Engine(**gpu_like, matcher_conf={"depth_confidence": -1.0}, cache_dir=tmp_path)
     assert engine.turns == (0, 90, 180, 270)
     assert engine.prior is not None and engine.prior.signature == engine.signature

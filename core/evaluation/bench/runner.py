@@ -149,7 +149,7 @@ class Bench:
             self._exhaustive_view(view, qkey if turn == 0 else f"{qkey}-{turn}", index)
             for view, turn in zip(views, turns, strict=True)
         ]
-        return self.engine.best_of_turns(views, tries)
+        return self.engine.best_of_turns(views, tries, [f.image_size for f in index.features])
 
     def _exhaustive_view(self, query: Features, qkey: str, index: GalleryIndex) -> list[MatchResult]:
         """Every gallery photo, with results cached by (query, photo) so that reruns only match new photos."""

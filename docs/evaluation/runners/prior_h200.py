@@ -16,6 +16,7 @@ since 3 Dec 2026), whatever rule the pairs were collected under: the pairs thems
 import dataclasses
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -140,8 +141,9 @@ def fit(target: Path, saved: list[Path]) -> None:
         with np.load(path) as data:
             meta = json.loads(bytes(data["meta"]).decode())
             negatives, positives = _unpack(data, "neg"), _unpack(data, "pos")
-        # core.engine.prior.signature's last part is the rule; pairs collected before it had none
-        signatures.add(meta["signature"].split("+best-")[0] + f"+best-{photos}")
+        # core.engine.prior.signature names the rule after "+best-"; pairs collected before it had none
+        sig = meta["signature"]
+        signatures.add(re.sub(r"\+best-\d+", f"+best-{photos}", sig) if "+best-" in sig else f"{sig}+best-{photos}")
         catalogue = meta["catalogue"]  # named as collected ("turtles-gpu"): the prior records the set's name
         catalogues.append(dict(catalogue, name=catalogue["name"].split("-")[0]))
         scoring = ScoringConf(**{**meta["scoring"], "individual_photos": photos})
@@ -156,6 +158,9 @@ def fit(target: Path, saved: list[Path]) -> None:
         "photos": PHOTOS["cpu" if sig.split("+")[2] == "turns-0" else "gpu"],
         "individual_score": f"mean z-score of an individual's best {photos} photos",
     }
+    if "+frame-" in sig:
+        inner = sig.split("+frame-")[1]
+        source["matches"] = f"only those within box distance {inner} of both frames' centres (core.engine.framing)"
     prior = fit_prior(indexes, METHODS, sig, source)
     prior.save(target)
     for method, p in prior.methods.items():

@@ -1,0 +1,69 @@
+"""Matches near a frame's edge are set aside before a pair is scored.
+
+A photo sent to identification is framed on one animal (a volunteer's crop, a catalogue's box, the zoomed
+region). Its edges hold what the animal stands among: the herd's other animals, the rocks and water of a drinking
+place. Those match between different individuals about as well as between two photos of one, so counting them
+makes strangers look alike. Chosen under identity folds on both shared sets (README, "Unseen animals").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.engine.matching import MatchResult
+
+
+@dataclass(frozen=True)
+class FrameConf:
+    """Which matches count: those within ``inner`` of both frames' centres, in box distance (0 the centre, 1 the
+    edge: max(|x/W - 1/2|, |y/H - 1/2|) * 2), so the outer eighth of each side is set aside at 0.75."""
+
+    inner: float = 0.75
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.inner <= 1.0:
+            raise ValueError(f"the inner box distance must lie in (0, 1], not {self.inner}")
+
+    @property
+    def tag(self) -> str:
+        """For cache keys and prior signatures: results under another frame rule are not interchangeable."""
+        return f"frame-{self.inner:g}"
+
+
+CENTRED = FrameConf()
+
+
+def box_distance(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """How far each (x, y) point lies from the centre of a W x H frame: 0 at the centre, 1 on its edge."""
+    if len(points) == 0:
+        return np.zeros(0)
+    half = np.asarray(size, dtype=np.float64) / 2
+    return np.abs((np.asarray(points, dtype=np.float64) - half) / half).max(axis=1)
+
+
+def inside(
+    kpts0: np.ndarray, size0: tuple[int, int], kpts1: np.ndarray, size1: tuple[int, int], conf: FrameConf
+) -> np.ndarray:
+    """Which matches lie within ``conf.inner`` of the centre in both frames."""
+    return (box_distance(kpts0, size0) < conf.inner) & (box_distance(kpts1, size1) < conf.inner)
+
+
+def keep_inside(result: MatchResult, size0: tuple[int, int], size1: tuple[int, int], conf: FrameConf) -> MatchResult:
+    """``result`` without its matches near either frame's edge, their number in ``outside_frame``; ``size0`` is the
+    frame of ``result.kpts0`` (the query as given, whatever turn matched it)."""
+    keep = inside(result.kpts0, size0, result.kpts1, size1, conf)
+    if keep.all():
+        return result
+    return dataclasses.replace(
+        result,
+        idx0=result.idx0[keep],
+        idx1=result.idx1[keep],
+        confidence=result.confidence[keep],
+        kpts0=result.kpts0[keep],
+        kpts1=result.kpts1[keep],
+        inliers=None if result.inliers is None else result.inliers[keep],
+        outside_frame=result.outside_frame + int((~keep).sum()),
+    )
