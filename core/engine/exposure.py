@@ -13,7 +13,6 @@ tighter), which shows the same animal.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,14 +92,4 @@ def set_aside_shared_exposure(result: MatchResult, strong: float, conf: Exposure
     )
     if not shared.any():
         return result
-    keep = ~shared
-    return dataclasses.replace(
-        result,
-        idx0=result.idx0[keep],
-        idx1=result.idx1[keep],
-        confidence=result.confidence[keep],
-        kpts0=result.kpts0[keep],
-        kpts1=result.kpts1[keep],
-        inliers=None if result.inliers is None else result.inliers[keep],
-        shared_exposure=int(shared.sum()),
-    )
+    return result.only(~shared, shared_exposure=int(shared.sum()))

@@ -8,7 +8,6 @@ makes strangers look alike. Chosen under identity folds on both shared sets (REA
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,13 +56,4 @@ def keep_inside(result: MatchResult, size0: tuple[int, int], size1: tuple[int, i
     keep = inside(result.kpts0, size0, result.kpts1, size1, conf)
     if keep.all():
         return result
-    return dataclasses.replace(
-        result,
-        idx0=result.idx0[keep],
-        idx1=result.idx1[keep],
-        confidence=result.confidence[keep],
-        kpts0=result.kpts0[keep],
-        kpts1=result.kpts1[keep],
-        inliers=None if result.inliers is None else result.inliers[keep],
-        outside_frame=result.outside_frame + int((~keep).sum()),
-    )
+    return result.only(keep, outside_frame=result.outside_frame + int((~keep).sum()))

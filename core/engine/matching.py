@@ -9,6 +9,7 @@ scoring compares whole confidence distributions rather than counting matches.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -67,6 +68,19 @@ class MatchResult:
             f1.keypoints[idx1],
             len(f0),
             len(f1),
+        )
+
+    def only(self, keep: np.ndarray, **counts: int) -> MatchResult:
+        """The matches ``keep`` marks, with ``counts`` recording why the others were set aside."""
+        return dataclasses.replace(
+            self,
+            idx0=self.idx0[keep],
+            idx1=self.idx1[keep],
+            confidence=self.confidence[keep],
+            kpts0=self.kpts0[keep],
+            kpts1=self.kpts1[keep],
+            inliers=None if self.inliers is None else self.inliers[keep],
+            **counts,
         )
 
     def confident(self, threshold: float) -> MatchResult:
