@@ -35,6 +35,12 @@ class FrameConf:
 CENTRED = FrameConf()
 
 
+def preset_frame(device_type: str, extractor: str) -> FrameConf | None:
+    """The rule where it was chosen and its prior fitted: ALIKED on a CPU. Elsewhere every match counts: the GPU's
+    prior is fitted on every match, and no other extractor was measured with the rule."""
+    return CENTRED if device_type == "cpu" and extractor == "aliked" else None
+
+
 def box_distance(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """How far each (x, y) point lies from the centre of a W x H frame: 0 at the centre, 1 on its edge."""
     if len(points) == 0:
@@ -56,4 +62,4 @@ def keep_inside(result: MatchResult, size0: tuple[int, int], size1: tuple[int, i
     keep = inside(result.kpts0, size0, result.kpts1, size1, conf)
     if keep.all():
         return result
-    return result.only(keep, outside_frame=result.outside_frame + int((~keep).sum()))
+    return result.only(keep, outside_frame=result.outside_frame + int((~keep).sum()), unframed=result)

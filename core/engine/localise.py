@@ -16,6 +16,7 @@ describing the photo the volunteer sees.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -56,7 +57,8 @@ def locate(matches: Sequence[MatchResult], frame_size: tuple[int, int], conf: Zo
     as-given working frame of size ``frame_size`` (W, H). Each keypoint counts once even if several
     candidates matched it.
     """
-    points = [m.kpts0[m.confidence >= conf.min_confidence] for m in matches[: conf.candidates]]
+    every = [m if m.unframed is None else m.unframed for m in matches[: conf.candidates]]
+    points = [m.kpts0[m.confidence >= conf.min_confidence] for m in every]
     if not points:
         return None
     found = np.unique(np.concatenate(points).reshape(-1, 2), axis=0)
@@ -159,16 +161,9 @@ def to_frame(
     result: MatchResult, region: Region, zoomed_size: tuple[int, int], frame_size: tuple[int, int]
 ) -> MatchResult:
     """``result`` of the zoomed query with its query keypoints moved into the as-given working frame."""
-    return MatchResult(
-        result.idx0,
-        result.idx1,
-        result.confidence,
-        points_to_frame(result.kpts0, region, zoomed_size, frame_size),
-        result.kpts1,
-        result.n0,
-        result.n1,
-        result.inliers,
-        result.turn,
+    unframed = None if result.unframed is None else to_frame(result.unframed, region, zoomed_size, frame_size)
+    return dataclasses.replace(
+        result, kpts0=points_to_frame(result.kpts0, region, zoomed_size, frame_size), unframed=unframed
     )
 
 

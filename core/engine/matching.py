@@ -43,6 +43,8 @@ class MatchResult:
     turn: int = 0  # clockwise degrees the query was turned to find these (core.engine.orientation); kpts0 are un-turned
     shared_exposure: int = 0  # strong matches set aside as a shared exposure (core.engine.exposure)
     outside_frame: int = 0  # matches set aside near either frame's edge (core.engine.framing)
+    #: Every match before the frame rule set some aside: the animal is located from all of them (core.engine.localise).
+    unframed: MatchResult | None = None
 
     @property
     def n_matches(self) -> int:
@@ -70,8 +72,8 @@ class MatchResult:
             len(f1),
         )
 
-    def only(self, keep: np.ndarray, **counts: int) -> MatchResult:
-        """The matches ``keep`` marks, with ``counts`` recording why the others were set aside."""
+    def only(self, keep: np.ndarray, **why: Any) -> MatchResult:
+        """The matches ``keep`` marks, with ``why`` (fields of this class) recording why the others were set aside."""
         return dataclasses.replace(
             self,
             idx0=self.idx0[keep],
@@ -80,7 +82,7 @@ class MatchResult:
             kpts0=self.kpts0[keep],
             kpts1=self.kpts1[keep],
             inliers=None if self.inliers is None else self.inliers[keep],
-            **counts,
+            **why,
         )
 
     def confident(self, threshold: float) -> MatchResult:

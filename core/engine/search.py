@@ -20,7 +20,7 @@ import torch
 from core.engine.exposure import SHARED_EXPOSURE, ExposureConf, set_aside_shared_exposure
 from core.engine.extractors import DEFAULT_EXTRACTOR, make_extractor
 from core.engine.features import FeatureCache, Features
-from core.engine.framing import CENTRED, FrameConf, keep_inside
+from core.engine.framing import FrameConf, keep_inside, preset_frame
 from core.engine.gallery_features import DEFAULT_FEATURE_MEMORY_MIB, features_at
 from core.engine.images import read_info
 from core.engine.index import GalleryIndex, GalleryPhoto, IndexBuilder, PairCache
@@ -135,7 +135,7 @@ class Engine:
         zoom: ZoomConf | None = None,
         feature_memory_mib: int = DEFAULT_FEATURE_MEMORY_MIB,
         exposure: ExposureConf | None = SHARED_EXPOSURE,
-        frame: FrameConf | Literal["device"] | None = "device",
+        frame: FrameConf | Literal["preset"] | None = "preset",
     ) -> None:
         """``prior``: True uses the prior shipped for these settings if there is one (core.engine.prior),
         False none (each gallery fits its own from sampled pairs), a path or a Prior that one.
@@ -144,7 +144,7 @@ class Engine:
         ``exposure``: when a query's matches with a gallery photo are set aside as a shared exposure
         (core.engine.exposure); None never.
         ``frame``: which matches count, by where they lie in the two frames (core.engine.framing); None every
-        match; ``"device"``: only central ones on a CPU, every match on a GPU (its prior is fitted on every match)."""
+        match; ``"preset"``: where the rule was chosen (ALIKED on a CPU) only central ones, elsewhere every match."""
         self.zoom = zoom
         self.exposure = exposure
         self.feature_memory = feature_memory_mib * 2**20
@@ -152,7 +152,7 @@ class Engine:
         self.matcher = matcher_for(extractor, matcher_conf, self.extractor.device, weights_dir)
         #: Clockwise quarter-turns each query is tried in (core.engine.orientation); None: the device's default.
         self.turns = parse_turns(turns) or default_turns(self.extractor.device)
-        self.frame = (CENTRED if self.extractor.device.type == "cpu" else None) if frame == "device" else frame
+        self.frame = preset_frame(self.extractor.device.type, extractor) if frame == "preset" else frame
         self.scoring = scoring or ScoringConf()
         if self.scoring.threshold is None:  # what counts as a strong match depends on the matcher
             self.scoring = dataclasses.replace(self.scoring, threshold=self.matcher.strong_confidence)

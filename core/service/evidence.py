@@ -126,6 +126,8 @@ def to_bytes(evidence: Evidence) -> bytes:
                 "turn": c.match.turn,
                 "n0": c.match.n0,
                 "n1": c.match.n1,
+                "shared_exposure": c.match.shared_exposure,
+                "outside_frame": c.match.outside_frame,
             }
             for c in evidence.candidates
         ],
@@ -154,7 +156,8 @@ def from_bytes(payload: bytes, path_of: Callable[[str], Path]) -> Evidence | Non
         candidates = []
         for i, c in enumerate(meta["candidates"]):
             arrays = {name: data[f"c{i}_{name}"] for name in _MATCH_ARRAYS}
-            match = MatchResult(**arrays, n0=int(c["n0"]), n1=int(c["n1"]), turn=int(c["turn"]))
+            set_aside = {why: int(c.get(why, 0)) for why in ("shared_exposure", "outside_frame")}  # later than FORMAT
+            match = MatchResult(**arrays, n0=int(c["n0"]), n1=int(c["n1"]), turn=int(c["turn"]), **set_aside)
             photo = EvidencePhoto(
                 path_of(c["sha256"]),
                 tuple(c["crop"]) if c["crop"] else None,  # type: ignore[arg-type]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from core.catalogue.manifest import ManifestRow
-from core.engine.framing import CENTRED, FrameConf, box_distance, inside, keep_inside
+from core.engine.framing import CENTRED, FrameConf, box_distance, inside, keep_inside, preset_frame
+from core.engine.localise import locate, to_frame
 from core.engine.matching import MatchResult
 from core.engine.search import Engine
 from core.evaluation.protocol import manifest_photo
@@ -38,8 +39,33 @@ def test_keep_inside_drops_edge_matches_keeps_the_rest_in_order_and_counts_them(
     assert kept.idx0.tolist() == [0, 2] and kept.idx1.tolist() == [10, 12]
     assert kept.confidence.tolist() == pytest.approx([0.99, 0.9])
     assert kept.outside_frame == 2 and kept.shared_exposure == 3 and (kept.n0, kept.n1) == (500, 400)
+    assert kept.unframed is result  # every match stays at hand for finding the animal
     central = MatchResult(np.arange(1), np.arange(1), conf[:1], k0[:1], k1[:1], 500, 400)
     assert keep_inside(central, (800, 600), (200, 200), CENTRED) is central
+
+
+def test_the_animal_is_located_from_every_match_though_only_central_ones_count() -> None:
+    """A close-up in the gallery puts the head's matches at its edges: the score sets them aside, but where the
+    animal lies in a distant query is found from all of them."""
+    rng = np.random.default_rng(3)
+    head = rng.uniform([400, 300], [500, 400], size=(40, 2)).astype(np.float32)  # in a 1000 x 750 query
+    in_closeup = np.concatenate(
+        [rng.uniform([5, 5], [30, 395], size=(20, 2)), rng.uniform([150, 150], [250, 250], size=(20, 2))]
+    ).astype(np.float32)
+    result = MatchResult(np.arange(40), np.arange(40), np.full(40, 0.9, np.float32), head, in_closeup, 900, 800)
+    kept = keep_inside(result, (1000, 750), (400, 400), CENTRED)
+    assert kept.outside_frame == 20
+    assert locate([kept], (1000, 750)) == locate([result], (1000, 750))
+    region = (0.2, 0.2, 0.8, 0.8)
+    moved = to_frame(kept, region, (1200, 900), (1000, 750))
+    assert moved.outside_frame == 20 and moved.unframed is not None
+    assert locate([moved], (1000, 750)) == locate([to_frame(result, region, (1200, 900), (1000, 750))], (1000, 750))
+
+
+def test_the_rule_serves_where_it_was_chosen_only() -> None:
+    assert preset_frame("cpu", "aliked") == CENTRED
+    assert preset_frame("cuda", "aliked") is None  # the GPU prior is fitted on every match
+    assert preset_frame("cpu", "sift") is None and preset_frame("cpu", "disk") is None  # never measured with it
 
 
 def _photo(data_dir: Path, path: str):

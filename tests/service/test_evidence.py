@@ -13,7 +13,7 @@ from core.engine.matching import MatchResult
 from core.service.evidence import FORMAT, Evidence, EvidenceCandidate, EvidencePhoto, from_bytes, to_bytes
 
 
-def _match(seed: int, n: int, turn: int = 0) -> MatchResult:
+def _match(seed: int, n: int, turn: int = 0, set_aside: int = 0) -> MatchResult:
     rng = np.random.default_rng(seed)
     confidence = np.sort(rng.random(n).astype(np.float32))[::-1]
     return MatchResult(
@@ -25,6 +25,8 @@ def _match(seed: int, n: int, turn: int = 0) -> MatchResult:
         500,
         480,
         turn=turn,
+        shared_exposure=set_aside,
+        outside_frame=2 * set_aside,
     )
 
 
@@ -38,7 +40,7 @@ def _evidence(tmp_path: Path) -> Evidence:
             n,
             strong,
             EvidencePhoto(tmp_path / f"{identity}.jpg", crop, rotation, f"{i:064x}", i + 1),
-            _match(i, n, turn),
+            _match(i, n, turn, set_aside=7 * (1 - i)),
             (512, 384),
             1.5,
             2.0,
@@ -77,6 +79,11 @@ def test_evidence_reads_back_exactly(tmp_path: Path) -> None:
         for name in ("idx0", "idx1", "confidence", "kpts0", "kpts1"):
             assert np.array_equal(getattr(got.match, name), getattr(want.match, name))
         assert (got.match.turn, got.match.n0, got.match.n1) == (want.match.turn, 500, 480)
+        assert (got.match.shared_exposure, got.match.outside_frame) == (
+            want.match.shared_exposure,
+            want.match.outside_frame,
+        )
+    assert back.candidates[0].match.outside_frame == 14  # the overlay's note on matches set aside survives storage
     shown = back.photo_matches("T-0001")
     assert len(shown) == 1 and shown[0].z == 42.0 and shown[0].image_size == (512, 384)
     assert back.null_stats(shown[0].photo) == (1.5, 2.0)
@@ -113,3 +120,18 @@ def test_the_shown_photo_keeps_its_own_score_beside_the_individuals(tmp_path: Pa
     np.savez(buffer, **arrays)
     old = from_bytes(buffer.getvalue(), lambda sha: tmp_path)
     assert old is not None and old.photo_matches("T-0001")[0].z == 42.0
+
+
+def test_evidence_stored_before_matches_were_set_aside_reads_as_none_set_aside(tmp_path: Path) -> None:
+    payload = to_bytes(_evidence(tmp_path))
+    with np.load(io.BytesIO(payload)) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    for candidate in meta["candidates"]:
+        del candidate["shared_exposure"], candidate["outside_frame"]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    back = from_bytes(buffer.getvalue(), lambda sha: tmp_path)
+    assert back is not None
+    assert [(c.match.shared_exposure, c.match.outside_frame) for c in back.candidates] == [(0, 0), (0, 0)]
