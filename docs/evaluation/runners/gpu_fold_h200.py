@@ -20,6 +20,7 @@ sys.path.insert(0, os.getcwd())
 def main(manifest: Path, encounters: str, fold: int, name: str) -> None:
     import core.engine.weights as w
     from core.catalogue.manifest import read_manifest
+    from core.engine.framing import FrameConf
     from core.engine.localise import ZoomConf
     from core.engine.search import Engine
     from core.evaluation.folds import evaluate_folds
@@ -44,6 +45,7 @@ def main(manifest: Path, encounters: str, fold: int, name: str) -> None:
         device="cuda",
         cache_dir=Path("/tmp/cache"),
         zoom=ZoomConf(),
+        frame=FrameConf(float(os.environ["FRAME"])) if os.environ.get("FRAME") else "preset",  # FRAME=0.75
     )
     report = evaluate_folds(
         read_manifest(manifest),

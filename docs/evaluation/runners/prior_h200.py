@@ -54,6 +54,7 @@ def _unpack(data, prefix: str) -> dict[str, list[np.ndarray]]:
 
 def collect(manifest: Path, name: str) -> None:
     import core.engine.weights as w
+    from core.engine.framing import FrameConf
     from core.engine.scoring import ScoringConf
     from core.engine.search import Engine
 
@@ -66,6 +67,7 @@ def collect(manifest: Path, name: str) -> None:
         device=os.environ.get("RUNNER_DEVICE", "cuda"),
         cache_dir=Path("/tmp/prior-cache"),
         prior=False,
+        frame=FrameConf(float(os.environ["FRAME"])) if os.environ.get("FRAME") else "preset",  # FRAME=0.75
     )
     print("signature", engine.signature, "conf", engine.extractor.conf, "turns", engine.turns, flush=True)
     collect_pairs(engine, manifest, name, out)
