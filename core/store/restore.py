@@ -54,7 +54,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from core.io import PRIVATE_FILE_MODE, TEMP_PREFIX, atomic_copy, make_private_dir, publish, sha256_file
+from core.io import PRIVATE_FILE_MODE, TEMP_PREFIX, make_private_dir, publish, sha256_file
 from core.store.backup import (
     FEATURES_DIR,
     FORMAT_VERSION,
@@ -222,7 +222,7 @@ def _restore_sqlite(source: Path, manifest: BackupManifest, target: Path) -> Non
     part = target.parent / f"{TEMP_PREFIX}{target.name}.{os.getpid()}{_RESTORE_SUFFIX}"
     try:
         if manifest.method == "sqlite":
-            atomic_copy(source / SQLITE_FILE, part, mode=PRIVATE_FILE_MODE)  # the backup itself is only read
+            _copy_into(source / SQLITE_FILE, part)  # the backup itself is only read
         else:
             engine = make_engine(f"sqlite:///{part}")
             try:
@@ -241,6 +241,14 @@ def _restore_sqlite(source: Path, manifest: BackupManifest, target: Path) -> Non
     finally:
         for path in _with_sidecars(part):
             path.unlink(missing_ok=True)
+
+
+def _copy_into(source: Path, part: Path) -> None:
+    """Straight into this restore's own temporary: a temporary of another name (``core.io.atomic_copy``'s) would
+    outlive a restore killed mid-copy, with no process id to tell the next restore it is stale."""
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "wb") as copy, source.open("rb") as original:
+        shutil.copyfileobj(original, copy)
 
 
 def _with_sidecars(path: Path) -> list[Path]:

@@ -201,6 +201,7 @@ def _fresh_live_copy(galleries: dict[str, Any], where: Path) -> tuple[Path, str]
 
 RESTORE_POINTS = [  # (where the process dies, what the gallery must then be)
     (("core.store.backup", "copy_tree", "return"), "as it was"),  # photos copied, the database untouched
+    (("shutil", "copyfileobj", "return"), "as it was"),  # the database copied beside (the photos were there)
     (("core.store.restore", "_verify_and_migrate", "call"), "as it was"),  # the new copy built, not checked
     (("core.store.restore", "_switch", "call"), "as it was"),  # checked and migrated, not switched
     (("core.store.restore", "_switch", "return"), "restored"),  # switched; dies before saying so
@@ -229,6 +230,10 @@ def test_restore_killed_at_dangerous_points_leaves_the_gallery_whole(galleries: 
         code, _ = _run(_restore_argv(home, url, galleries["old_backup"]), kill_at=point)
         assert code == KILLED, f"{point} was never reached"
         assert _judge_restore(galleries, home, url, code, f"at {point}") == expected, point
+        # the next restore completes and removes what the killed one left beside the database
+        assert _run(_restore_argv(home, url, galleries["old_backup"]))[0] == 0, point
+        assert _digest(url) == galleries["old"], point
+        assert [p.name for p in home.iterdir() if p.name.startswith(".tmp-")] == [], point
 
 
 @pytest.mark.parametrize("kills", RUNS)
