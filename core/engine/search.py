@@ -279,10 +279,18 @@ class Engine:
             self.frame,
         )
         index = builder.build(photos, progress, previous)
-        conf = resolve_shortlist(None, len(index.photos), self.device)
+        conf = self.shortlist_conf(None, len(index.photos))
         if conf is not None:
             shortlist_index(index, conf, self.device)
         return index
+
+    def shortlist_conf(self, shortlist: ShortlistConf | bool | None, n_photos: int) -> ShortlistConf | None:
+        """The shortlist a search of ``n_photos`` uses (core.engine.shortlist.resolve), None for exhaustive; one
+        without a frame rule of its own votes with this engine's (only central keypoints where matches count so)."""
+        conf = resolve_shortlist(shortlist, n_photos, self.device)
+        if conf is None or conf.frame is not None or self.frame is None:
+            return conf
+        return dataclasses.replace(conf, frame=self.frame)
 
     def match_gallery(
         self, query: Features | Sequence[Features], index: GalleryIndex, progress: Progress | None = None
@@ -360,7 +368,7 @@ class Engine:
         ``shortlist``: None follows the device's preset (core.engine.shortlist), False matches every photo,
         True or a conf always shortlists. ``progress`` follows the matched pairs.
         """
-        conf = resolve_shortlist(shortlist, len(index.photos), self.device)
+        conf = self.shortlist_conf(shortlist, len(index.photos))
         if conf is None:
             matched = self.match_gallery(query, index, progress)
             return SearchOutcome(self.rank(matched, index, top_k, method, exclude), dict(enumerate(matched)))

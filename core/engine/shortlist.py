@@ -27,6 +27,9 @@ at most ``max_individuals``), and for each the ``photos_per_individual`` photos 
 LightGlue (``max_pairs`` in all). The reranked individuals are scored exactly as in exhaustive search;
 those not reranked follow in shortlist order, so a ranking still lists every gallery individual.
 
+With the engine's frame rule (``frame``, core.engine.framing) only the query's central keypoints vote: the herd and
+the background at its edges would vote for whoever stood there too. The bank keeps every photo's strongest.
+
 ``rounds`` widen the search only where it is needed: while the best candidate's probability stays below
 ``stop_probability``, the next round's individuals (best voted first) on their next best-voted photos are
 matched too. A query of a well-photographed animal is answered after the first round; an unsure one (a new
@@ -45,6 +48,7 @@ import torch
 
 from core.engine.device import cpu_similarity_dtype
 from core.engine.features import Features
+from core.engine.framing import FrameConf, box_distance
 from core.engine.index import GalleryIndex
 from core.engine.orientation import as_views
 
@@ -68,6 +72,10 @@ class ShortlistConf:
     #: the best probability stays below ``stop_probability``; ``max_pairs`` bounds all rounds together.
     rounds: tuple[tuple[int, int], ...] = ()
     stop_probability: float = 0.5
+    #: Which of the query's keypoints vote: with the engine's frame rule (core.engine.framing) only central ones, so
+    #: that the herd and the background at its edges vote for no one; gallery photos bank their strongest keypoints
+    #: wherever they lie (a turtle's close-up has scutes at its edges). None: every keypoint votes.
+    frame: FrameConf | None = None
 
     def __post_init__(self) -> None:
         for name in ("gallery_descriptors", "query_descriptors", "min_individuals", "block"):
@@ -148,11 +156,16 @@ class Shortlist:
     rounds_used: int = 1
 
 
-def _strongest(features: Features, count: int) -> np.ndarray:
-    """Indices of the ``count`` keypoints with the highest detector score (stable, so ties are deterministic)."""
-    if len(features) <= count:
-        return np.arange(len(features))
-    return np.sort(np.argsort(-features.scores, kind="stable")[:count])
+def _strongest(features: Features, count: int, frame: FrameConf | None = None) -> np.ndarray:
+    """Indices of the ``count`` keypoints with the highest detector score (stable, so ties are deterministic), among
+    those inside ``frame`` where any are (a photo with keypoints at its edges only still votes with them)."""
+    candidates = np.arange(len(features))
+    if frame is not None:
+        inside = np.flatnonzero(box_distance(features.keypoints, features.image_size) < frame.inner)
+        candidates = inside if len(inside) else candidates
+    if len(candidates) <= count:
+        return candidates
+    return np.sort(candidates[np.argsort(-features.scores[candidates], kind="stable")[:count]])
 
 
 #: Gallery photos whose bank rows are gathered on the host before moving to the device together.
@@ -238,7 +251,7 @@ class ShortlistIndex:
     @torch.inference_mode()
     def similarities(self, query: Features) -> torch.Tensor:
         """``S``: best cosine similarity of each voting query descriptor in each photo, (Q, N) float32."""
-        keep = _strongest(query, self.conf.query_descriptors)
+        keep = _strongest(query, self.conf.query_descriptors, self.conf.frame)
         q = _unit(torch.from_numpy(np.asarray(query.descriptors[keep], dtype=np.float32)).to(self.device))
         q = q.to(self.descriptors.dtype)
         n, p, d = self.descriptors.shape

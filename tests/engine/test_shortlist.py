@@ -16,6 +16,7 @@ import torch
 
 from core.engine.device import cpu_similarity_dtype
 from core.engine.features import Features
+from core.engine.framing import CENTRED, FrameConf
 from core.engine.index import GalleryIndex, GalleryPhoto
 from core.engine.scoring import ScoringConf
 from core.engine.search import Engine
@@ -24,6 +25,7 @@ from core.engine.shortlist import (
     Shortlist,
     ShortlistConf,
     ShortlistIndex,
+    _strongest,
     default_conf,
     resolve,
     shortlist_index,
@@ -475,3 +477,63 @@ def test_the_cpu_preset_widens_in_two_rounds_to_eighteen_pairs() -> None:
     assert (cpu.min_individuals, cpu.max_individuals, cpu.photos_per_individual) == (2, 2, 2)
     assert cpu.rounds == ((4, 2), (6, 3)) and cpu.max_pairs == 18 and cpu.stop_probability == 0.5
     assert SHORTLIST_CONFS["cuda"].rounds == ()
+
+
+# --------------------------------------------------------------------------------------------------
+# The frame rule: only central keypoints vote
+
+
+def _framed_photo(centre: np.ndarray, edges: np.ndarray, rng: np.random.Generator) -> Features:
+    """A 512 x 384 photo: ``centre`` descriptors on the animal in the middle, ``edges`` on its outer eighth."""
+    middle = rng.uniform([160, 120], [352, 264], (len(centre), 2))
+    rim = np.column_stack([rng.choice([8.0, 504.0], len(edges)), rng.uniform(0, 384, len(edges))])
+    desc = _unit(
+        np.concatenate([centre, edges]) + 0.1 * rng.normal(size=(len(centre) + len(edges), DIM)) / np.sqrt(DIM)
+    )
+    return Features(
+        np.concatenate([middle, rim]).astype(np.float32),
+        desc,
+        np.full(len(desc), 0.5, np.float32),
+        (512, 384),
+        "aliked",
+        "synthetic",
+    )
+
+
+def test_with_the_frame_rule_the_herd_at_the_edges_votes_for_no_one() -> None:
+    """The query's animal (A) drank beside B's herd: the edges of A's query and of B's photo show the same animals.
+    Every keypoint of the query voting, the herd carries B first; only its central keypoints voting, A's markings
+    do (gallery photos bank every keypoint either way)."""
+    rng = np.random.default_rng(5)
+    pattern_a, pattern_b, herd = (_unit(rng.normal(size=(n, DIM))) for n in (60, 60, 150))
+    photos = [
+        GalleryPhoto("a" * 64, "A", Path("/nowhere/a.jpg")),
+        GalleryPhoto("b" * 64, "B", Path("/nowhere/b.jpg")),
+    ]
+    features = [
+        _framed_photo(pattern_a, _unit(rng.normal(size=(40, DIM))), rng),
+        _framed_photo(pattern_b, herd, rng),
+    ]
+    index = GalleryIndex(photos, features, {}, {}, ScoringConf())
+    query = _framed_photo(pattern_a[:30], herd, rng)
+    every = ShortlistIndex.build(index, dataclasses.replace(CONF, min_individuals=1), "cpu")
+    assert every.select(query).ranking[0] == "B"
+    centred = ShortlistIndex.build(index, dataclasses.replace(CONF, min_individuals=1, frame=CENTRED), "cpu")
+    assert centred.select(query).ranking[0] == "A"
+    assert torch.equal(centred.descriptors, every.descriptors)  # the same bank: only the query's votes change
+    # the strongest central keypoints; a photo with keypoints at its edges only still votes with them
+    assert set(_strongest(query, 1000, CENTRED).tolist()) == set(range(30))
+    rim_only = _framed_photo(np.zeros((0, DIM)), herd, rng)
+    assert _strongest(rim_only, 100, CENTRED).tolist() == _strongest(rim_only, 100).tolist() and len(rim_only) == 150
+
+
+def test_an_engine_votes_with_its_own_frame_rule(tmp_path: Path) -> None:
+    aliked = Engine("aliked", {"max_side": 512, "max_keypoints": 512}, device="cpu", cache_dir=tmp_path)
+    conf = aliked.shortlist_conf(None, 16)
+    assert conf is not None and conf.frame == CENTRED == aliked.frame
+    assert dataclasses.replace(conf, frame=None) == SHORTLIST_CONFS["cpu"]
+    assert aliked.shortlist_conf(False, 16) is None
+    own = ShortlistConf(max_pairs=3, frame=FrameConf(0.5))
+    assert aliked.shortlist_conf(own, 16) is own  # a conf with its own rule keeps it
+    sift = Engine("sift", {"max_side": 384, "max_keypoints": 384}, device="cpu", cache_dir=tmp_path)
+    assert sift.shortlist_conf(None, 16) == SHORTLIST_CONFS["cpu"]  # every keypoint votes, as every match counts

@@ -195,7 +195,9 @@ class Bench:
         index = engine.build_index(photos, lambda d, t: self._tick("null pairs", d, t))
         build["null_pairs"] = time.perf_counter() - start
         index.model(engine.scoring.method)
-        bank = shortlist_index(index, self.shortlist, self.device)
+        bank_conf = engine.shortlist_conf(self.shortlist, len(index.photos))  # as the searches below resolve it
+        assert bank_conf is not None  # a conf always shortlists
+        bank = shortlist_index(index, bank_conf, self.device)
         build["shortlist_bank"] = bank.build_seconds
 
         # Warm-up (kernels, allocator, lazy imports) on one query, not counted.
