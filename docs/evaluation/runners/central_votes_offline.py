@@ -14,7 +14,6 @@ which does not vote, alongside.
 
 import json
 import sys
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import exposure_offline
 import policy_offline
 import spatial_offline
-
-from core.engine.scoring import individual_score
 
 INNER = 0.75  # core.engine.framing.CENTRED
 
@@ -80,7 +77,6 @@ def extract(name: str, sides: str = "both") -> None:
 
 
 def main() -> None:
-    two_best = partial(individual_score, photos=2)
     figures: dict[str, dict[str, list]] = {}
     for name in policy_offline.SETS:
         plain, aside = spatial_offline.catalogues(name, "centre of both", INNER)
@@ -94,10 +90,7 @@ def main() -> None:
             ),
         ):
             aside.sims = sims
-            figures[name][label] = [
-                policy_offline.fold_figures(aside, k, exposure_offline.SEARCHES, two_best, prior_of=plain)
-                for k in range(4)
-            ]
+            figures[name][label] = exposure_offline.all_folds(aside, plain)
             print(name, label, file=sys.stderr, flush=True)
     print(json.dumps(exposure_offline.held_out_report(figures), indent=1))
 

@@ -97,8 +97,14 @@ def held_out_report(figures: dict[str, dict[str, list]]) -> dict:
     return {"summary": summary, "held_out": held_out}
 
 
-def main() -> None:
+def all_folds(searched, prior_of=None) -> list:
+    """Both searches on each of the four folds, an individual scored by its two best photos; the fold prior fitted on
+    ``prior_of``'s pairs (default ``searched``'s, see ``policy_offline.fold_figures``)."""
     two_best = partial(individual_score, photos=2)
+    return [policy_offline.fold_figures(searched, k, SEARCHES, two_best, prior_of=prior_of) for k in range(4)]
+
+
+def main() -> None:
     figures = {}
     for name in policy_offline.SETS:
         cat = policy_offline.Catalogue(name)
@@ -107,11 +113,9 @@ def main() -> None:
         plain.strong = scores(name, None)
         for label, rule in RULES.items():
             cat.strong = scores(name, rule)
-            figures[name][label] = [policy_offline.fold_figures(cat, k, SEARCHES, two_best) for k in range(4)]
+            figures[name][label] = all_folds(cat)
             # As the engine ships it: the query's pairs set aside, the prior's sampled pairs as matched.
-            figures[name][f"{label}, searches only"] = [
-                policy_offline.fold_figures(cat, k, SEARCHES, two_best, prior_of=plain) for k in range(4)
-            ]
+            figures[name][f"{label}, searches only"] = all_folds(cat, plain)
 
     print(json.dumps(held_out_report(figures), indent=1))
 

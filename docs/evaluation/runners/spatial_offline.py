@@ -12,7 +12,6 @@ weighting with the best summed top-1 and novelty AUROC of both sets on the other
 
 import json
 import sys
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import exposure_offline
 import policy_offline
-
-from core.engine.scoring import individual_score
 
 WEIGHTINGS = (
     [("none", 0.0)]
@@ -81,19 +78,14 @@ def small(draws: int) -> None:
 
 
 def main() -> None:
-    two_best = partial(individual_score, photos=2)
     figures: dict[str, dict[str, list]] = {}
     for name in policy_offline.SETS:
         figures[name] = {}
         for kind, a in WEIGHTINGS:
             plain, aside = catalogues(name, kind, a)
             label = kind if kind == "none" else f"{kind} {a:g}"
-            figures[name][label] = [
-                policy_offline.fold_figures(aside, k, exposure_offline.SEARCHES, two_best, prior_of=plain)
-                for k in range(4)
-            ]
+            figures[name][label] = exposure_offline.all_folds(aside, plain)
             print(name, label, file=sys.stderr, flush=True)
-
     print(json.dumps(exposure_offline.held_out_report(figures), indent=1))
 
 
