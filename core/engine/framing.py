@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.engine.features import Features
 from core.engine.matching import MatchResult
 
 
@@ -47,6 +48,11 @@ def box_distance(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return np.zeros(0)
     half = np.asarray(size, dtype=np.float64) / 2
     return np.abs((np.asarray(points, dtype=np.float64) - half) / half).max(axis=1)
+
+
+def central(features: Features, conf: FrameConf) -> np.ndarray:
+    """Which of a photo's keypoints lie within ``conf.inner`` of its centre."""
+    return box_distance(features.keypoints, features.image_size) < conf.inner
 
 
 def inside(

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from core.engine.features import Features, photo_key
-from core.engine.framing import FrameConf, inside
+from core.engine.framing import FrameConf, central
 from core.engine.gallery_features import DEFAULT_FEATURE_MEMORY_MIB, FeatureMemory, GalleryFeatures
 from core.engine.matching import Matcher, MatchResult
 from core.engine.orientation import strongest
@@ -254,13 +254,19 @@ class IndexBuilder:
         def turned_features(key: str, turn: int) -> Features:
             return features.of(by_photo[key]) if turn == 0 else self.features_of(by_photo[key].turned(turn))
 
+        centres: dict[tuple[str, int], np.ndarray] = {}  # a photo's (turned) features are read once for this
+
+        def centre(key: str, turn: int) -> np.ndarray:
+            if (key, turn) not in centres:
+                assert self.frame is not None
+                centres[(key, turn)] = central(turned_features(key, turn), self.frame)
+            return centres[(key, turn)]
+
         def counted(first: str, turn: int, second: str, idx0: np.ndarray, idx1: np.ndarray, conf: np.ndarray):
             """The confidences of the matches that count (core.engine.framing), as a query's pair keeps them."""
             if self.frame is None:
                 return conf
-            f0, f1 = turned_features(first, turn), features.of(by_photo[second])
-            keep = inside(f0.keypoints[idx0], f0.image_size, f1.keypoints[idx1], f1.image_size, self.frame)
-            return conf[keep]
+            return conf[centre(first, turn)[idx0] & centre(second, 0)[idx1]]
 
         # Each pair is matched as a query would be: its second photo turned against its first (turn 0 keeps
         # the original order). The cache is keyed (first image as matched, second image).

@@ -48,7 +48,7 @@ import torch
 
 from core.engine.device import cpu_similarity_dtype
 from core.engine.features import Features
-from core.engine.framing import FrameConf, box_distance
+from core.engine.framing import FrameConf, central
 from core.engine.index import GalleryIndex
 from core.engine.orientation import as_views
 
@@ -161,7 +161,7 @@ def _strongest(features: Features, count: int, frame: FrameConf | None = None) -
     those inside ``frame`` where any are (a photo with keypoints at its edges only still votes with them)."""
     candidates = np.arange(len(features))
     if frame is not None:
-        inside = np.flatnonzero(box_distance(features.keypoints, features.image_size) < frame.inner)
+        inside = np.flatnonzero(central(features, frame))
         candidates = inside if len(inside) else candidates
     if len(candidates) <= count:
         return candidates

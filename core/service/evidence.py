@@ -156,7 +156,8 @@ def from_bytes(payload: bytes, path_of: Callable[[str], Path]) -> Evidence | Non
         candidates = []
         for i, c in enumerate(meta["candidates"]):
             arrays = {name: data[f"c{i}_{name}"] for name in _MATCH_ARRAYS}
-            set_aside = {why: int(c.get(why, 0)) for why in ("shared_exposure", "outside_frame")}  # later than FORMAT
+            # Rows stored before the counts were recorded (same FORMAT) set nothing aside.
+            set_aside = {why: int(c.get(why, 0)) for why in ("shared_exposure", "outside_frame")}
             match = MatchResult(**arrays, n0=int(c["n0"]), n1=int(c["n1"]), turn=int(c["turn"]), **set_aside)
             photo = EvidencePhoto(
                 path_of(c["sha256"]),
