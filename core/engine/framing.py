@@ -22,6 +22,9 @@ class FrameConf:
     edge: max(|x/W - 1/2|, |y/H - 1/2|) * 2), so the outer eighth of each side is set aside at 0.75."""
 
     inner: float = 0.75
+    #: The gallery photo's edges too. False: only the query's, whose frame a volunteer or the zoom chose, as an
+    #: uncropped gallery photo may show its animal anywhere, edges included.
+    gallery: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.inner <= 1.0:
@@ -30,16 +33,25 @@ class FrameConf:
     @property
     def tag(self) -> str:
         """For cache keys and prior signatures: results under another frame rule are not interchangeable."""
-        return f"frame-{self.inner:g}"
+        return f"frame-{self.inner:g}" + ("" if self.gallery else "-query")
+
+    @classmethod
+    def from_tag(cls, tag: str) -> FrameConf:
+        """The rule a :attr:`tag` names (its ``frame-`` prefix optional): ``frame-0.75``, ``0.75-query``."""
+        inner, _, sides = tag.removeprefix("frame-").partition("-")
+        if sides not in ("", "query"):
+            raise ValueError(f"not a frame rule: {tag!r}")
+        return cls(float(inner), gallery=sides != "query")
 
 
 CENTRED = FrameConf()
 
 
-def preset_frame(device_type: str, extractor: str) -> FrameConf | None:
-    """The rule where it was chosen and its prior fitted: ALIKED on a CPU. Elsewhere every match counts: the GPU's
-    prior is fitted on every match, and no other extractor was measured with the rule."""
-    return CENTRED if device_type == "cpu" and extractor == "aliked" else None
+def preset_frame(extractor: str) -> FrameConf | None:
+    """The rule where it was chosen and its priors fitted: ALIKED, on a CPU (its rounds replayed under identity
+    folds) and on a GPU (four nyala folds and a turtle fold at the GPU defaults, README "Unseen animals").
+    Elsewhere every match counts: no other extractor was measured with the rule."""
+    return CENTRED if extractor == "aliked" else None
 
 
 def box_distance(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -58,8 +70,10 @@ def central(features: Features, conf: FrameConf) -> np.ndarray:
 def inside(
     kpts0: np.ndarray, size0: tuple[int, int], kpts1: np.ndarray, size1: tuple[int, int], conf: FrameConf
 ) -> np.ndarray:
-    """Which matches lie within ``conf.inner`` of the centre in both frames."""
-    return (box_distance(kpts0, size0) < conf.inner) & (box_distance(kpts1, size1) < conf.inner)
+    """Which matches lie within ``conf.inner`` of the centre in both frames (in the query's, ``kpts0``, alone where
+    ``conf.gallery`` is off)."""
+    keep = box_distance(kpts0, size0) < conf.inner
+    return keep & (box_distance(kpts1, size1) < conf.inner) if conf.gallery else keep
 
 
 def keep_inside(result: MatchResult, size0: tuple[int, int], size1: tuple[int, int], conf: FrameConf) -> MatchResult:

@@ -266,7 +266,8 @@ class IndexBuilder:
             """The confidences of the matches that count (core.engine.framing), as a query's pair keeps them."""
             if self.frame is None:
                 return conf
-            return conf[centre(first, turn)[idx0] & centre(second, 0)[idx1]]
+            keep = centre(first, turn)[idx0]
+            return conf[keep & centre(second, 0)[idx1] if self.frame.gallery else keep]
 
         # Each pair is matched as a query would be: its second photo turned against its first (turn 0 keeps
         # the original order). The cache is keyed (first image as matched, second image).

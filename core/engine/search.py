@@ -144,7 +144,7 @@ class Engine:
         ``exposure``: when a query's matches with a gallery photo are set aside as a shared exposure
         (core.engine.exposure); None never.
         ``frame``: which matches count, by where they lie in the two frames (core.engine.framing); None every
-        match; ``"preset"``: where the rule was chosen (ALIKED on a CPU) only central ones, elsewhere every match."""
+        match; ``"preset"``: where the rule was chosen (ALIKED) only central ones, elsewhere every match."""
         self.zoom = zoom
         self.exposure = exposure
         self.feature_memory = feature_memory_mib * 2**20
@@ -152,7 +152,7 @@ class Engine:
         self.matcher = matcher_for(extractor, matcher_conf, self.extractor.device, weights_dir)
         #: Clockwise quarter-turns each query is tried in (core.engine.orientation); None: the device's default.
         self.turns = parse_turns(turns) or default_turns(self.extractor.device)
-        self.frame = preset_frame(self.extractor.device.type, extractor) if frame == "preset" else frame
+        self.frame = preset_frame(extractor) if frame == "preset" else frame
         self.scoring = scoring or ScoringConf()
         if self.scoring.threshold is None:  # what counts as a strong match depends on the matcher
             self.scoring = dataclasses.replace(self.scoring, threshold=self.matcher.strong_confidence)

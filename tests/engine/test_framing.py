@@ -30,6 +30,24 @@ def test_a_match_counts_only_when_it_lies_inside_both_frames() -> None:
         FrameConf(0.0)
 
 
+def test_the_query_only_rule_ignores_where_matches_lie_in_the_gallery_photo() -> None:
+    """An uncropped gallery photo may show its animal at an edge: under ``gallery=False`` only the query's frame,
+    which a volunteer or the zoom chose, sets matches aside."""
+    k0 = np.array([[400, 300], [790, 300], [400, 300], [500, 350]], dtype=np.float32)
+    k1 = np.array([[100, 100], [100, 100], [5, 100], [150, 60]], dtype=np.float32)
+    query_only = FrameConf(0.75, gallery=False)
+    assert inside(k0, (800, 600), k1, (200, 200), query_only).tolist() == [True, False, True, True]
+
+
+def test_a_rule_is_named_by_its_tag_and_read_back_from_it() -> None:
+    assert CENTRED.tag == "frame-0.75" and FrameConf(0.75, gallery=False).tag == "frame-0.75-query"
+    for conf in (CENTRED, FrameConf(0.5), FrameConf(0.875, gallery=False)):
+        assert FrameConf.from_tag(conf.tag) == conf
+    assert FrameConf.from_tag("0.75-query") == FrameConf(0.75, gallery=False)
+    with pytest.raises(ValueError, match="not a frame rule"):
+        FrameConf.from_tag("frame-0.75-gallery")
+
+
 def test_keep_inside_drops_edge_matches_keeps_the_rest_in_order_and_counts_them() -> None:
     k0 = np.array([[400, 300], [790, 300], [410, 290], [10, 10]], dtype=np.float32)
     k1 = np.array([[100, 100], [100, 100], [90, 110], [100, 100]], dtype=np.float32)
@@ -63,9 +81,8 @@ def test_the_animal_is_located_from_every_match_though_only_central_ones_count()
 
 
 def test_the_rule_serves_where_it_was_chosen_only() -> None:
-    assert preset_frame("cpu", "aliked") == CENTRED
-    assert preset_frame("cuda", "aliked") is None  # the GPU prior is fitted on every match
-    assert preset_frame("cpu", "sift") is None and preset_frame("cpu", "disk") is None  # never measured with it
+    assert preset_frame("aliked") == CENTRED  # on a CPU and a GPU: both priors are fitted under it
+    assert preset_frame("sift") is None and preset_frame("disk") is None  # never measured with it
 
 
 def _photo(data_dir: Path, path: str):
@@ -74,7 +91,7 @@ def _photo(data_dir: Path, path: str):
 
 def test_a_cpu_engine_counts_central_matches_only_and_says_so_in_its_prior_signature(data_dir, tmp_path) -> None:
     """Real nyala: two photos of one animal, matched as a search matches them; every kept match lies inside both
-    frames, the others are counted as set aside; a GPU's rule (every match) is another prior."""
+    frames, the others are counted as set aside; counting every match is another prior."""
     engine = Engine("aliked", {"max_side": 1024, "max_keypoints": 1024}, device="cpu", cache_dir=tmp_path)
     assert engine.frame == CENTRED and engine.signature.endswith("+frame-0.75")
     every = Engine("aliked", {"max_side": 1024, "max_keypoints": 1024}, device="cpu", cache_dir=tmp_path, frame=None)

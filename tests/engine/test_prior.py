@@ -144,19 +144,20 @@ def test_the_shipped_prior_serves_the_cpu_defaults(tmp_path) -> None:
 
 def test_a_prior_ships_for_the_gpu_defaults_too(tmp_path) -> None:
     """A GPU deployment (1,600 px, 2,048 keypoints, four turns) needs no pairs of its own either: its prior was
-    fitted on both catalogues in four turns (docs/evaluation/runners/prior_h200.py). The GPU's settings on this
+    fitted on both catalogues in four turns, edge matches set aside as the engine sets them aside
+    (docs/evaluation/runners/prior_h200.py). The GPU's settings on this
     CPU, LightGlue at full depth as on a GPU, find the same file; with the CPU's early stopping they do not (their
     matches differ), and the engine samples pairs of its own instead."""
     gpu_like = {
         "extractor_conf": {"max_side": 1600, "max_keypoints": 2048},
         "device": "cpu",
         "turns": "all",
-        "frame": None,  # a GPU counts every match (core.engine.framing)
     }
     engine = Engine(**gpu_like, matcher_conf={"depth_confidence": -1.0}, cache_dir=tmp_path)
     assert engine.turns == (0, 90, 180, 270)
     assert engine.prior is not None and engine.prior.signature == engine.signature
-    assert engine.prior.signature.endswith("+turns-0-90-180-270+best-2")
+    assert engine.prior.signature.endswith("+turns-0-90-180-270+best-2+frame-0.75")
+    assert "0.75" in engine.prior.source["matches"]
     assert {c["name"]: c["photos"] for c in engine.prior.source["catalogues"]} == {"turtles": 366, "nyala": 255}
     assert engine.scoring.null_negatives == 0 and engine.scoring.null_positives == 0
     early = Engine(**gpu_like, cache_dir=tmp_path)

@@ -15,12 +15,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, os.getcwd())
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from prior_h200 import frame_rule
 
 
 def main(manifest: Path, encounters: str, fold: int, name: str) -> None:
     import core.engine.weights as w
     from core.catalogue.manifest import read_manifest
-    from core.engine.framing import FrameConf
     from core.engine.localise import ZoomConf
     from core.engine.search import Engine
     from core.evaluation.folds import evaluate_folds
@@ -45,7 +47,7 @@ def main(manifest: Path, encounters: str, fold: int, name: str) -> None:
         device="cuda",
         cache_dir=Path("/tmp/cache"),
         zoom=ZoomConf(),
-        frame=FrameConf(float(os.environ["FRAME"])) if os.environ.get("FRAME") else "preset",  # FRAME=0.75
+        frame=frame_rule(os.environ.get("FRAME", "preset")),
     )
     report = evaluate_folds(
         read_manifest(manifest),

@@ -54,7 +54,6 @@ def _unpack(data, prefix: str) -> dict[str, list[np.ndarray]]:
 
 def collect(manifest: Path, name: str) -> None:
     import core.engine.weights as w
-    from core.engine.framing import FrameConf
     from core.engine.scoring import ScoringConf
     from core.engine.search import Engine
 
@@ -67,7 +66,7 @@ def collect(manifest: Path, name: str) -> None:
         device=os.environ.get("RUNNER_DEVICE", "cuda"),
         cache_dir=Path("/tmp/prior-cache"),
         prior=False,
-        frame=FrameConf(float(os.environ["FRAME"])) if os.environ.get("FRAME") else "preset",  # FRAME=0.75
+        frame=frame_rule(os.environ.get("FRAME", "preset")),
     )
     print("signature", engine.signature, "conf", engine.extractor.conf, "turns", engine.turns, flush=True)
     collect_pairs(engine, manifest, name, out)
@@ -123,8 +122,8 @@ def collect_pairs(engine, manifest: Path, name: str, out: Path) -> None:
 
 PHOTOS = {  # how the shipped priors' pairs were made, recorded in their source
     "gpu": "turtles re-encoded as WebP at 1600 px (quality 68), nyala as shipped; pairs matched on one H200 in four "
-    "turns (docs/evaluation/runners/prior_h200.py collect; pairs in docs/evaluation/pairs/*-gpu-pairs.npz; then "
-    "prior_h200.py fit)",
+    "turns, only matches within 0.75 of both frames' centres counted (FRAME=0.75 docs/evaluation/runners/prior_h200.py "
+    "collect; pairs in docs/evaluation/pairs/*-gpu-frame-pairs.npz; then prior_h200.py fit)",
     "cpu": "turtles re-encoded as WebP at 1600 px (quality 68) and read at 1024 px, nyala as shipped; pairs matched "
     "on a 2-core CPU one at a time with LightGlue's early stopping, as the laptop matches "
     "(docs/evaluation/runners/cpu_rounds_h200.py SET collect with RUNNER_DEVICE=cpu; pairs in "
@@ -168,6 +167,13 @@ def fit(target: Path, saved: list[Path]) -> None:
     for method, p in prior.methods.items():
         print(f"{method:<12} null {p.null_mean:.3f} ± {p.null_std:.3f}; slope {p.slope:.3f} offset {p.offset:.3f}")
     print("prior for", sig, "written to", target)
+
+
+def frame_rule(tag: str):
+    """FRAME: "preset" (the engine's own rule), "none" (every match counts), or a rule's tag ("0.75-query")."""
+    from core.engine.framing import FrameConf
+
+    return {"preset": "preset", "none": None}[tag] if tag in ("preset", "none") else FrameConf.from_tag(tag)
 
 
 if __name__ == "__main__":

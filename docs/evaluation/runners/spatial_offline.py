@@ -26,6 +26,7 @@ WEIGHTINGS = (
     [("none", 0.0)]
     + [("centre of both", a) for a in (0.625, 0.75, 0.875)]
     + [("centre of the gallery photo", a) for a in (0.75, 0.875)]
+    + [("centre of the query photo", a) for a in (0.75, 0.875)]
     + [("linear, both", a) for a in (0.5, 0.8)]
     + [("linear, gallery photo", a) for a in (0.5, 0.8)]
 )
@@ -39,6 +40,7 @@ def weights(kind: str, a: float, bins: int) -> np.ndarray:
         "none": np.ones((bins, bins)),
         "centre of both": ((rq < a) & (rg < a)).astype(float),
         "centre of the gallery photo": (rg < a) * np.ones_like(rq),
+        "centre of the query photo": (rq < a) * np.ones_like(rg),
         "linear, both": np.clip(1 - a * rq, 0, 1) * np.clip(1 - a * rg, 0, 1),
         "linear, gallery photo": np.clip(1 - a * rg, 0, 1) * np.ones_like(rq),
     }[kind]
