@@ -5,6 +5,8 @@ fold prior fitted on that fold's gallery. A few folds per call, each in its own 
 GPU, because the four-turn matching of a whole set under four folds does not fit one device call.
 
     python gpu_fold_h200.py MANIFEST ENCOUNTERS FOLDS NAME    # FOLDS "0" or "1,2,3"; writes $OUT/NAME-gpu-fold-K.json
+
+Environment: FRAME (prior_h200.frame_rule), ZOOMED_FRAME=none (the rule in the first pass only), QUERY_PART=K/N.
 """
 
 import dataclasses
@@ -41,7 +43,8 @@ def main(manifest: Path, encounters: str, fold: int, name: str) -> None:
         folds_module.protocol_split = split_part
         name = f"{name}-part{k}of{n}"
     w.weights_dir = lambda override=None: Path(override) if override is not None else Path(".carry/weights")
-    engine = Engine(
+    engine_class = _first_pass_frame(Engine) if os.environ.get("ZOOMED_FRAME") == "none" else Engine
+    engine = engine_class(
         "aliked",
         {"max_side": 1600, "max_keypoints": 2048},
         device="cuda",
@@ -62,6 +65,27 @@ def main(manifest: Path, encounters: str, fold: int, name: str) -> None:
     print(report.table(), flush=True)
     out = Path(os.environ.get("OUT", "/tmp/out"))
     (out / f"{name}-gpu-fold-{fold}.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
+
+
+def _first_pass_frame(engine_class):
+    """ZOOMED_FRAME=none: the frame rule holds in a search's first pass only; the zoomed pass, whose frame the zoom
+    cut around the first pass's matches, counts every match (an experiment, not the app's behaviour)."""
+
+    class FirstPassFrame(engine_class):
+        def search_photo(self, *args, **kwargs):
+            self.passes = 0
+            return super().search_photo(*args, **kwargs)
+
+        def search(self, *args, **kwargs):
+            rule, self.passes = self.frame, getattr(self, "passes", 0) + 1
+            if self.passes > 1:
+                self.frame = None
+            try:
+                return super().search(*args, **kwargs)
+            finally:
+                self.frame = rule
+
+    return FirstPassFrame
 
 
 if __name__ == "__main__":
