@@ -18,8 +18,9 @@ from core.engine.matching import MatchResult
 
 @dataclass(frozen=True)
 class FrameConf:
-    """Which matches count: those within ``inner`` of both frames' centres, in box distance (0 the centre, 1 the
-    edge: max(|x/W - 1/2|, |y/H - 1/2|) * 2), so the outer eighth of each side is set aside at 0.75."""
+    """Which matches count: those within ``inner`` of both frames' centres (the query's alone without ``gallery``),
+    in box distance (0 the centre, 1 the edge: max(|x/W - 1/2|, |y/H - 1/2|) * 2); 0.75 sets each side's outer eighth
+    aside."""
 
     inner: float = 0.75
     #: The gallery photo's edges too. False: only the query's, whose frame a volunteer or the zoom chose, as an
