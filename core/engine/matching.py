@@ -85,20 +85,6 @@ class MatchResult:
             **why,
         )
 
-    def confident(self, threshold: float) -> MatchResult:
-        keep = self.confidence >= threshold
-        return MatchResult(
-            self.idx0[keep],
-            self.idx1[keep],
-            self.confidence[keep],
-            self.kpts0[keep],
-            self.kpts1[keep],
-            self.n0,
-            self.n1,
-            None if self.inliers is None else self.inliers[keep],
-            self.turn,
-        )
-
 
 class Matcher:
     """Base: ``match`` one pair, ``match_many`` one query against many gallery photos."""

@@ -443,15 +443,16 @@ def test_from_indices_with_no_matches() -> None:
     result = MatchResult.from_indices(f0, f1, [], [], [])
     assert result.n_matches == 0 and (result.n0, result.n1) == (3, 2)
     assert result.kpts0.shape == (0, 2) and result.confidence.dtype == np.float32
-    assert result.confident(0.5).n_matches == 0
+    assert result.only(result.confidence >= 0.5).n_matches == 0
 
 
-def test_confident_filters_and_keeps_everything_aligned() -> None:
+def test_only_keeps_the_marked_matches_aligned_and_says_why_the_others_went() -> None:
     f0 = features(np.arange(12.0).reshape(6, 2))
     f1 = features(-np.arange(12.0).reshape(6, 2))
     result = MatchResult.from_indices(f0, f1, np.arange(6), np.arange(6)[::-1], [0.9, 0.1, 0.5, 0.49, 0.8, 0.3])
     result.inliers = np.array([True, False, True, True, False, False])  # rows in confidence order
-    kept = result.confident(0.5)
+    result.shared_exposure = 2
+    kept = result.only(result.confidence >= 0.5, outside_frame=3)
     np.testing.assert_allclose(kept.confidence, [0.9, 0.8, 0.5])  # the threshold itself is kept
     np.testing.assert_array_equal(kept.idx0, [0, 4, 2])
     np.testing.assert_array_equal(kept.idx1, [5, 1, 3])
@@ -459,8 +460,9 @@ def test_confident_filters_and_keeps_everything_aligned() -> None:
     np.testing.assert_array_equal(kept.kpts1, f1.keypoints[[5, 1, 3]])
     np.testing.assert_array_equal(kept.inliers, [True, False, True])
     assert (kept.n0, kept.n1, kept.n_inliers) == (6, 6, 2)
-    assert result.n_matches == 6  # the original is untouched
-    assert result.confident(0.0).n_matches == 6 and result.confident(0.95).n_matches == 0
+    assert (kept.shared_exposure, kept.outside_frame) == (2, 3)  # earlier counts kept, the new one recorded
+    assert result.n_matches == 6 and result.outside_frame == 0  # the original is untouched
+    assert result.only(np.ones(6, bool)).n_matches == 6 and result.only(np.zeros(6, bool)).n_matches == 0
 
 
 # --------------------------------------------------------------------------------------------------
