@@ -13,6 +13,7 @@ Matches are reported in the frame of the photo as given, so overlays draw on the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -105,14 +106,6 @@ def best_turn(
     chosen = tries[best]
     if turns[best] % 360 == 0:
         return chosen
-    return MatchResult(
-        chosen.idx0,
-        chosen.idx1,
-        chosen.confidence,
-        to_given_frame(chosen.kpts0, turns[best], sizes[best]),
-        chosen.kpts1,
-        chosen.n0,
-        chosen.n1,
-        chosen.inliers,
-        turn=turns[best] % 360,
+    return dataclasses.replace(
+        chosen, kpts0=to_given_frame(chosen.kpts0, turns[best], sizes[best]), turn=turns[best] % 360
     )
