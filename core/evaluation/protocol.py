@@ -123,6 +123,9 @@ class QueryOutcome:
     seconds: float
     true_score: float | None = None  # exhaustive search: z-score of the right individual (known queries)
     best_other_score: float | None = None  # ... and of the best-scoring wrong one
+    #: Where the search zoomed to the animal (core.engine.localise), its first pass: what the zoom changed.
+    first_pass_ranking: list[str] | None = None
+    first_pass_probability: float | None = None
 
 
 @dataclass
@@ -264,9 +267,8 @@ def evaluate(
         views = engine.photo_views(photo)
         extracted = time.perf_counter()
         # The app's search, zoomed to the animal where the engine would (core.engine.localise).
-        deployed = engine.search_photo(
-            photo.path, photo.sha256, searched_index, method=methods[0], shortlist=shortlist
-        ).identification
+        outcome = engine.search_photo(photo.path, photo.sha256, searched_index, method=methods[0], shortlist=shortlist)
+        deployed, first = outcome.identification, (outcome.zoom.first if outcome.zoom else None)
         search_latencies.append(time.perf_counter() - start)
         searched.add(deployed, row.identity, is_novel)
         extraction.append(extracted - start)
@@ -293,6 +295,8 @@ def evaluate(
                 search_latencies[-1],
                 scores.get(row.identity),
                 max(others) if others else None,
+                first.ranking[:5] if first else None,
+                (first.candidates[0].probability if first.candidates else 0.0) if first else None,
             )
         )
         if progress:

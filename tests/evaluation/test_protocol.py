@@ -12,6 +12,7 @@ import pytest
 from fixtures.models import SMALL_ALIKED_CONF
 
 from core.catalogue.manifest import ManifestRow, read_manifest
+from core.engine.localise import ZoomConf
 from core.errors import ManifestError, ScuteError
 from core.evaluation.folds import evaluate_folds
 from core.evaluation.metrics import auroc
@@ -209,6 +210,14 @@ def test_queries_are_compared_with_their_own_side_and_folds_summarised(data_dir:
     expected_novel = sum(1 for r in split.queries if (r.identity, r.side) not in sides and r.side != "unknown")
     assert report.settings["split"]["novel_queries"] == expected_novel
     assert expected_novel > len([r for r in split.queries if r.identity in split.novel])  # sides add novel queries
+    assert all(q.first_pass_ranking is None and q.first_pass_probability is None for q in report.queries_detail)
+    zooming = Engine(
+        "sift", {"max_side": 256}, device="cpu", cache_dir=tmp_path, zoom=ZoomConf(confident=1.1, min_points=1)
+    )
+    zoomed = evaluate(rows, root, zooming, ("confident",), split=split, exhaustive=False).queries_detail
+    firsts = [q for q in zoomed if q.first_pass_ranking is not None]  # what the zoom changed stays in the report
+    assert firsts and all(q.first_pass_probability is not None for q in firsts)
+    assert all(0.0 <= q.first_pass_probability <= 1.0 and len(q.first_pass_ranking) <= 5 for q in firsts)
     every_side = evaluate(rows, root, engine, ("confident",), split=split, exhaustive=False, sides=False)
     assert every_side.settings["split"]["novel_queries"] == len([r for r in split.queries if r.identity in split.novel])
 
