@@ -85,6 +85,11 @@ class Identification:
     null_confidences: np.ndarray  # sample of non-matching confidences, for the CDF plot
     method: str
 
+    @property
+    def best_probability(self) -> float:
+        """The first candidate's probability; 0 when there is none."""
+        return self.candidates[0].probability if self.candidates else 0.0
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "candidates": [c.to_dict() for c in self.candidates],
@@ -412,8 +417,7 @@ class Engine:
             step = _offset_progress(progress, len(matched), len(matched) + len(batch))
             matched.update(zip(batch, self.match_views(query, features_at(index.features, batch), step), strict=True))
             identification = self._rank_subset(matched, index, top_k, method, exclude)
-            best = identification.candidates[0].probability if identification.candidates else 0.0
-            if best >= conf.stop_probability:
+            if identification.best_probability >= conf.stop_probability:
                 break
             batch = bank.widen(short)
             if not batch:
@@ -465,7 +469,7 @@ class Engine:
         frame = views[0].image_size
         region = locate([c.match for c in first.identification.candidates if c.match is not None], frame, conf)
         native = native_size(*_photo_size(source), crop, rotation)
-        best = first.identification.candidates[0].probability if first.identification.candidates else 0.0
+        best = first.identification.best_probability
         if not worth_zooming(region, frame, native, self.extractor.max_side, best, conf):
             return first
         assert region is not None

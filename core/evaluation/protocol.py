@@ -296,7 +296,7 @@ def evaluate(
                 scores.get(row.identity),
                 max(others) if others else None,
                 first.ranking[:5] if first else None,
-                (first.candidates[0].probability if first.candidates else 0.0) if first else None,
+                first.best_probability if first else None,
             )
         )
         if progress:

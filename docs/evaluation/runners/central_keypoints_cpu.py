@@ -51,7 +51,7 @@ def main(n: int) -> None:
 
     import core.engine.weights as w
     from core.catalogue.manifest import read_manifest
-    from core.engine.framing import CENTRED, box_distance, inside
+    from core.engine.framing import CENTRED, central, inside
     from core.engine.search import Engine
     from core.evaluation.protocol import manifest_photo
 
@@ -63,8 +63,8 @@ def main(n: int) -> None:
     )
     strong = engine.scoring.strong
 
-    def central(f):
-        keep = box_distance(f.keypoints, f.image_size) < CENTRED.inner
+    def central_only(f):
+        keep = central(f, CENTRED)
         return dataclasses.replace(
             f, keypoints=f.keypoints[keep], descriptors=f.descriptors[keep], scores=f.scores[keep]
         )
@@ -83,7 +83,7 @@ def main(n: int) -> None:
             for a, b in pairs:
                 f0, f1 = (engine.photo_features(manifest_photo(manifest.parent, r)) for r in (a, b))
                 every, t_every = timed(f0, f1)
-                c0, c1 = central(f0), central(f1)
+                c0, c1 = central_only(f0), central_only(f1)
                 only, t_only = timed(c0, c1)
                 counted = (every.confidence >= strong) & inside(
                     every.kpts0, f0.image_size, every.kpts1, f1.image_size, CENTRED

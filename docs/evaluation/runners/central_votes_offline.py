@@ -25,7 +25,7 @@ import exposure_offline
 import policy_offline
 import spatial_offline
 
-INNER = 0.75  # core.engine.framing.CENTRED
+from core.engine.framing import CENTRED, central
 
 
 def extract(name: str, sides: str = "both") -> None:
@@ -35,7 +35,6 @@ def extract(name: str, sides: str = "both") -> None:
     import torch
 
     from core.catalogue.manifest import read_manifest
-    from core.engine.framing import box_distance
     from core.engine.search import Engine
     from core.evaluation.protocol import manifest_photo
 
@@ -56,7 +55,7 @@ def extract(name: str, sides: str = "both") -> None:
     for i, row in enumerate(rows):
         f = engine.photo_features(manifest_photo(manifest.parent, row))
         order = np.argsort(-f.scores, kind="stable")
-        keep = order[box_distance(f.keypoints[order], f.image_size) < INNER][:n_query]
+        keep = order[central(f, CENTRED)[order]][:n_query]
         desc[i, : len(keep)], valid[i, : len(keep)] = f.descriptors[keep], True
         banked[i, : min(n_bank, len(f))] = (f.descriptors[keep[:n_bank]] if sides == "both" else f.descriptors[order])[
             :n_bank
@@ -79,7 +78,7 @@ def extract(name: str, sides: str = "both") -> None:
 def main() -> None:
     figures: dict[str, dict[str, list]] = {}
     for name in policy_offline.SETS:
-        plain, aside = spatial_offline.catalogues(name, "centre of both", INNER)
+        plain, aside = spatial_offline.catalogues(name, "centre of both", CENTRED.inner)
         figures[name] = {}
         for label, sims in (
             ("every keypoint votes", aside.sims),
