@@ -31,7 +31,8 @@ Region = tuple[float, float, float, float]
 class ZoomConf:
     """When and how to zoom. The gate's defaults were chosen by cross-validation over identity folds on both
     shared sets (README, issue 14): neither the region's size nor the pixels gained predicted a better answer,
-    the first pass's doubt did."""
+    the first pass's doubt did. Since edge matches are set aside (core.engine.framing) the zoomed answer is kept only
+    when it is at least as sure as the first: kept always, it lost more turtle answers than it won."""
 
     candidates: int = 3  # best-ranked candidates whose matches point to the animal
     min_confidence: float = 0.2  # matches at least this confident count as pointing to it
@@ -42,6 +43,7 @@ class ZoomConf:
     max_area: float = 1.0  # zoom only when the region covers less than this share of the image (1: not all) ...
     min_gain: float = 0.0  # ... and the zoomed crop has this many times the region's working pixels (linear) ...
     confident: float = 0.8  # ... and the first pass's best probability is below this (above 1: always)
+    only_if_surer: bool = True  # the zoomed answer replaces the first only when its best probability is as high
 
     def __post_init__(self) -> None:
         if self.candidates < 1 or self.min_points < 1:

@@ -107,6 +107,15 @@ class SearchOutcome:
     shortlist: Shortlist | None = None  # what the shortlist chose, when one was used
     views: list[Features] = dataclasses.field(default_factory=list)  # the query features matched (search_photo)
     zoom: Zoom | None = None  # where search_photo zoomed to, when it did
+    declined_zoom: Identification | None = None  # a zoomed pass less sure than the first, which stands
+
+    def zoom_passes(self) -> tuple[Identification | None, Identification | None]:
+        """(first pass, zoomed pass) of a search that zoomed, whichever it kept; (None, None) if it did not zoom."""
+        if self.zoom is not None:
+            return self.zoom.first, self.identification
+        if self.declined_zoom is not None:
+            return self.identification, self.declined_zoom
+        return None, None
 
 
 @dataclass(frozen=True)
@@ -459,6 +468,8 @@ class Engine:
         volunteer's ``crop`` already says where the animal is (and a corrected region comes back as one), so
         a cropped photo is never zoomed. The zoomed outcome's match results carry their query keypoints in the
         as-given working frame, like an unzoomed one's; its ``views`` are the zoomed features actually matched.
+        A zoomed pass less sure than the first (``ZoomConf.only_if_surer``) leaves the first answer standing, with
+        the zoomed ranking in ``declined_zoom``.
         """
         views = self.query_views(source, sha256, crop, rotation)
         first = self.search(views, index, top_k, method, exclude, shortlist, progress)
@@ -478,6 +489,9 @@ class Engine:
         except NoKeypointsError:  # a region too small or too plain to compare: the first answer stands
             return first
         outcome = self.search(zoomed, index, top_k, method, exclude, shortlist, progress)
+        if conf.only_if_surer and outcome.identification.best_probability < best:
+            first.declined_zoom = outcome.identification
+            return first
         zoom_info = Zoom(region, frame, zoomed[0].image_size, first.identification)
         results = {i: zoom_info.to_frame(r) for i, r in outcome.results.items()}
         for candidate in outcome.identification.candidates:

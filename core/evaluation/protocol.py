@@ -123,9 +123,11 @@ class QueryOutcome:
     seconds: float
     true_score: float | None = None  # exhaustive search: z-score of the right individual (known queries)
     best_other_score: float | None = None  # ... and of the best-scoring wrong one
-    #: Where the search zoomed to the animal (core.engine.localise), its first pass: what the zoom changed.
+    #: Where the search zoomed to the animal (core.engine.localise), both passes, whichever answer it kept.
     first_pass_ranking: list[str] | None = None
     first_pass_probability: float | None = None
+    zoomed_ranking: list[str] | None = None
+    zoomed_probability: float | None = None
 
 
 @dataclass
@@ -268,7 +270,7 @@ def evaluate(
         extracted = time.perf_counter()
         # The app's search, zoomed to the animal where the engine would (core.engine.localise).
         outcome = engine.search_photo(photo.path, photo.sha256, searched_index, method=methods[0], shortlist=shortlist)
-        deployed, first = outcome.identification, (outcome.zoom.first if outcome.zoom else None)
+        deployed, (first, zoomed) = outcome.identification, outcome.zoom_passes()
         search_latencies.append(time.perf_counter() - start)
         searched.add(deployed, row.identity, is_novel)
         extraction.append(extracted - start)
@@ -297,6 +299,8 @@ def evaluate(
                 max(others) if others else None,
                 first.ranking[:5] if first else None,
                 first.best_probability if first else None,
+                zoomed.ranking[:5] if zoomed else None,
+                zoomed.best_probability if zoomed else None,
             )
         )
         if progress:
@@ -313,6 +317,8 @@ def evaluate(
         "scoring": asdict(engine.scoring),
         "device": str(engine.device),
         "turns": list(engine.turns),
+        "zoom": asdict(engine.zoom) if engine.zoom else None,
+        "frame": engine.frame.tag if engine.frame else None,
         "prior": dict(engine.prior.source, signature=engine.prior.signature) if engine.prior else None,
         "shortlist": str(shortlist) if shortlist is not None else "the engine's default for the device",
         "split": {

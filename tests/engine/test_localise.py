@@ -153,7 +153,7 @@ def zooming(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         device="cpu",
         cache_dir=tmp_path_factory.mktemp("zoom"),
         turns="none",
-        zoom=ZoomConf(confident=2.0),  # whatever the first pass says
+        zoom=ZoomConf(confident=2.0, only_if_surer=False),  # whatever the first pass says, and keeps what it finds
     )
     return engine, engine.build_index(photos), query, sha256_hex(query.read_bytes())
 
@@ -190,6 +190,32 @@ def test_a_distant_turtle_is_searched_again_on_its_head_at_the_photos_own_resolu
         points_to_frame(outcome.views[0].keypoints[best.match.idx0], zoom.region, zoom.zoomed_size, zoom.frame_size),
         atol=1e-3,
     )
+
+
+def test_the_zoomed_answer_replaces_the_first_only_when_it_is_surer(zooming, data_dir: Path) -> None:
+    engine, index, far_query, _ = zooming
+    surer = ZoomConf(confident=2.0)  # the app's rule: the zoomed pass must be at least as sure as the first
+    for query, expect_kept in ((far_query, False), (data_dir / ANIMALS["turtle-on-sand"][0], True)):
+        sha = sha256_hex(query.read_bytes())
+        always = engine.search_photo(query, sha, index, shortlist=False)  # zooms and keeps the zoomed answer
+        assert always.zoom is not None
+        first, zoomed = always.zoom.first, always.identification
+        assert (zoomed.best_probability >= first.best_probability) is expect_kept
+        outcome = engine.search_photo(query, sha, index, shortlist=False, zoom=surer)
+        assert outcome.identification.best_probability == pytest.approx(
+            max(first.best_probability, zoomed.best_probability)
+        )
+        passes = outcome.zoom_passes()
+        assert [p.ranking for p in passes] == [first.ranking, zoomed.ranking]  # both passes stay on record
+        if expect_kept:  # the distant turtle on sand: wrong at first, right and surer zoomed
+            assert outcome.zoom is not None and outcome.declined_zoom is None
+            assert first.ranking[0] == "t015" and outcome.identification.ranking[0] == "t014"
+        else:  # the head-on turtle: the zoomed pass doubts more, so the whole photo's answer and matches stand
+            assert outcome.zoom is None and outcome.declined_zoom is not None
+            assert outcome.identification.ranking == first.ranking
+            whole = engine.query_views(query, sha)[0]
+            assert outcome.views[0].image_size == whole.image_size
+            np.testing.assert_array_equal(outcome.views[0].keypoints, whole.keypoints)
 
 
 def test_a_volunteers_crop_is_never_zoomed(zooming) -> None:

@@ -214,10 +214,19 @@ def test_queries_are_compared_with_their_own_side_and_folds_summarised(data_dir:
     zooming = Engine(
         "sift", {"max_side": 256}, device="cpu", cache_dir=tmp_path, zoom=ZoomConf(confident=1.1, min_points=1)
     )
-    zoomed = evaluate(rows, root, zooming, ("confident",), split=split, exhaustive=False).queries_detail
+    zoomed_report = evaluate(rows, root, zooming, ("confident",), split=split, exhaustive=False)
+    assert zoomed_report.settings["zoom"]["only_if_surer"] is True and report.settings["zoom"] is None
+    zoomed = zoomed_report.queries_detail
     firsts = [q for q in zoomed if q.first_pass_ranking is not None]  # what the zoom changed stays in the report
     assert firsts and all(q.first_pass_probability is not None for q in firsts)
     assert all(0.0 <= q.first_pass_probability <= 1.0 and len(q.first_pass_ranking) <= 5 for q in firsts)
+    assert all(q.zoomed_ranking is not None and q.zoomed_probability is not None for q in firsts)
+    assert all(q.zoomed_ranking is None for q in zoomed if q.first_pass_ranking is None)
+    # The zoomed answer was kept only where it was at least as sure (ZoomConf.only_if_surer).
+    for q in firsts:
+        assert q.best_probability == pytest.approx(max(q.first_pass_probability, q.zoomed_probability))
+        kept = q.zoomed_ranking if q.zoomed_probability >= q.first_pass_probability else q.first_pass_ranking
+        assert q.ranking == kept
     every_side = evaluate(rows, root, engine, ("confident",), split=split, exhaustive=False, sides=False)
     assert every_side.settings["split"]["novel_queries"] == len([r for r in split.queries if r.identity in split.novel])
 
