@@ -1,6 +1,6 @@
 """Offline (not part of the app): which of a zoomed search's two answers to keep, replayed from fold reports that
-recorded both passes (``QueryOutcome.first_pass_*`` and, from 4 Dec, ``zoomed_*``; before that a zoomed query's
-``ranking`` is its zoomed pass). Rules: keep the zoomed answer always (the GPU default until 4 Dec), never zoom,
+recorded both passes (``QueryOutcome.first_pass_*`` and, from 3 Dec night, ``zoomed_*``; before that a zoomed query's
+``ranking`` is its zoomed pass). Rules: keep the zoomed answer always (the GPU default until 3 Dec night), never zoom,
 keep the surer of the two (``ZoomConf.only_if_surer``), or zoom only below a lower gate on the first pass's best
 probability. The rule is chosen as every "Unseen animals" rule is, by the summed top-1 and novelty AUROC of both
 sets, with each nyala fold held out in turn (the turtles have one fold at the GPU defaults, always in the choice).
