@@ -48,6 +48,7 @@ SCHEDULES = {
 }
 STOPS = (0.5, 0.7, 0.9)
 PAIR_BUDGET = 14  # mean pairs a search may cost: about 5 s on two cores at 0.36 s a pair
+NEW_PRIOR = 0.5  # ScoringConf.new_prior (new_prior_offline.py varies it)
 
 
 def extract(name: str, manifest: Path) -> None:
@@ -174,7 +175,7 @@ def replay(cat, query, gallery, prior, schedule, stop, voted=None, individual_sc
             photos.setdefault(cat.ids[gallery[p]], []).append((cat.strong[query, gallery[p]] - mean) / spread)
         best = {k: individual_score(np.sort(v)[::-1]) for k, v in photos.items()}
         ranking = sorted(best, key=lambda k: (-best[k], k))
-        probs, p_new = identity_probabilities(calibrator.log_likelihood_ratio([best[k] for k in ranking]))
+        probs, p_new = identity_probabilities(calibrator.log_likelihood_ratio([best[k] for k in ranking]), NEW_PRIOR)
         return ranking, probs, p_new
 
     if schedule is None:
