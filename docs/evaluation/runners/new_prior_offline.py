@@ -27,15 +27,6 @@ PRIORS = (0.5, 0.4, 0.3, 0.2, 0.1)
 SHIPPED = ("centre of both", 0.75)  # core.engine.framing's rule on the CPU preset
 
 
-def small_galleries(plain, aside, draws: int) -> dict[str, dict[str, float]]:
-    pooled: dict = {s: {"known_first": [], "known_sure": [], "unseen_new": []} for s in sgo.SEARCHES}
-    for draw in range(draws):
-        for search, lists in sgo.draw_outcomes(aside, draw, sgo.TWO_BEST, True, plain).items():
-            for k, v in lists.items():
-                pooled[search][k] += v
-    return {s: {k: round(float(np.mean(v)), 3) for k, v in lists.items()} for s, lists in pooled.items()}
-
-
 def folds(plain, aside) -> dict[str, dict[str, float]]:
     per_fold = exposure_offline.all_folds(aside, plain)
     return {s: {k: round(float(np.mean([f[s][k] for f in per_fold])), 3) for k in per_fold[0][s]} for s in per_fold[0]}
@@ -51,7 +42,7 @@ def main(draws: int) -> None:
         for prior in PRIORS:
             policy_offline.NEW_PRIOR = prior
             table[name][str(prior)] = {
-                "small galleries": small_galleries(plain, aside, draws),
+                "small galleries": sgo.rates(sgo.pooled_outcomes(aside, draws, sgo.TWO_BEST, True, plain)),
                 "folds": folds(plain, aside),
             }
             print(name, prior, json.dumps(table[name][str(prior)]["small galleries"]["rounds"]), file=sys.stderr)

@@ -53,6 +53,21 @@ def draw_outcomes(cat, draw: int, rule, sides: bool = True, prior_of=None) -> di
     return out
 
 
+def pooled_outcomes(cat, draws: int, rule, sides: bool = True, prior_of=None) -> dict[str, dict[str, list]]:
+    """Every draw's :func:`draw_outcomes` put together, per search."""
+    pooled: dict[str, dict[str, list]] = {s: {"known_first": [], "known_sure": [], "unseen_new": []} for s in SEARCHES}
+    for draw in range(draws):
+        for s, lists in draw_outcomes(cat, draw, rule, sides, prior_of).items():
+            for k, v in lists.items():
+                pooled[s][k] += v
+    return pooled
+
+
+def rates(pooled: dict[str, dict[str, list]]) -> dict[str, dict[str, float]]:
+    """Each search's share of known queries right first, right and sure, and of unseen ones called new."""
+    return {s: {k: round(float(np.mean(v)), 3) for k, v in lists.items()} for s, lists in pooled.items()}
+
+
 def main(draws: int, variants: dict, exposure: bool = False) -> None:
     """``variants``: label -> (rule, sides); ``exposure``: each variant on ``exposure_offline.py``'s matches, without
     and with shared exposures set aside in searches (the prior's pairs as matched)."""
@@ -70,15 +85,10 @@ def main(draws: int, variants: dict, exposure: bool = False) -> None:
         per_rule = {}
         for (label, (rule, sides)), (suffix, (cat, prior_of)) in itertools.product(variants.items(), cats.items()):
             label += suffix
-            pooled = {s: {"known_first": [], "known_sure": [], "unseen_new": []} for s in SEARCHES}
-            for draw in range(draws):
-                for s, lists in draw_outcomes(cat, draw, rule, sides, prior_of).items():
-                    for k, v in lists.items():
-                        pooled[s][k] += v
+            pooled = pooled_outcomes(cat, draws, rule, sides, prior_of)
             per_rule[label] = {
-                s: {k: round(float(np.mean(v)), 3) for k, v in lists.items()}
-                | {"known": len(lists["known_first"]), "unseen": len(lists["unseen_new"])}
-                for s, lists in pooled.items()
+                s: r | {"known": len(pooled[s]["known_first"]), "unseen": len(pooled[s]["unseen_new"])}
+                for s, r in rates(pooled).items()
             }
         report["sets"][name] = per_rule
     print(json.dumps(report, indent=1))

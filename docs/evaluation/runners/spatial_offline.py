@@ -68,14 +68,8 @@ def small(draws: int) -> None:
         report["sets"][name] = {}
         for kind, a in (("none", 0.0), ("centre of both", 0.75)):
             plain, aside = catalogues(name, kind, a)
-            pooled: dict = {s: {"known_first": [], "known_sure": [], "unseen_new": []} for s in sgo.SEARCHES}
-            for draw in range(draws):
-                for search, lists in sgo.draw_outcomes(aside, draw, sgo.TWO_BEST, True, plain).items():
-                    for k, v in lists.items():
-                        pooled[search][k] += v
-            report["sets"][name][kind if kind == "none" else f"{kind} {a:g}"] = {
-                s: {k: round(float(np.mean(v)), 3) for k, v in lists.items()} for s, lists in pooled.items()
-            }
+            pooled = sgo.pooled_outcomes(aside, draws, sgo.TWO_BEST, True, plain)
+            report["sets"][name][kind if kind == "none" else f"{kind} {a:g}"] = sgo.rates(pooled)
     print(json.dumps(report, indent=1))
 
 

@@ -33,14 +33,8 @@ def answer(query: dict, rule: str, gate: float) -> tuple[list[str], float]:
     if query.get("first_pass_ranking") is None:  # the search did not zoom
         return query["ranking"], query["best_probability"]
     first = query["first_pass_ranking"], query["first_pass_probability"]
-    zoomed = (
-        (query["zoomed_ranking"], query["zoomed_probability"])
-        if "zoomed_ranking" in query
-        else (
-            query["ranking"],
-            query["best_probability"],
-        )
-    )
+    # Reports from before 3 Dec night have no zoomed_*: their answer was the zoomed one.
+    zoomed = query.get("zoomed_ranking", query["ranking"]), query.get("zoomed_probability", query["best_probability"])
     if rule == "zoomed":
         return zoomed
     if rule == "never":
